@@ -1,0 +1,37 @@
+# ParamLens: `make demo` and `make test` work on a fresh machine with nothing but Python 3.10+.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test install browser benchmarks clean
+
+demo: $(STAMP)
+	$(BIN)/paramlens demo
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+install: $(STAMP)
+
+# torch first, pinned: the CPU wheel; an unpinned torch would pull the CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test,hf]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Headless Chromium renders the HTML report in the tests (Debian's chromium package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found and cannot install it: the report rendering test will be skipped"; fi; }
+
+benchmarks: $(STAMP)
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

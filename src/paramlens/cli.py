@@ -1,0 +1,133 @@
+"""The ``paramlens`` command: a thin layer over the library's functions.
+
+Errors from bad input print as one line on stderr and exit with status 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from paramlens.errors import ParamLensError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ParamLens: parameter-space interpretability for PyTorch.")
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the run folder."),
+    seed: int = typer.Option(0, help="Seed for every model and batch."),
+    quick: bool = typer.Option(False, help="Tiny configs that finish in seconds (for smoke tests)."),
+) -> None:
+    """Train the built-in toy models, run every analysis on them and write an HTML report."""
+    from paramlens.demo import run_demo
+
+    run_demo(out_dir, seed=seed, quick=quick)
+
+
+class ToyKind(str, Enum):
+    tms = "tms"
+    residual_mlp = "residual_mlp"
+    cross_layer = "cross_layer"
+
+
+@app.command("train-toy")
+def train_toy(
+    kind: ToyKind = typer.Argument(..., help="Which toy model."),
+    features: Optional[int] = typer.Option(None, help="Number of sparse input features."),
+    hidden: Optional[int] = typer.Option(None, help="TMS hidden width."),
+    layers: Optional[int] = typer.Option(None, help="Residual MLP layers (1-3)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps."),
+    identity: bool = typer.Option(False, help="TMS with a hidden identity layer."),
+    seed: int = typer.Option(0),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
+) -> None:
+    """Train a toy model with known mechanisms and save it to a run folder."""
+    from paramlens.core.runs import load_config, new_run_dir, save_config
+    from paramlens.models.toy import ZOO, save_model
+
+    entry = ZOO[kind.value]
+    if resume is not None:
+        folder, cfg = resume, load_config(resume, entry.config)
+    else:
+        given = {"n_features": features, "n_hidden": hidden, "n_layers": layers, "n_steps": steps, "seed": seed}
+        if identity:
+            given["hidden_identity"] = True
+        fields = entry.config.model_fields
+        unknown = [k for k, v in given.items() if v is not None and k not in fields]
+        if unknown:
+            raise ParamLensError(f"{kind.value} has no option {', '.join(unknown)}")
+        try:
+            cfg = entry.config(**{k: v for k, v in given.items() if v is not None})
+        except ValueError as e:
+            raise ParamLensError(f"invalid {kind.value} settings: {e}") from None
+        folder = new_run_dir(out_dir, kind.value)
+    save_config(folder, cfg)
+    err.print(f"training {kind.value} -> {folder}")
+    model, history = entry.train(cfg, folder=folder, resume=resume is not None)
+    save_model(folder, model, cfg)
+    out.print(f"final loss {history[-1]['loss']:.4g}; saved to {folder}")
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List every tensor in a file: name, shape, dtype and value statistics."""
+    from paramlens.core.loading import inspect as inspect_file
+
+    found = inspect_file(path, trust_code=trust_code)
+    if as_json:
+        out.print_json(json.dumps({"path": str(found.path), "format": found.format, "note": found.note,
+                                   "parameters": found.n_parameters, "tensors": found.rows}))
+        return
+    table = Table(title=f"{found.path} ({found.format}): {len(found.rows)} tensors, {found.n_parameters:,} values")
+    widest = max((len(r["name"]) for r in found.rows), default=4)
+    table.add_column("name", min_width=min(widest, 60), overflow="fold")
+    for col in ("shape", "dtype", "mean", "std", "min", "max", "nonfinite"):
+        table.add_column(col, justify="left" if col == "dtype" else "right")
+    for r in found.rows:
+        table.add_row(r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"],
+                      *(f"{r[k]:.4g}" if k in r else "" for k in ("mean", "std", "min", "max")),
+                      str(r.get("nonfinite", "")))
+    out.print(table)
+    if found.note:
+        err.print(f"note: {found.note}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning ParamLens errors into one line and exit status 1."""
+    try:
+        code = app(standalone_mode=False)
+    except ParamLensError as e:
+        if _state["debug"]:
+            raise
+        err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""Core primitives every method stands on: weight targets, safe loading, data, run folders."""

@@ -1,0 +1,215 @@
+"""Target weight matrices of any ``nn.Module`` and forward passes with some of them substituted.
+
+Every method in ParamLens stands on two calls:
+
+- :func:`select` picks weight matrices by glob patterns over module names and returns :class:`Target`
+  objects. Each target sees its weight as a ``(d_out, d_in)`` matrix whatever the module stores:
+
+  ==============================  ======================  ============================================
+  module                          stored ``weight``       matrix ``(d_out, d_in)``
+  ==============================  ======================  ============================================
+  ``nn.Linear``                   ``(out, in)``           the weight itself
+  ``nn.Embedding``                ``(vocab, dim)``        ``weight.T``: maps a one-hot token to a row
+  GPT-2 ``Conv1D`` (transformers) ``(in, out)``           ``weight.T``
+  ``nn.Bilinear``                 ``(out, in1, in2)``     ``(out, in1 * in2)``: acts on ``x1 (x) x2``
+  ==============================  ======================  ============================================
+
+- :func:`run_with` runs the model with any subset of targets replaced by other ``(d_out, d_in)`` tensors
+  (a sum of components, a masked or perturbed copy), or by a batch of per-example matrices
+  ``(batch, d_out, d_in)``, through :func:`torch.func.functional_call`. The module is never edited or
+  copied, and gradients flow into the replacement tensors.
+
+Weights tied between modules (an embedding shared with an unembedding) stay tied: replacing one replaces
+both uses, as in :func:`torch.func.functional_call`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+
+from paramlens.errors import ParamLensError
+
+SUPPORTED = "nn.Linear, nn.Embedding, GPT-2 Conv1D, nn.Bilinear"
+
+
+def _kind(module: nn.Module) -> str | None:
+    """The storage convention of ``module``'s weight, or None for a module ParamLens cannot target."""
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    if isinstance(module, nn.Bilinear):
+        return "bilinear"
+    weight = getattr(module, "weight", None)
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and isinstance(weight, Tensor):
+        return "conv1d"
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One weight matrix of a model, seen as ``(d_out, d_in)``.
+
+    Attributes:
+        name: module path in the model, e.g. ``"blocks.0.mlp.W_in"``.
+        kind: storage convention: ``"linear"``, ``"embedding"``, ``"conv1d"`` or ``"bilinear"``.
+        stored_shape: shape of the module's own ``weight`` parameter.
+    """
+
+    name: str
+    kind: str
+    stored_shape: tuple[int, ...]
+
+    @property
+    def param_name(self) -> str:
+        """Full parameter name for ``state_dict`` and ``functional_call``."""
+        return f"{self.name}.weight" if self.name else "weight"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(d_out, d_in)`` of the matrix view."""
+        s = self.stored_shape
+        if self.kind == "linear":
+            return (s[0], s[1])
+        if self.kind in ("embedding", "conv1d"):
+            return (s[1], s[0])
+        return (s[0], s[1] * s[2])
+
+    def to_matrix(self, stored: Tensor) -> Tensor:
+        """Stored weight ``(..., *stored_shape)`` -> matrix ``(..., d_out, d_in)`` (a view where possible)."""
+        if self.kind == "linear":
+            return stored
+        if self.kind in ("embedding", "conv1d"):
+            return stored.transpose(-1, -2)
+        return stored.flatten(-2)
+
+    def to_stored(self, matrix: Tensor) -> Tensor:
+        """Matrix ``(..., d_out, d_in)`` -> the module's storage layout ``(..., *stored_shape)``.
+
+        The result is contiguous, as the module's own weight is, so a forward pass with it gives the same
+        bits as a module that holds this matrix (matmul kernels round differently on transposed memory).
+        """
+        if self.kind == "linear":
+            stored = matrix
+        elif self.kind in ("embedding", "conv1d"):
+            stored = matrix.transpose(-1, -2)
+        else:
+            stored = matrix.unflatten(-1, self.stored_shape[1:])
+        return stored.contiguous()
+
+    def matrix(self, model: nn.Module) -> Tensor:
+        """The current ``(d_out, d_in)`` matrix of this target in ``model`` (shares memory with it)."""
+        return self.to_matrix(model.get_submodule(self.name).weight)
+
+
+def select(model: nn.Module, patterns: str | Sequence[str]) -> list[Target]:
+    """Targets of ``model`` whose module names match any of the glob ``patterns``, in module order.
+
+    ``"*"`` matches across dots (``"blocks.*.mlp.*"``); ``"?"`` and ``[seq]`` work as in :mod:`fnmatch`.
+    A pattern with no wildcard must name a supported module; a pattern with wildcards skips modules
+    that hold no weight matrix (containers, norms, activations).
+
+    Raises:
+        ParamLensError: a pattern matches no supported module, or names an unsupported module.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        raise ParamLensError("no target patterns given; pass module names or globs such as 'layers.*.mlp.*'")
+    modules = dict(model.named_modules())
+    chosen: dict[str, Target] = {}
+    for pattern in patterns:
+        wildcard = any(ch in pattern for ch in "*?[")
+        if not wildcard and pattern in modules and _kind(modules[pattern]) is None:
+            kind = type(modules[pattern]).__name__
+            raise ParamLensError(
+                f"module '{pattern}' is a {kind}, which holds no weight matrix ParamLens can target "
+                f"({SUPPORTED}); select its sub-modules instead, e.g. '{pattern}.*'"
+            )
+        hits = [n for n, m in modules.items() if fnmatch.fnmatchcase(n, pattern) and _kind(m) is not None]
+        if not hits:
+            available = [n for n, m in modules.items() if _kind(m) is not None]
+            shown = ", ".join(available[:12]) + (" ..." if len(available) > 12 else "")
+            raise ParamLensError(
+                f"target pattern '{pattern}' matches no weight layer of {type(model).__name__}; "
+                f"layers that can be targeted: {shown or 'none'}"
+            )
+        for name in hits:
+            module = modules[name]
+            chosen[name] = Target(name, _kind(module), tuple(module.weight.shape))
+    order = {n: i for i, n in enumerate(modules)}
+    return sorted(chosen.values(), key=lambda t: order[t.name])
+
+
+def matrices(model: nn.Module, targets: Iterable[Target]) -> dict[str, Tensor]:
+    """``{target name: (d_out, d_in) matrix}`` of the model's current weights."""
+    return {t.name: t.matrix(model) for t in targets}
+
+
+def _resolve(model: nn.Module, replacements: Mapping[Target | str, Tensor], batched: bool) -> dict[str, Tensor]:
+    """Replacement matrices -> ``{parameter name: stored-layout tensor}``, with shapes checked."""
+    params: dict[str, Tensor] = {}
+    for key, value in replacements.items():
+        target = key if isinstance(key, Target) else select(model, key)[0]
+        if isinstance(key, str) and target.name != key:
+            raise ParamLensError(f"replacement key '{key}' must be a module name, not a pattern")
+        expected = target.shape
+        got = tuple(value.shape)
+        ok = got[-2:] == expected and len(got) == (3 if batched else 2)
+        if not ok:
+            want = f"(batch, {expected[0]}, {expected[1]})" if batched else f"{expected}"
+            raise ParamLensError(
+                f"replacement for '{target.name}' has shape {got}; expected {want} as (d_out, d_in)"
+                + ("" if batched else "; pass batched=True for per-example weights")
+            )
+        params[target.param_name] = target.to_stored(value)
+    return params
+
+
+def run_with(
+    model: nn.Module,
+    replacements: Mapping[Target | str, Tensor],
+    *args: Any,
+    batched: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Run ``model(*args, **kwargs)`` with target weights replaced, without touching the module.
+
+    Args:
+        model: any module.
+        replacements: ``{target or module name: matrix}``; each matrix is ``(d_out, d_in)``, or
+            ``(batch, d_out, d_in)`` with ``batched=True``. Targets not named keep their weights.
+        batched: per-example weights: example ``b`` of every tensor argument whose first dimension is
+            ``batch`` runs with matrix ``b``. Uses :func:`torch.func.vmap`, so the forward must be free of
+            in-place updates to its inputs and of data-dependent Python control flow.
+
+    Returns:
+        Whatever the model returns.
+    """
+    params = _resolve(model, replacements, batched)
+    if not batched:
+        return torch.func.functional_call(model, params, args, kwargs)
+    sizes = {v.shape[0] for v in params.values()}
+    if len(sizes) != 1:
+        raise ParamLensError(f"batched replacements disagree on the batch size: {sorted(sizes)}")
+    (size,) = sizes
+    flat, spec = pytree.tree_flatten((args, kwargs))
+    mapped = [isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == size for x in flat]
+    if not any(mapped):
+        raise ParamLensError(f"batched=True needs at least one input whose first dimension is {size}")
+
+    def one_example(p: dict[str, Tensor], *leaves: Any) -> Any:
+        leaves = [x.unsqueeze(0) if m else x for x, m in zip(leaves, mapped)]
+        a, kw = pytree.tree_unflatten(leaves, spec)
+        out = torch.func.functional_call(model, p, a, kw)
+        return pytree.tree_map(lambda t: t.squeeze(0) if isinstance(t, Tensor) else t, out)
+
+    in_dims = (0, *[0 if m else None for m in mapped])
+    return torch.func.vmap(one_example, in_dims=in_dims)(params, *flat)

@@ -1,0 +1,141 @@
+"""``paramlens demo``: train the built-in toy models, run every analysis on them, write one HTML report.
+
+Each model gets a section with its ground truth read off the weights, its training curve and its score
+against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from paramlens.core.runs import new_run_dir
+from paramlens.core.weights import run_with
+from paramlens.models.toy import ZOO, save_model
+from paramlens.models.toy.cross_layer import CrossLayerConfig, layer_shares
+from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, residual_loss
+from paramlens.models.toy.tms import TMS, TMSConfig
+from paramlens.report import Section, write_report
+from paramlens.report import plots
+
+
+@dataclass
+class Trained:
+    name: str
+    model: nn.Module
+    history: list[dict[str, float]]
+
+
+def demo_models(quick: bool, seed: int) -> dict[str, Any]:
+    """The demo's model configs; ``quick`` shrinks every one to a few seconds of training (tests)."""
+    tiny = {"n_steps": 300, "batch_size": 256} if quick else {}
+    small_resid = {"n_features": 20, "d_embed": 100, "d_mlp": 10} if quick else {}
+    return {
+        "tms_5_2": TMSConfig(seed=seed, **tiny),
+        "tms_40_10": TMSConfig(n_features=40, n_hidden=10, seed=seed, **tiny),
+        "tms_5_2_identity": TMSConfig(hidden_identity=True, seed=seed, **tiny),
+        "residual_mlp_1layer": ResidualMLPConfig(seed=seed, **tiny, **small_resid),
+        "cross_layer": CrossLayerConfig(seed=seed, **tiny, **small_resid),
+    }
+
+
+def _loss_curve(folder: Path, t: Trained, baseline: float) -> str:
+    points = [(h["step"], h["loss"]) for h in t.history]
+    end = t.history[-1]["step"]
+    return plots.curves(folder / f"{t.name}_loss.png", {"trained": points, "baseline": [(0, baseline), (end, baseline)]},
+                        f"{t.name}: training loss", "MSE")
+
+
+def tms_section(folder: Path, t: Trained) -> tuple[Section, dict[str, Any]]:
+    model: TMS = t.model
+    cfg = model.cfg
+    W = model.linear1.weight.detach()
+    gen = torch.Generator().manual_seed(12345)
+    x = model.source().sample(20000, gen)
+    with torch.no_grad():
+        loss = float((model(x) - x).pow(2).mean())
+    zero = float(x.pow(2).mean())  # the all-zero output
+    figs = [(_loss_curve(folder, t, zero), "training loss; dashed: predicting 0")]
+    if cfg.n_hidden == 2:
+        figs.append((plots.columns_2d(folder / f"{t.name}_features.png", W, "feature directions (columns of W)"),
+                     "each feature's column of W in the 2-d hidden space"))
+    figs.append((plots.heatmap(folder / f"{t.name}_wtw.png", W.T @ W, "W^T W", "feature", "feature"),
+                 "W^T W: diagonal = feature norms, off-diagonal = interference"))
+    gt = model.ground_truth()
+    represented = int(model.represented().sum())
+    section = Section(
+        title=f"TMS {cfg.n_features}-{cfg.n_hidden}" + (" + identity" if cfg.hidden_identity else ""),
+        text=f"Ground truth: {gt.description}. {represented} of {cfg.n_features} features are represented "
+        f"(column norm > 0.5).",
+        figures=figs,
+    )
+    row = {"model": section.title, "parameters": sum(p.numel() for p in model.parameters()), "loss": loss,
+           "baseline": zero, "loss / baseline": loss / zero, "check": f"{represented}/{cfg.n_features} features"}
+    return section, row
+
+
+def residual_section(folder: Path, t: Trained) -> tuple[Section, dict[str, Any]]:
+    model: ResidualMLP = t.model
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(12345)
+    x = model.source().sample(20000, gen)
+    no_mlp = {f"layers.{k}.mlp_out": torch.zeros_like(layer.mlp_out.weight) for k, layer in enumerate(model.layers)}
+    with torch.no_grad():
+        loss = float(residual_loss(model, x))
+        baseline = float(residual_loss(lambda inp: run_with(model, no_mlp, inp), x))
+    errors = model.feature_errors()
+    figs = [
+        (_loss_curve(folder, t, baseline), "training loss; dashed: the same model with its MLPs ablated"),
+        (plots.bars(folder / f"{t.name}_feature_error.png", errors, "per-feature error, y = x + ReLU(x)",
+                    "feature", "MSE", reference=1 / 6),
+         "error with one feature active; dashed: no MLP (1/6)"),
+    ]
+    check = f"{int((errors < 1 / 6).sum())}/{cfg.n_features} features beat no-MLP"
+    if cfg.n_layers > 1:
+        shares = layer_shares(model)
+        split = int(((shares > 0.1).all(dim=1)).sum())
+        figs.append((plots.stacked_shares(folder / f"{t.name}_shares.png", shares,
+                                          "share of each feature's output per layer",
+                                          [f"layer {k}" for k in range(cfg.n_layers)]),
+                     "how each feature's ReLU is divided between the layers"))
+        check += f"; {split} split across layers"
+    title = "Cross-layer MLP" if cfg.kind == "cross_layer" else f"Residual MLP, {cfg.n_layers} layer(s)"
+    section = Section(
+        title=title,
+        text=f"{cfg.n_features} features in a {cfg.d_embed}-d residual stream, {cfg.d_mlp} ReLU neurons. "
+        f"Ground truth: {model.ground_truth().description}.",
+        figures=figs,
+    )
+    row = {"model": title, "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+           "loss": loss, "baseline": baseline, "loss / baseline": loss / baseline, "check": check}
+    return section, row
+
+
+SECTIONS: dict[str, Callable[[Path, Trained], tuple[Section, dict[str, Any]]]] = {
+    "tms": tms_section,
+    "residual_mlp": residual_section,
+    "cross_layer": residual_section,
+}
+
+
+def run_demo(root: str | Path = "runs", *, seed: int = 0, quick: bool = False, progress: bool = True) -> Path:
+    """Train the zoo, analyse it, write ``index.html``; returns the run folder."""
+    console = Console(stderr=True, quiet=not progress)
+    folder = new_run_dir(root, "demo")
+    console.print(f"[bold]ParamLens demo[/] -> {folder}")
+    sections, summary = [], []
+    for name, cfg in demo_models(quick, seed).items():
+        console.print(f"  training {name}")
+        model, history = ZOO[cfg.kind].train(cfg, folder=folder / "models" / name, progress=progress)
+        save_model(folder / "models" / name, model, cfg)
+        section, row = SECTIONS[cfg.kind](folder, Trained(name, model, history))
+        sections.append(section)
+        summary.append(row)
+    index = write_report(folder, "ParamLens demo: toy models with known mechanisms", summary, sections)
+    console.print(f"[green]report:[/] {index}")
+    return folder

@@ -1,0 +1,1 @@
+"""Model zoo: models whose mechanisms are known, for scoring ParamLens methods against ground truth."""
