@@ -11,7 +11,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -116,18 +115,11 @@ def inspect(
 
 
 def main() -> None:
-    """Entry point: run the app, turning ParamLens errors into one line and exit status 1."""
+    """Entry point: usage errors exit 2 (typer), ParamLens errors print one line and exit 1."""
     try:
-        code = app(standalone_mode=False)
+        app()
     except ParamLensError as e:
         if _state["debug"]:
             raise
         err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)

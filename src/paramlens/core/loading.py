@@ -95,8 +95,8 @@ def check_all_finite(tensors: dict[str, Tensor], source: str | Path) -> None:
             if bad:
                 raise ParamLensError(
                     f"{source}: tensor '{name}' {tuple(t.shape)} has {bad} non-finite values (NaN/Inf); "
-                    "the checkpoint is corrupt or its training diverged. Load it with check_finite=False "
-                    "(CLI: --allow-nonfinite) to look at it anyway"
+                    "the checkpoint is corrupt or its training diverged. Load it with check_finite=False, or "
+                    "look at it with paramlens inspect"
                 )
 
 

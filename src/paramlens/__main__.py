@@ -1,0 +1,3 @@
+from paramlens.cli import main
+
+main()

