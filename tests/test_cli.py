@@ -48,3 +48,10 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert r.returncode == 1 and "Traceback" in r.stderr
     r = paramlens("train-toy", "nonsense")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_resume_with_the_wrong_model_kind_is_a_clear_error(tmp_path):
+    paramlens("train-toy", "tms", "--steps", 100, "--out", tmp_path)
+    (folder,) = tmp_path.iterdir()
+    r = paramlens("train-toy", "residual_mlp", "--resume", folder)
+    assert r.returncode == 1 and "not a valid ResidualMLPConfig" in r.stderr and "Traceback" not in r.stderr

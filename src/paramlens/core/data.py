@@ -45,7 +45,3 @@ class SparseFeatures:
         active = torch.rand(n, self.n_features, generator=generator) < self.p
         values = torch.rand(n, self.n_features, generator=generator) * (self.high - self.low) + self.low
         return values * active
-
-    def one_hot(self, value: float = 1.0) -> Tensor:
-        """``(n_features, n_features)``: row ``i`` has only feature ``i`` active, at ``value``."""
-        return torch.eye(self.n_features) * value

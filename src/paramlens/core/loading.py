@@ -185,6 +185,8 @@ def _load_hf(folder: Path, gguf_file: str | None) -> Loaded:
         causal = gguf_file is not None or any(a.endswith(heads) for a in config.architectures or [])
         auto = tf.AutoModelForCausalLM if causal else tf.AutoModel
         model = auto.from_pretrained(folder, config=config, torch_dtype=torch.float32, **kwargs)
+    except ImportError as e:
+        raise ParamLensError(f"{folder}: a package is missing ({e}); pip install 'paramlens[hf]'") from None
     except (OSError, ValueError, KeyError) as e:
         raise ParamLensError(f"{folder}: transformers cannot read this model ({e})") from None
     model.eval()
@@ -227,11 +229,8 @@ class Inspection:
     path: Path
     format: str
     rows: list[dict[str, Any]]
+    n_parameters: int
     note: str = ""
-
-    @property
-    def n_parameters(self) -> int:
-        return sum(r["numel"] for r in self.rows)
 
 
 def describe(tensors: dict[str, Tensor]) -> list[dict[str, Any]]:
@@ -263,7 +262,7 @@ def inspect(path: str | Path, *, trust_code: bool = False) -> Inspection:
     except CodeInPickleError:
         from paramlens.core.archive import read_archive
 
-        tensors = {t.name: t.value for t in read_archive(path)}
+        loaded = Loaded(path, "torch archive", {t.name: t.value for t in read_archive(path)})
         note = "the file pickles code; its tensors were read without running it (trust_code=True loads it whole)"
-        return Inspection(path, "torch archive", describe(tensors), note)
-    return Inspection(loaded.path, loaded.format, describe(loaded.tensors))
+        return Inspection(path, loaded.format, describe(loaded.tensors), loaded.n_parameters, note)
+    return Inspection(loaded.path, loaded.format, describe(loaded.tensors), loaded.n_parameters)

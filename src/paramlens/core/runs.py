@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -58,7 +58,10 @@ def load_config(folder: str | Path, cls: type[C]) -> C:
     path = Path(folder) / CONFIG
     if not path.is_file():
         raise ParamLensError(f"{path}: missing; this folder is not a ParamLens run")
-    return cls.model_validate_json(path.read_text())
+    try:
+        return cls.model_validate_json(path.read_text())
+    except ValidationError as e:
+        raise ParamLensError(f"{path}: not a valid {cls.__name__} ({e.error_count()} problems: {e.errors()[0]['msg']})") from None
 
 
 @dataclasses.dataclass
