@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ValidationError
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -190,7 +191,7 @@ def fit_loop(
     previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
-        with Progress(*columns, disable=not progress, transient=True) as bar:
+        with Progress(*columns, disable=not progress, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task(description, total=n_steps, completed=start)
             for i in range(start, n_steps):
                 metrics = step(i)
