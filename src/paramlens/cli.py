@@ -86,6 +86,44 @@ def train_toy(
     out.print(f"final loss {history[-1]['loss']:.4g}; saved to {folder}")
 
 
+class DecompositionMethod(str, Enum):
+    spd = "spd"
+    apd = "apd"
+
+
+@app.command("decompose")
+def decompose_cmd(
+    model_path: Path = typer.Argument(..., help="A toy run folder (train-toy), a Hugging Face folder, a .gguf file."),
+    targets: list[str] = typer.Option(..., "--targets", "-t", help="Glob pattern over module names; repeat."),
+    method: DecompositionMethod = typer.Option(DecompositionMethod.spd, help="spd or apd."),
+    C: Optional[int] = typer.Option(None, "--C", help="Subcomponents per target (SPD) or components (APD)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps."),
+    batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate."),
+    seed: int = typer.Option(0),
+    settings: list[str] = typer.Option([], "--set", help="Any other config field as key=value; repeat."),
+    text: Optional[Path] = typer.Option(None, help="Text file to draw token windows from (language models)."),
+    seq_len: int = typer.Option(64, help="Tokens per window (language models)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),
+) -> None:
+    """Decompose target weights into subcomponents (SPD) or parameter components (APD)."""
+    from paramlens.decompose.cli_run import run_decompose
+
+    given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ParamLensError(f"--set takes key=value, got '{item}'")
+        given[key] = value
+    result, folder = run_decompose(model_path, targets, method.value, {k: v for k, v in given.items() if v is not None},
+                                   text=text, seq_len=seq_len, out_dir=out_dir, resume=resume, trust_code=trust_code)
+    if folder is not None:
+        out.print(result.summary())
+        out.print(f"report: {folder / 'index.html'}")
+
+
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),

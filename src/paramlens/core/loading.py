@@ -194,6 +194,18 @@ def _load_hf(folder: Path, gguf_file: str | None) -> Loaded:
     return Loaded(folder / gguf_file if gguf_file else folder, fmt, dict(model.state_dict()), model)
 
 
+def load_tokenizer(path: str | Path) -> Any:
+    """The transformers tokenizer stored with a Hugging Face folder or inside a GGUF file."""
+    tf = _transformers()
+    path = Path(path)
+    try:
+        if path.suffix == ".gguf":
+            return tf.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+        return tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ParamLensError(f"{path}: no tokenizer found ({e}); pass token ids instead of text") from None
+
+
 def _load_gguf(path: Path) -> Loaded:
     """Dequantize a GGUF file once through transformers, then reuse the float32 copy from the cache."""
     stat = path.stat()

@@ -145,6 +145,7 @@ def fit_loop(
     log_every: int = 100,
     description: str = "training",
     progress: bool = True,
+    write: bool = True,
 ) -> list[dict[str, float]]:
     """Run ``step(i)`` for ``i`` in ``range(n_steps)`` with a progress bar, checkpoints and resume.
 
@@ -155,6 +156,8 @@ def fit_loop(
             bit-identical to an uninterrupted one with the same seed.
         folder: run folder for ``checkpoint.pt``; None disables checkpoints.
         resume: continue from ``folder/checkpoint.pt`` if it exists.
+        write: write checkpoints (False for all but one process of a data-parallel run; all of them
+            still read the checkpoint on resume).
         checkpoint_every: steps between checkpoints. Ctrl-C finishes the current step, writes a
             checkpoint and raises :class:`ParamLensError`; a second Ctrl-C stops at once.
 
@@ -163,7 +166,8 @@ def fit_loop(
     """
     ckpt = None
     if folder is not None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        if write:
+            Path(folder).mkdir(parents=True, exist_ok=True)
         ckpt = Path(folder) / CHECKPOINT
     start, history = 0, []
     if resume:
@@ -176,7 +180,7 @@ def fit_loop(
             start, history = saved["step"], json.loads(saved["history"])
 
     def save(done: int) -> None:
-        if ckpt is not None:
+        if ckpt is not None and write:
             state = {"step": done, "history": json.dumps(history), "states": {k: _state_of(v) for k, v in stateful.items()}}
             _atomic_write(ckpt, lambda p: torch.save(state, p))
 

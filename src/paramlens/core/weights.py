@@ -26,7 +26,8 @@ both uses, as in :func:`torch.func.functional_call`.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,22 @@ class Target:
     def matrix(self, model: nn.Module) -> Tensor:
         """The current ``(d_out, d_in)`` matrix of this target in ``model`` (shares memory with it)."""
         return self.to_matrix(model.get_submodule(self.name).weight)
+
+    def bias(self, model: nn.Module) -> Tensor | None:
+        """The module's bias ``(d_out,)``, or None."""
+        return getattr(model.get_submodule(self.name), "bias", None)
+
+    def read_in(self, x: Tensor, V: Tensor) -> Tensor:
+        """Project the module's input onto the columns of ``V`` ``(d_in, k)``: ``x @ V``, shape ``(..., k)``.
+
+        ``x`` is what the module receives: activations ``(..., d_in)``, or token ids ``(...)`` for an
+        embedding (the rows of ``V`` are looked up, as ``one_hot(x) @ V`` would give).
+        """
+        if self.kind == "embedding":
+            return V[x]
+        if self.kind == "bilinear":
+            raise ParamLensError(f"'{self.name}' is an nn.Bilinear: its input is a pair; read_in needs one input")
+        return x @ V
 
 
 def select(model: nn.Module, patterns: str | Sequence[str]) -> list[Target]:
@@ -213,3 +230,39 @@ def run_with(
 
     in_dims = (0, *[0 if m else None for m in mapped])
     return torch.func.vmap(one_example, in_dims=in_dims)(params, *flat)
+
+
+LinearMap = Callable[[Tensor], Tensor]
+
+
+@contextmanager
+def maps_replaced(model: nn.Module, maps: Mapping[Target, LinearMap]) -> Iterator[None]:
+    """Within the block, each target module computes ``maps[target](input) + bias`` instead of
+    ``input @ matrix.T + bias``.
+
+    For what a weight tensor cannot express cheaply: a different mix of rank-one components for every
+    example or token (masked subcomponents), where a per-example ``(d_out, d_in)`` copy would cost
+    ``batch x d_out x d_in`` memory. ``maps[target]`` receives the module's input (activations, or token
+    ids for an embedding) and returns ``(..., d_out)`` without bias. The modules are restored on exit,
+    also on error; nothing is copied.
+    """
+    patched = []
+    try:
+        for target, fn in maps.items():
+            module = model.get_submodule(target.name)
+            if target.kind == "bilinear":
+                raise ParamLensError(f"'{target.name}': replacing the map of an nn.Bilinear is not supported")
+            if "forward" in vars(module):
+                raise ParamLensError(f"'{target.name}' already has its forward replaced (nested maps_replaced?)")
+
+            def forward(x: Tensor, *_: Any, _fn: LinearMap = fn, _module: nn.Module = module) -> Tensor:
+                out = _fn(x)
+                bias = getattr(_module, "bias", None)
+                return out if bias is None else out + bias
+
+            module.forward = forward
+            patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward

@@ -1,0 +1,207 @@
+"""Attribution-based Parameter Decomposition (Braun, Bushnaq, Heimersheim, Mendel, Sharkey 2025).
+
+``C`` parameter components, each a vector in the space of all target weights: in target ``t`` component
+``c`` is ``P_c = (A_c B_c)^T`` with ``A_c`` ``(d_in, m)``, ``B_c`` ``(m, d_out)`` (rank ``m``). On each batch:
+
+1. attributions: ``s_bc = sum_o (sum_t <d out_o / d h_t, a_t P_c^T>)^2``, the squared first-order effect
+   of component ``c`` on each output ``o`` (``h_t``: target ``t``'s output, ``a_t``: its input);
+2. batch top-k: the ``topk * batch`` largest ``s_bc`` over the batch are active;
+3. losses: faithfulness ``||W - sum_c P_c||^2 / N``; top-k reconstruction (the model run with only the
+   active components vs the target output); Schatten-p simplicity ``sum (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2)``
+   over active components, mean over the batch.
+
+With more than ``max_exact_outputs`` outputs (a language model's vocabulary), ``sum_o (.)^2`` is estimated
+with ``n_probes`` random sign vectors (Hutchinson): ``E[(r . J)^2] = |J|^2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from einops import einsum
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+
+from paramlens.core.weights import LinearMap, Target
+from paramlens.decompose.forward import logits_of, output_loss, run_maps
+
+
+class APDConfig(BaseModel):
+    """APD settings; defaults follow the paper's TMS setup (set ``C`` and ``topk`` for your model)."""
+
+    method: Literal["apd"] = "apd"
+    C: int = Field(5, ge=1, description="parameter components (shared by all targets)")
+    rank: int = Field(3, ge=1, description="rank m of each component in each target")
+    topk: float = Field(0.25, gt=0, description="mean number of active components per input (batch top-k)")
+    steps: int = Field(20_000, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    faithfulness_coeff: float = Field(1.0, ge=0)
+    topk_recon_coeff: float = Field(10.0, ge=0)
+    schatten_coeff: float = Field(1.0, ge=0)
+    schatten_p: float = Field(0.9, gt=0)
+    max_exact_outputs: int = Field(64, ge=1)
+    n_probes: int = Field(8, ge=1)
+    output_loss: Literal["mse", "kl"] = "mse"
+    seed: int = 0
+
+
+def _key(target: Target) -> str:
+    return target.name.replace(".", "-")
+
+
+class APDModel(nn.Module):
+    """``A`` ``(C, d_in, m)`` and ``B`` ``(C, m, d_out)`` for every target."""
+
+    def __init__(self, targets: Sequence[Target], cfg: APDConfig):
+        super().__init__()
+        self.targets, self.cfg = list(targets), cfg
+        C, rank = cfg.C, cfg.rank
+        self.A = nn.ParameterDict()
+        self.B = nn.ParameterDict()
+        for t in self.targets:
+            d_out, d_in = t.shape
+            self.A[_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, d_in, rank)))
+            self.B[_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, rank, d_out)))
+
+    def weight(self, t: Target) -> Tensor:
+        """Sum of the components in target ``t``, ``(d_out, d_in)``."""
+        return einsum(self.A[_key(t)], self.B[_key(t)], "c i m, c m o -> o i")
+
+    def _inner(self, t: Target, x: Tensor) -> Tensor:
+        """``x A_c`` for every component, ``(..., C, m)``."""
+        A = self.A[_key(t)]
+        return t.read_in(x, A.permute(1, 0, 2).flatten(1)).unflatten(-1, (A.shape[0], A.shape[2]))
+
+    def component_acts(self, t: Target, x: Tensor) -> Tensor:
+        """What each component writes, ``(..., C, d_out)``, for the module input ``x``."""
+        return einsum(self._inner(t, x), self.B[_key(t)], "... c m, c m o -> ... c o")
+
+    def masked(self, t: Target, mask: Tensor | None) -> LinearMap:
+        """The layer map with component ``c`` scaled by ``mask[..., c]`` (None: all at 1)."""
+
+        def fn(x: Tensor) -> Tensor:
+            inner = self._inner(t, x)
+            if mask is not None:
+                inner = inner * mask.unsqueeze(-1)
+            return einsum(inner, self.B[_key(t)], "... c m, c m o -> ... o")
+
+        return fn
+
+    def maps(self, masks: dict[str, Tensor | None]) -> dict[Target, LinearMap]:
+        return {t: self.masked(t, masks[t.name]) for t in self.targets}
+
+    def faithfulness(self, model: nn.Module) -> Tensor:
+        sq = sum((t.matrix(model).detach() - self.weight(t)).pow(2).sum() for t in self.targets)
+        return sq / sum(t.shape[0] * t.shape[1] for t in self.targets)
+
+    def schatten(self, mask: Tensor, p: float) -> Tensor:
+        """``sum_t sum_{c,k} mask_c (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2)``, mean over inputs; mask ``(..., C)``."""
+        total = mask.new_zeros(())
+        for t in self.targets:
+            A, B = self.A[_key(t)], self.B[_key(t)]
+            per_c = (A.pow(2).sum(1) * B.pow(2).sum(2) + 1e-16).pow(p / 2).sum(-1)  # (C,)
+            total = total + (mask * per_c).sum(-1).mean()
+        return total
+
+
+def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor], cfg: APDConfig,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """``(..., C)`` attribution scores ``sum_o (sum_t <d out_o / d h_t, a_t P_c^T>)^2`` (see module doc)."""
+    leaves: dict[str, Tensor] = {}
+
+    def hook(module: nn.Module, args: tuple, out: Tensor, name: str) -> Tensor:
+        leaves[name] = torch.zeros_like(out, requires_grad=True)
+        return out + leaves[name]
+
+    handles = [model.get_submodule(t.name).register_forward_hook(lambda m, a, o, _n=t.name: hook(m, a, o, _n))
+               for t in dec.targets]
+    try:
+        with torch.enable_grad():
+            out = logits_of(model(x))
+    finally:
+        for h in handles:
+            h.remove()
+    names = [t.name for t in dec.targets]
+    acts = {t.name: dec.component_acts(t, inputs[t.name]).detach() for t in dec.targets}
+    n_out = out.shape[-1]
+    if n_out <= cfg.max_exact_outputs:
+        probes = torch.eye(n_out)
+    else:
+        signs = torch.randint(0, 2, (cfg.n_probes, n_out), generator=generator).float() * 2 - 1
+        probes = signs / cfg.n_probes**0.5
+    score = None
+    for k, probe in enumerate(probes):
+        grads = torch.autograd.grad((out * probe).sum(), [leaves[n] for n in names], retain_graph=k + 1 < len(probes))
+        attr = sum(einsum(g, acts[n], "... o, ... c o -> ... c") for g, n in zip(grads, names))
+        score = attr.pow(2) if score is None else score + attr.pow(2)
+    return score
+
+
+def batch_topk(scores: Tensor, topk: float) -> Tensor:
+    """0/1 mask of the ``round(topk * n_inputs)`` largest scores over the whole batch; ``scores`` ``(..., C)``."""
+    flat = scores.reshape(-1)
+    n_inputs = flat.numel() // scores.shape[-1]
+    k = max(1, min(flat.numel(), round(topk * n_inputs)))
+    mask = torch.zeros_like(flat)
+    mask[flat.topk(k).indices] = 1.0
+    return mask.view_as(scores)
+
+
+def apd_losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
+               cfg: APDConfig) -> dict[str, Tensor]:
+    mask = batch_topk(attributions(dec, model, x, inputs, cfg), cfg.topk)
+    losses = {
+        "faithfulness": dec.faithfulness(model),
+        "topk_recon": output_loss(run_maps(model, dec.maps({t.name: mask for t in dec.targets}), x), target_out,
+                                  cfg.output_loss),
+        "schatten": dec.schatten(mask, cfg.schatten_p),
+    }
+    losses["total"] = (cfg.faithfulness_coeff * losses["faithfulness"] + cfg.topk_recon_coeff * losses["topk_recon"]
+                       + cfg.schatten_coeff * losses["schatten"])
+    return losses
+
+
+class APDMethod:
+    """The APD pieces the shared training loop (:mod:`paramlens.decompose.fit`) calls."""
+
+    name = "apd"
+    config = APDConfig
+
+    @staticmethod
+    def build_empty(targets: Sequence[Target], cfg: APDConfig) -> APDModel:
+        return APDModel(targets, cfg)
+
+    @staticmethod
+    def build(model: nn.Module, targets: Sequence[Target], cfg: APDConfig) -> APDModel:
+        return APDMethod.build_empty(targets, cfg)
+
+    @staticmethod
+    def losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
+               cfg: APDConfig, noise: list) -> dict[str, Tensor]:
+        return apd_losses(dec, model, x, target_out, inputs, cfg)
+
+    @staticmethod
+    def n_noise(cfg: APDConfig) -> int:
+        return 0
+
+    @staticmethod
+    def importance(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Batch top-k masks from the attributions (the same for every target: components span targets)."""
+        mask = batch_topk(attributions(dec, model, x, inputs, dec.cfg), dec.cfg.topk)
+        return {t.name: mask for t in dec.targets}
+
+    @staticmethod
+    def outputs_along(dec: APDModel, target: Target, directions: Tensor) -> Tensor:
+        """What each component writes for each unit input direction, ``(n, C, d_out)``."""
+        A, B = dec.A[_key(target)].detach(), dec.B[_key(target)].detach()
+        return einsum(directions, A, B, "n i, c i m, c m o -> n c o")
+
+    @staticmethod
+    def read_directions(dec: APDModel, target: Target) -> Tensor:
+        """``(d_in, C)``: each component's main input direction (top right-singular vector of ``P_c``)."""
+        P = einsum(dec.A[_key(target)].detach(), dec.B[_key(target)].detach(), "c i m, c m o -> c o i")
+        return torch.linalg.svd(P, full_matrices=False).Vh[:, 0, :].T

@@ -1,0 +1,84 @@
+"""Rank-one subcomponents of target weight matrices, and the causal-importance gates that score them.
+
+For a target with matrix ``W`` ``(d_out, d_in)`` and ``C`` subcomponents, ``V`` is ``(d_in, C)`` and
+``U`` is ``(C, d_out)``: subcomponent ``c`` is the rank-one matrix ``U[c]^T V[:, c]^T`` and their sum is
+``(V @ U)^T``. With a mask ``m`` ``(..., C)`` the layer computes ``((x @ V) * m) @ U + bias``, which costs
+``O(C (d_in + d_out))`` per input, never a per-input weight copy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import einsum
+from torch import Tensor, nn
+
+from paramlens.core.weights import LinearMap, Target
+
+
+class Subcomponents(nn.Module):
+    """``C`` rank-one subcomponents of one target.
+
+    Attributes:
+        V: ``(d_in, C)`` read directions.
+        U: ``(C, d_out)`` write directions.
+    """
+
+    def __init__(self, target: Target, C: int, init_scale: float = 1.0):
+        super().__init__()
+        d_out, d_in = target.shape
+        self.target, self.C = target, C
+        self.V = nn.Parameter(torch.randn(d_in, C) * init_scale / math.sqrt(d_in))
+        self.U = nn.Parameter(torch.randn(C, d_out) * init_scale / math.sqrt(C))
+
+    def weight(self) -> Tensor:
+        """The sum of all subcomponents, ``(d_out, d_in)``."""
+        return (self.V @ self.U).T
+
+    def matrices(self) -> Tensor:
+        """Every subcomponent as a matrix, ``(C, d_out, d_in)`` (memory ``C x d_out x d_in``: for analysis)."""
+        return einsum(self.U, self.V, "c o, i c -> c o i")
+
+    def inner(self, x: Tensor) -> Tensor:
+        """Component activations ``x @ V``, ``(..., C)``, for the target module's input ``x``."""
+        return self.target.read_in(x, self.V)
+
+    def masked(self, mask: Tensor | None) -> LinearMap:
+        """The layer map with subcomponent ``c`` scaled by ``mask[..., c]`` (None: all at 1)."""
+        if mask is None:
+            return lambda x: self.inner(x) @ self.U
+        return lambda x: (self.inner(x) * mask) @ self.U
+
+
+class Gates(nn.Module):
+    """One tiny MLP per subcomponent (``1 -> hidden -> 1``, GELU), all ``C`` evaluated in one einsum.
+
+    Input: component activations ``(..., C)``; output: pre-sigmoid importances ``(..., C)``.
+    """
+
+    def __init__(self, C: int, hidden: int = 16):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(C, hidden) * math.sqrt(2.0))
+        self.b1 = nn.Parameter(torch.zeros(C, hidden))
+        self.w2 = nn.Parameter(torch.randn(C, hidden) / math.sqrt(hidden))
+        self.b2 = nn.Parameter(torch.zeros(C))
+
+    def forward(self, inner: Tensor) -> Tensor:
+        h = F.gelu(inner.unsqueeze(-1) * self.w1 + self.b1)  # (..., C, hidden)
+        return einsum(h, self.w2, "... c h, c h -> ... c") + self.b2
+
+
+def lower_leaky_hard_sigmoid(x: Tensor, slope: float = 0.01) -> Tensor:
+    """``clamp(x, 0, 1)`` but with slope ``slope`` below 0, so closed gates still get gradient (masks)."""
+    return torch.where(x < 0, slope * x, x.clamp(max=1.0))
+
+
+def upper_leaky_hard_sigmoid(x: Tensor, slope: float = 0.01) -> Tensor:
+    """``clamp(x, 0, 1)`` but with slope ``slope`` above 1 (importance minimality)."""
+    return torch.where(x > 1, 1.0 + slope * (x - 1.0), x.clamp(min=0.0))
+
+
+def hard_sigmoid(x: Tensor) -> Tensor:
+    return x.clamp(0.0, 1.0)

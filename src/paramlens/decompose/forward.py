@@ -1,0 +1,53 @@
+"""Forward passes shared by the decomposition methods: capture target inputs, compare outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from paramlens.core.weights import LinearMap, Target, maps_replaced
+from paramlens.errors import ParamLensError
+
+
+def logits_of(out: Any) -> Tensor:
+    """The tensor a model returns, or ``.logits`` of a transformers output."""
+    if isinstance(out, Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    raise ParamLensError(f"the model returned {type(out).__name__}; decomposition needs a tensor or .logits")
+
+
+@torch.no_grad()
+def capture(model: nn.Module, targets: Sequence[Target], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """``(output, {target name: the input the target module received})`` of one plain forward."""
+    inputs: dict[str, Tensor] = {}
+    handles = [
+        model.get_submodule(t.name).register_forward_pre_hook(lambda m, args, _n=t.name: inputs.__setitem__(_n, args[0]))
+        for t in targets
+    ]
+    try:
+        out = logits_of(model(x))
+    finally:
+        for h in handles:
+            h.remove()
+    return out, inputs
+
+
+def run_maps(model: nn.Module, maps: Mapping[Target, LinearMap], x: Tensor) -> Tensor:
+    """The model's output with the given targets' maps replaced."""
+    with maps_replaced(model, maps):
+        return logits_of(model(x))
+
+
+def output_loss(out: Tensor, target: Tensor, kind: str) -> Tensor:
+    """``"mse"``: mean squared error; ``"kl"``: KL(target || out) of next-token distributions, mean per token."""
+    if kind == "mse":
+        return (out - target).pow(2).mean()
+    logp, logq = F.log_softmax(target, dim=-1), F.log_softmax(out, dim=-1)
+    return (logp.exp() * (logp - logq)).sum(-1).mean()

@@ -1,0 +1,176 @@
+"""Stochastic Parameter Decomposition (Bushnaq, Braun, Sharkey 2025).
+
+Each target matrix ``W`` is written as ``C`` rank-one subcomponents ``U_c V_c^T``. A per-subcomponent
+gate turns the component activation ``V_c . a`` into a causal importance ``g_c`` in ``[0, 1]``; the model
+run with every subcomponent scaled by a random mask ``m = g + (1 - g) r``, ``r ~ U(0, 1)``, must still
+compute the target model's output. Four losses:
+
+- faithfulness: ``sum_layers ||W - sum_c U_c V_c^T||^2 / N`` (N: number of target weights);
+- stochastic reconstruction: output of the model with all targets masked vs the target output;
+- layerwise stochastic reconstruction: the same with one target masked at a time (mean over targets);
+- importance minimality: ``sum_layers sum_c |g_c|^p``, mean over inputs, using the upper-leaky sigmoid.
+
+Outputs are compared by MSE for toy models and by KL for language models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+
+from paramlens.core.weights import LinearMap, Target
+from paramlens.decompose.components import Gates, Subcomponents, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
+from paramlens.decompose.forward import output_loss, run_maps
+
+
+class SPDConfig(BaseModel):
+    """SPD settings; the defaults are the paper's for TMS 5-2."""
+
+    method: Literal["spd"] = "spd"
+    C: int = Field(20, ge=1, description="subcomponents per target")
+    steps: int = Field(40_000, ge=1)
+    batch_size: int = Field(4096, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    p: float = Field(1.0, gt=0, description="exponent of the importance-minimality loss")
+    faithfulness_coeff: float = Field(1.0, ge=0)
+    stochastic_recon_coeff: float = Field(1.0, ge=0)
+    layerwise_recon_coeff: float = Field(1.0, ge=0)
+    importance_minimality_coeff: float = Field(3e-3, ge=0)
+    gate_hidden: int = Field(16, ge=1)
+    leaky_slope: float = Field(0.01, ge=0)
+    n_mask_samples: int = Field(1, ge=1)
+    output_loss: Literal["mse", "kl"] = "mse"
+    compile: bool | None = Field(
+        None, description="compile the gate MLPs with torch.compile (about 20 s once, then ~3x faster gates); "
+        "None: only for runs of 3000 steps or more")
+    seed: int = 0
+
+    def compiles(self) -> bool:
+        return self.compile if self.compile is not None else self.steps >= 3000
+
+
+def _key(target: Target) -> str:
+    return target.name.replace(".", "-")
+
+
+class SPDModel(nn.Module):
+    """Subcomponents and gates for every target. Holds no copy of the decomposed model."""
+
+    def __init__(self, targets: Sequence[Target], C: int, gate_hidden: int = 16, compile: bool = False):
+        super().__init__()
+        self.targets = list(targets)
+        self.components = nn.ModuleDict({_key(t): Subcomponents(t, C) for t in self.targets})
+        self.gates = nn.ModuleDict({_key(t): Gates(C, gate_hidden) for t in self.targets})
+        self.gate_fns = {k: torch.compile(g.forward, dynamic=False) if compile else g for k, g in self.gates.items()}
+
+    def component(self, target: Target) -> Subcomponents:
+        return self.components[_key(target)]
+
+    @torch.no_grad()
+    def init_from(self, model: nn.Module) -> None:
+        """Unit-norm random ``V`` columns and ``U`` rows, each ``U_c`` scaled by ``U_c^T W V_c`` so that the
+        initial sum already points along ``W``'s action on each read direction."""
+        for t in self.targets:
+            comp = self.component(t)
+            W = t.matrix(model).detach().float()
+            comp.V.copy_(torch.nn.functional.normalize(comp.V, dim=0))
+            comp.U.copy_(torch.nn.functional.normalize(comp.U, dim=1))
+            scale = torch.einsum("co,oi,ic->c", comp.U, W, comp.V)
+            comp.U.mul_(scale[:, None])
+
+    def pre_importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Gate outputs before the sigmoid, ``{target: (..., C)}``, from the targets' inputs."""
+        return {t.name: self.gate_fns[_key(t)](self.component(t).inner(inputs[t.name])) for t in self.targets}
+
+    def importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Causal importances in ``[0, 1]`` (hard sigmoid), ``{target: (..., C)}``."""
+        return {n: g.clamp(0.0, 1.0) for n, g in self.pre_importance(inputs).items()}
+
+    def maps(self, masks: dict[str, Tensor | None], only: Sequence[Target] | None = None) -> dict[Target, LinearMap]:
+        return {t: self.component(t).masked(masks[t.name]) for t in (only or self.targets)}
+
+    def faithfulness(self, model: nn.Module) -> Tensor:
+        sq = sum((t.matrix(model).detach() - self.component(t).weight()).pow(2).sum() for t in self.targets)
+        return sq / sum(t.shape[0] * t.shape[1] for t in self.targets)
+
+
+def spd_losses(
+    spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor], cfg: SPDConfig,
+    noise: list[dict[str, Tensor]],
+) -> dict[str, Tensor]:
+    """The four SPD losses and their weighted total for one batch.
+
+    Args:
+        x: the batch; target_out, inputs: the target model's output and each target's input on it.
+        noise: ``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}``.
+    """
+    pre = spd.pre_importance(inputs)
+    g_mask = {n: lower_leaky_hard_sigmoid(v, cfg.leaky_slope) for n, v in pre.items()}
+    losses: dict[str, Tensor] = {}
+    losses["faithfulness"] = spd.faithfulness(model)
+    stoch, layerwise = x.new_zeros(()).float(), x.new_zeros(()).float()
+    for r in noise:
+        masks = {n: g + (1 - g) * r[n] for n, g in g_mask.items()}
+        if cfg.stochastic_recon_coeff:
+            stoch = stoch + output_loss(run_maps(model, spd.maps(masks), x), target_out, cfg.output_loss)
+        if cfg.layerwise_recon_coeff:
+            for t in spd.targets:
+                out = run_maps(model, spd.maps(masks, only=[t]), x)
+                layerwise = layerwise + output_loss(out, target_out, cfg.output_loss) / len(spd.targets)
+    losses["stochastic_recon"] = stoch / len(noise)
+    losses["layerwise_recon"] = layerwise / len(noise)
+    g_upper = [upper_leaky_hard_sigmoid(v, cfg.leaky_slope) for v in pre.values()]
+    losses["importance_minimality"] = sum((g + 1e-12).pow(cfg.p).sum(-1).mean() for g in g_upper)
+    losses["total"] = (
+        cfg.faithfulness_coeff * losses["faithfulness"]
+        + cfg.stochastic_recon_coeff * losses["stochastic_recon"]
+        + cfg.layerwise_recon_coeff * losses["layerwise_recon"]
+        + cfg.importance_minimality_coeff * losses["importance_minimality"]
+    )
+    return losses
+
+
+class SPDMethod:
+    """The SPD pieces the shared training loop (:mod:`paramlens.decompose.fit`) calls."""
+
+    name = "spd"
+    config = SPDConfig
+
+    @staticmethod
+    def build_empty(targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
+        return SPDModel(targets, cfg.C, cfg.gate_hidden, cfg.compiles())
+
+    @staticmethod
+    def build(model: nn.Module, targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
+        spd = SPDMethod.build_empty(targets, cfg)
+        spd.init_from(model)
+        return spd
+
+    @staticmethod
+    def losses(spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
+               cfg: SPDConfig, noise: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        return spd_losses(spd, model, x, target_out, inputs, cfg, noise)
+
+    @staticmethod
+    def n_noise(cfg: SPDConfig) -> int:
+        return cfg.n_mask_samples
+
+    @staticmethod
+    def importance(spd: SPDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        return spd.importance(inputs)
+
+    @staticmethod
+    def outputs_along(spd: SPDModel, target: Target, directions: Tensor) -> Tensor:
+        """What each subcomponent writes for each unit input direction, ``(n, C, d_out)``."""
+        comp = spd.component(target)
+        return (directions @ comp.V.detach()).unsqueeze(-1) * comp.U.detach().unsqueeze(0)
+
+    @staticmethod
+    def read_directions(spd: SPDModel, target: Target) -> Tensor:
+        """``(d_in, C)``: the direction each subcomponent reads, ``V``."""
+        return spd.component(target).V.detach()

@@ -1,0 +1,52 @@
+"""Subcomponents, gates and sigmoids against naive reference computations."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paramlens.core.weights import run_with, select
+from paramlens.decompose.components import Gates, Subcomponents, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
+from paramlens.decompose.forward import run_maps
+
+
+def test_batched_gates_equal_one_mlp_per_subcomponent():
+    torch.manual_seed(0)
+    gates = Gates(C=7, hidden=5)
+    inner = torch.randn(11, 7)
+    expected = torch.stack([
+        F.gelu(inner[:, c : c + 1] * gates.w1[c] + gates.b1[c]) @ gates.w2[c] + gates.b2[c] for c in range(7)
+    ], dim=1)
+    assert torch.allclose(gates(inner), expected, atol=1e-6)
+
+
+def test_masked_components_equal_per_example_weights():
+    """((x V) * m) U + b is the layer run with its own weight sum_c m_c U_c V_c^T, example by example."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    target = select(model, "0")[0]
+    comp = Subcomponents(target, C=9)
+    x, mask = torch.randn(5, 6), torch.rand(5, 9)
+    per_example = torch.einsum("bc,co,ic->boi", mask, comp.U, comp.V)  # (batch, d_out, d_in)
+    expected = run_with(model, {target: per_example}, x, batched=True)
+    assert torch.allclose(run_maps(model, {target: comp.masked(mask)}, x), expected, atol=1e-5)
+    assert torch.allclose(run_maps(model, {target: comp.masked(None)}, x), run_with(model, {target: comp.weight()}, x),
+                          atol=1e-5)
+    assert torch.allclose(comp.matrices().sum(0), comp.weight(), atol=1e-6)
+
+
+def test_embedding_and_conv1d_components():
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Embedding(10, 4), Conv1D(3, 4))
+    tokens = torch.randint(0, 10, (2, 5))
+    for target in select(model, "*"):
+        comp = Subcomponents(target, C=6)
+        assert torch.allclose(run_maps(model, {target: comp.masked(None)}, tokens),
+                              run_with(model, {target: comp.weight()}, tokens), atol=1e-5)
+
+
+def test_leaky_hard_sigmoids():
+    x = torch.tensor([-2.0, 0.0, 0.5, 1.0, 3.0])
+    assert torch.allclose(lower_leaky_hard_sigmoid(x), torch.tensor([-0.02, 0.0, 0.5, 1.0, 1.0]))
+    assert torch.allclose(upper_leaky_hard_sigmoid(x), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.02]))
