@@ -69,6 +69,11 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path, monk
     monkeypatch.setattr(tms_module, "tied_loss", original)
 
     resumed, history = train_tms(cfg, folder=tmp_path, resume=True, progress=False)
-    assert history == ref_history
+    assert without_time(history) == without_time(ref_history)
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def without_time(history):
+    """The log minus wall-clock seconds, which differ between runs."""
+    return [{k: v for k, v in entry.items() if k != "seconds"} for entry in history]

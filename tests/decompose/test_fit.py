@@ -72,7 +72,7 @@ def test_interrupted_decomposition_resumes_to_the_same_result(tms, tmp_path, mon
     monkeypatch.setattr(SPDMethod, "losses", staticmethod(original))
     resumed = decompose(tms, tms.source(), ["linear1", "linear2"], folder=tmp_path, resume=True, **settings)
     assert all(torch.equal(resumed.params[k], v) for k, v in reference.params.items())
-    assert resumed.history == reference.history
+    assert without_time(resumed.history) == without_time(reference.history)
 
 
 def test_non_finite_loss_stops_with_the_loss_name_and_keeps_the_checkpoint(tms, tmp_path, monkeypatch):
@@ -128,11 +128,16 @@ def tiny_llama():
 def test_language_models_decompose_with_kl(build, method):
     model, targets = build()
     settings = {"C": 8, "rank": 2, "topk": 2.0} if method == "apd" else {"C": 24}
-    r = decompose(model, RandomTokens(50, 8), targets, method=method, steps=40, batch_size=8, lr=1e-2,
-                  output_loss="kl", log_every=10, progress=False, **settings)
+    r = decompose(model, RandomTokens(50, 8), targets, method=method, steps=16, batch_size=8, lr=1e-2,
+                  output_loss="kl", log_every=4, progress=False, **settings)
     first, last = r.history[0], r.history[-1]
     assert last["faithfulness"] < first["faithfulness"]
     assert {"ce", "ce_ci", "ce_zero", "ce_unrecovered_pct"} <= set(r.metrics)
     assert last["total"] < first["total"]
     kinds = {t["kind"] for t in r.targets}
     assert kinds == ({"conv1d"} if build is tiny_gpt2 else {"linear"})
+
+
+def without_time(history):
+    """The log minus wall-clock seconds, which differ between runs."""
+    return [{k: v for k, v in entry.items() if k != "seconds"} for entry in history]

@@ -22,9 +22,12 @@ def report(tmp_path_factory) -> Path:
 def test_report_is_self_contained(report):
     html = report.read_text()
     assert "http://" not in html and "https://" not in html and "<script" not in html
-    for section in ("TMS 5-2", "TMS 40-10", "TMS 5-2 + identity", "Residual MLP", "Cross-layer MLP"):
+    for section in ("TMS 5-2", "TMS 40-10", "TMS 5-2 + identity", "Residual MLP", "Cross-layer MLP", "SPD of TMS 5-2"):
         assert f"<h2>{section}" in html
     assert (report.parent / "models" / "tms_5_2" / "model.safetensors").is_file()
+    assert (report.parent / "spd_tms_5_2" / "result.json").is_file()
+    for figure in ("spd_losses.png", "spd_ci_linear1.png", "spd_cos_linear1.png"):
+        assert f'src="{figure}"' in html
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
@@ -50,4 +53,4 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert len(images) >= 10
     assert [src for src, width in images if width == 0] == [], "figures that did not load"
     assert messages == [] and failed == []
-    assert rows == 5  # one summary row per model
+    assert rows >= 6  # one summary row per model and one for the decomposition, plus the SPD metric table

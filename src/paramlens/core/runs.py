@@ -162,7 +162,8 @@ def fit_loop(
             checkpoint and raises :class:`ParamLensError`; a second Ctrl-C stops at once.
 
     Returns:
-        The metric log: one dict (with ``"step"``) every ``log_every`` steps and at the last step.
+        The metric log: one dict (with ``"step"`` and ``"seconds"`` of wall time since the start, resumed
+        runs included) every ``log_every`` steps and at the last step.
     """
     ckpt = None
     if folder is not None:
@@ -194,13 +195,15 @@ def fit_loop(
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    started = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     try:
         with Progress(*columns, disable=not progress, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task(description, total=n_steps, completed=start)
             for i in range(start, n_steps):
                 metrics = step(i)
                 if (i + 1) % log_every == 0 or i + 1 == n_steps:
-                    history.append({"step": i + 1, **{k: float(v) for k, v in metrics.items()}})
+                    elapsed = time.perf_counter() - started
+                    history.append({"step": i + 1, "seconds": elapsed, **{k: float(v) for k, v in metrics.items()}})
                     shown = " ".join(f"{k}={v:.3g}" for k, v in metrics.items())
                     bar.update(task, description=f"{description} {shown}")
                 bar.advance(task)

@@ -102,13 +102,18 @@ class Decomposition(Result):
             if kind == "ci_one_hot":
                 order = _order_columns(tensor)
                 figs.append((plots.heatmap(folder / f"{prefix}ci_{safe}.png", tensor[:, order], f"{target}: importance",
-                                           "subcomponent (sorted)", "feature alone on"),
+                                           "subcomponent (sorted)", "feature alone on", value_range=(0.0, 1.0)),
                              f"causal importance of each subcomponent of {target} with one feature active"))
             elif kind == "cos":
-                order = _order_columns(tensor)
-                figs.append((plots.heatmap(folder / f"{prefix}cos_{safe}.png", tensor[:, order],
-                                           f"{target}: cosine to true mechanism", "subcomponent (sorted)", "mechanism"),
-                             f"cosine between each true mechanism and each subcomponent of {target}"))
+                ci = self.probes.get(f"ci_one_hot/{target}")
+                used = ci.max(dim=0).values > 0.1 if ci is not None else torch.ones(tensor.shape[1], dtype=torch.bool)
+                shown = tensor[:, used]
+                shown = shown[:, _order_columns(shown)]
+                figs.append((plots.heatmap(folder / f"{prefix}cos_{safe}.png", shown,
+                                           f"{target}: cosine to true features", "subcomponent in use (sorted)",
+                                           "feature"),
+                             f"cosine between each true feature's mechanism and each subcomponent of {target} that "
+                             f"some feature turns on ({int(used.sum())} of {tensor.shape[1]})"))
         return figs
 
 

@@ -19,12 +19,21 @@ def _save(fig: plt.Figure, path: Path) -> str:
     return path.name
 
 
-def heatmap(path: Path, matrix: Tensor, title: str, xlabel: str = "", ylabel: str = "") -> str:
-    """A diverging heatmap of a 2-D tensor, colour scale symmetric about 0; returns the file name."""
+def heatmap(path: Path, matrix: Tensor, title: str, xlabel: str = "", ylabel: str = "",
+            value_range: tuple[float, float] | None = None) -> str:
+    """A heatmap of a 2-D tensor; returns the file name.
+
+    Without ``value_range`` the colours diverge around 0 (symmetric scale); with it, a sequential scale
+    over that range (importances in ``(0, 1)``).
+    """
     m = matrix.detach().float().cpu().numpy()
-    lim = float(np.abs(m).max()) or 1.0
+    if value_range is None:
+        lim = float(np.abs(m).max()) if m.size else 1.0
+        cmap, (vmin, vmax) = "RdBu_r", (-(lim or 1.0), lim or 1.0)
+    else:
+        cmap, (vmin, vmax) = "magma_r", value_range
     fig, ax = plt.subplots(figsize=(4.6, 3.8))
-    im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     fig.colorbar(im, ax=ax)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return _save(fig, path)
