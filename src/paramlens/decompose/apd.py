@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from paramlens.core.weights import LinearMap, Target
-from paramlens.decompose.forward import logits_of, output_loss, run_maps
+from paramlens.decompose.forward import faithfulness, logits_of, output_loss, run_maps, weighted_total
 
 
 class APDConfig(BaseModel):
@@ -94,10 +94,6 @@ class APDModel(nn.Module):
     def maps(self, masks: dict[str, Tensor | None]) -> dict[Target, LinearMap]:
         return {t: self.masked(t, masks[t.name]) for t in self.targets}
 
-    def faithfulness(self, model: nn.Module) -> Tensor:
-        sq = sum((t.matrix(model).detach() - self.weight(t)).pow(2).sum() for t in self.targets)
-        return sq / sum(t.shape[0] * t.shape[1] for t in self.targets)
-
     def schatten(self, mask: Tensor, p: float) -> Tensor:
         """``sum_t sum_{c,k} mask_c (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2)``, mean over inputs; mask ``(..., C)``."""
         total = mask.new_zeros(())
@@ -155,13 +151,13 @@ def apd_losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, i
                cfg: APDConfig) -> dict[str, Tensor]:
     mask = batch_topk(attributions(dec, model, x, inputs, cfg), cfg.topk)
     losses = {
-        "faithfulness": dec.faithfulness(model),
+        "faithfulness": faithfulness(model, dec.targets, dec.weight),
         "topk_recon": output_loss(run_maps(model, dec.maps({t.name: mask for t in dec.targets}), x), target_out,
                                   cfg.output_loss),
         "schatten": dec.schatten(mask, cfg.schatten_p),
     }
-    losses["total"] = (cfg.faithfulness_coeff * losses["faithfulness"] + cfg.topk_recon_coeff * losses["topk_recon"]
-                       + cfg.schatten_coeff * losses["schatten"])
+    losses["total"] = weighted_total(losses, {"faithfulness": cfg.faithfulness_coeff,
+                                              "topk_recon": cfg.topk_recon_coeff, "schatten": cfg.schatten_coeff})
     return losses
 
 

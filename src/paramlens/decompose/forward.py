@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -51,3 +51,15 @@ def output_loss(out: Tensor, target: Tensor, kind: str) -> Tensor:
         return (out - target).pow(2).mean()
     logp, logq = F.log_softmax(target, dim=-1), F.log_softmax(out, dim=-1)
     return (logp.exp() * (logp - logq)).sum(-1).mean()
+
+
+def faithfulness(model: nn.Module, targets: Sequence[Target], weight: Callable[[Target], Tensor]) -> Tensor:
+    """``sum_t ||W_t - weight(t)||^2 / N``: how far the decomposition's sums are from the target weights
+    (``N``: number of target weights)."""
+    sq = sum((t.matrix(model).detach() - weight(t)).pow(2).sum() for t in targets)
+    return sq / sum(t.shape[0] * t.shape[1] for t in targets)
+
+
+def weighted_total(losses: dict[str, Tensor], coefficients: dict[str, float]) -> Tensor:
+    """``sum_k coefficients[k] * losses[k]``."""
+    return sum(c * losses[k] for k, c in coefficients.items())

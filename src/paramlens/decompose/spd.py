@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import Gates, Subcomponents, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
-from paramlens.decompose.forward import output_loss, run_maps
+from paramlens.decompose.forward import faithfulness, output_loss, run_maps, weighted_total
 
 
 class SPDConfig(BaseModel):
@@ -99,9 +99,6 @@ class SPDModel(nn.Module):
     def maps(self, masks: dict[str, Tensor | None], only: Sequence[Target] | None = None) -> dict[Target, LinearMap]:
         return {t: self.component(t).masked(masks[t.name]) for t in (only or self.targets)}
 
-    def faithfulness(self, model: nn.Module) -> Tensor:
-        sq = sum((t.matrix(model).detach() - self.component(t).weight()).pow(2).sum() for t in self.targets)
-        return sq / sum(t.shape[0] * t.shape[1] for t in self.targets)
 
 
 def spd_losses(
@@ -117,7 +114,7 @@ def spd_losses(
     pre = spd.pre_importance(inputs)
     g_mask = {n: lower_leaky_hard_sigmoid(v, cfg.leaky_slope) for n, v in pre.items()}
     losses: dict[str, Tensor] = {}
-    losses["faithfulness"] = spd.faithfulness(model)
+    losses["faithfulness"] = faithfulness(model, spd.targets, lambda t: spd.component(t).weight())
     stoch, layerwise = x.new_zeros(()).float(), x.new_zeros(()).float()
     for r in noise:
         masks = {n: g + (1 - g) * r[n] for n, g in g_mask.items()}
@@ -131,12 +128,9 @@ def spd_losses(
     losses["layerwise_recon"] = layerwise / len(noise)
     g_upper = [upper_leaky_hard_sigmoid(v, cfg.leaky_slope) for v in pre.values()]
     losses["importance_minimality"] = sum((g + 1e-12).pow(cfg.p).sum(-1).mean() for g in g_upper)
-    losses["total"] = (
-        cfg.faithfulness_coeff * losses["faithfulness"]
-        + cfg.stochastic_recon_coeff * losses["stochastic_recon"]
-        + cfg.layerwise_recon_coeff * losses["layerwise_recon"]
-        + cfg.importance_minimality_coeff * losses["importance_minimality"]
-    )
+    losses["total"] = weighted_total(losses, {
+        "faithfulness": cfg.faithfulness_coeff, "stochastic_recon": cfg.stochastic_recon_coeff,
+        "layerwise_recon": cfg.layerwise_recon_coeff, "importance_minimality": cfg.importance_minimality_coeff})
     return losses
 
 
