@@ -55,3 +55,26 @@ def test_resume_with_the_wrong_model_kind_is_a_clear_error(tmp_path):
     (folder,) = tmp_path.iterdir()
     r = paramlens("train-toy", "residual_mlp", "--resume", folder)
     assert r.returncode == 1 and "not a valid ResidualMLPConfig" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_decompose_a_toy_run_folder_writes_a_report(tmp_path):
+    paramlens("train-toy", "tms", "--steps", 300, "--out", tmp_path / "models")
+    (model,) = (tmp_path / "models").iterdir()
+    r = paramlens("decompose", model, "-t", "linear1", "-t", "linear2", "--steps", 30, "--batch-size", 128,
+                  "--set", "lr=0.01", "--out", tmp_path / "runs")
+    assert r.returncode == 0, r.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    written = {p.name for p in folder.iterdir()}
+    assert {"config.json", "result.json", "tensors.safetensors", "index.html", "losses.png", "ci_linear1.png"} <= written
+    assert "mmcs" in r.stdout and "random init" in r.stdout
+    r = paramlens("decompose", model, "-t", "linear1", "--set", "gamma=3", "--out", tmp_path / "runs")
+    assert r.returncode == 1 and "spd has no setting gamma" in r.stderr
+
+
+def test_decompose_a_language_model_needs_text(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=11, n_positions=16)).save_pretrained(
+        tmp_path / "gpt")
+    r = paramlens("decompose", tmp_path / "gpt", "-t", "transformer.h.0.mlp.c_fc", "--out", tmp_path / "runs")
+    assert r.returncode == 1 and "needs --text FILE" in r.stderr
