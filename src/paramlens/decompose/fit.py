@@ -88,7 +88,7 @@ def fit(
     progress: bool = True,
     log_every: int = 100,
     eval_every: int | None = None,
-    eval_size: int = 4096,
+    eval_size: int | None = None,
     checkpoint_every: int = 1000,
 ) -> Decomposition:
     """Decompose ``model``'s targets with ``method``; see :func:`paramlens.decompose.decompose`."""
@@ -97,6 +97,8 @@ def fit(
     if cfg.batch_size % world:
         raise ParamLensError(f"batch_size {cfg.batch_size} does not split over {world} processes")
     local = cfg.batch_size // world
+    if eval_every:  # log on every evaluation step so its scores reach the history
+        log_every = math.gcd(log_every, eval_every)
     model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -110,7 +112,10 @@ def fit(
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: math.cos(0.5 * math.pi * min(i, last) / last))
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
-    eval_x = data.sample(eval_size, torch.Generator().manual_seed(cfg.seed + 2))
+    eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    if eval_size is None:  # 4096 feature vectors for toy models; one batch of token windows for LMs
+        eval_size = 4096 if data.sample(1, torch.Generator()).is_floating_point() else cfg.batch_size
+    eval_x = data.sample(eval_size, eval_gen)
     n_noise = method.n_noise(cfg)
 
     def step(i: int) -> dict[str, float]:
