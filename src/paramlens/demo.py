@@ -121,14 +121,15 @@ def decomposition_section(folder: Path, model: TMS, quick: bool, seed: int, prog
     from paramlens.decompose import decompose
     from paramlens.decompose.spd import FAST_TOY_SCHEDULE
 
-    steps = 200 if quick else 8000
+    steps = 200 if quick else 5000
     r = decompose(model, model.source(), ["linear1", "linear2"], ground_truth=model.ground_truth(), steps=steps,
-                  seed=seed, folder=folder / "spd_tms_5_2", progress=progress, **FAST_TOY_SCHEDULE)
+                  seed=seed, tied=model.tied_targets, folder=folder / "spd_tms_5_2", progress=progress,
+                  **FAST_TOY_SCHEDULE)
     m = r.metrics
     section = Section(
         title="SPD of TMS 5-2",
-        text=f"Stochastic parameter decomposition of linear1 (W) and linear2 (W^T) into C={r.config['C']} "
-        f"rank-one subcomponents, {steps} steps. The right answer: one subcomponent per feature, each on only "
+        text=f"Stochastic parameter decomposition of W into C={r.config['C']} rank-one subcomponents, used in "
+        f"linear1 (W) and, transposed, in linear2 (W^T), each layer with its own importance gates; {steps} steps. The right answer: one subcomponent per feature, each on only "
         "when its feature is. Every metric is shown next to the same decomposition at random init.",
         figures=r.figures(folder, prefix="spd_"),
         table=[row for row in r.table() if "/" not in row["metric"] or row["metric"].endswith("linear1")

@@ -1,5 +1,6 @@
 """Subcomponents, gates and sigmoids against naive reference computations."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,3 +51,28 @@ def test_leaky_hard_sigmoids():
     x = torch.tensor([-2.0, 0.0, 0.5, 1.0, 3.0])
     assert torch.allclose(lower_leaky_hard_sigmoid(x), torch.tensor([-0.02, 0.0, 0.5, 1.0, 1.0]))
     assert torch.allclose(upper_leaky_hard_sigmoid(x), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.02]))
+
+
+def test_tied_targets_share_the_owner_subcomponents_transposed():
+    from paramlens import ParamLensError
+    from paramlens.decompose.spd import SPDModel
+    from paramlens.models.toy.tms import TMS, TMSConfig
+
+    torch.manual_seed(3)
+    model = TMS(TMSConfig(n_features=6, n_hidden=3))
+    targets = select(model, ["linear1", "linear2"])
+    spd = SPDModel(targets, C=8, tied=model.tied_targets)
+    spd.init_from(model)
+    one, two = (spd.component(t) for t in targets)
+    assert torch.equal(two.weight(), one.weight().T)
+    assert sorted(spd.state_dict()) == sorted(k for k in spd.state_dict() if "linear2" not in k or "gates" in k)
+    assert sum(p.numel() for p in spd.parameters()) == 8 * (6 + 3) + 2 * (3 * 8 * 16 + 8)
+    x = torch.rand(4, 6)
+    assert torch.allclose(run_maps(model, {targets[1]: two.masked(None)}, x),
+                          run_with(model, {targets[1]: one.weight().T}, x), atol=1e-6)
+    with torch.no_grad():
+        model.linear2.weight.add_(0.1)
+    with pytest.raises(ParamLensError, match="'linear2' is not the transpose of 'linear1'"):
+        spd.init_from(model)
+    with pytest.raises(ParamLensError, match="both must be targets"):
+        SPDModel(targets[:1], C=8, tied=model.tied_targets)

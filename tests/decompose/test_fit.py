@@ -21,7 +21,7 @@ def tms():
 
 
 def test_spd_on_tms_moves_from_chance_toward_ground_truth(tms):
-    r = decompose(tms, tms.source(), ["linear1", "linear2"], steps=1000, batch_size=1024, lr=1e-2,
+    r = decompose(tms, tms.source(), ["linear1", "linear2"], steps=1000, batch_size=1024, lr=1e-2, tied=tms.tied_targets,
                   ground_truth=tms.ground_truth(), progress=False)
     m, chance = r.metrics, r.chance
     assert m["recon/unmasked"] < 1e-3 * m["recon/zero"]  # faithful: the subcomponents sum to W

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from paramlens.core.data import TokenWindows, text_tokens
 from paramlens.core.loading import load, load_tokenizer
 from paramlens.core.runs import CONFIG, new_run_dir
+from paramlens.core.weights import select
 from paramlens.decompose import METHODS, Decomposition, decompose
 from paramlens.errors import ParamLensError
 from paramlens.models.toy import ZOO, load_toy
@@ -34,7 +35,7 @@ def _model_and_data(path: Path, text: Path | None, seq_len: int, trust_code: boo
     config = path / CONFIG
     if config.is_file() and json.loads(config.read_text()).get("kind") in ZOO:
         model = load_toy(path)
-        return model, model.source(), model.ground_truth(), {}
+        return model, model.source(), model.ground_truth(), {"tied": getattr(model, "tied_targets", {})}
     loaded = load(path, trust_code=trust_code)
     if loaded.module is None:
         raise ParamLensError(f"{path}: holds weights but no runnable model; decompose needs a toy run folder, a "
@@ -54,6 +55,10 @@ def run_decompose(path: Path, targets: list[str], method: str, given: dict[str, 
     unknown = sorted(set(given) - set(fields))
     if unknown:
         raise ParamLensError(f"{method} has no setting {', '.join(unknown)}; settings: {', '.join(fields)}")
+    names = {t.name for t in select(model, targets)}
+    tied = {k: v for k, v in defaults.pop("tied", {}).items() if k in names and v in names}
+    if tied and "tied" in fields:
+        defaults["tied"] = tied
     try:
         cfg = METHODS[method].config(**{**defaults, **given})
     except ValueError as e:

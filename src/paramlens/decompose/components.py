@@ -18,20 +18,13 @@ from torch import Tensor, nn
 from paramlens.core.weights import LinearMap, Target
 
 
-class Subcomponents(nn.Module):
-    """``C`` rank-one subcomponents of one target.
+class RankOne(nn.Module):
+    """Shared maths of rank-one subcomponents; subclasses provide ``V`` ``(d_in, C)`` and ``U`` ``(C, d_out)``."""
 
-    Attributes:
-        V: ``(d_in, C)`` read directions.
-        U: ``(C, d_out)`` write directions.
-    """
-
-    def __init__(self, target: Target, C: int, init_scale: float = 1.0):
-        super().__init__()
-        d_out, d_in = target.shape
-        self.target, self.C = target, C
-        self.V = nn.Parameter(torch.randn(d_in, C) * init_scale / math.sqrt(d_in))
-        self.U = nn.Parameter(torch.randn(C, d_out) * init_scale / math.sqrt(C))
+    target: Target
+    C: int
+    V: Tensor
+    U: Tensor
 
     def weight(self) -> Tensor:
         """The sum of all subcomponents, ``(d_out, d_in)``."""
@@ -50,6 +43,40 @@ class Subcomponents(nn.Module):
         if mask is None:
             return lambda x: self.inner(x) @ self.U
         return lambda x: (self.inner(x) * mask) @ self.U
+
+
+class Subcomponents(RankOne):
+    """``C`` rank-one subcomponents of one target.
+
+    Attributes:
+        V: ``(d_in, C)`` read directions.
+        U: ``(C, d_out)`` write directions.
+    """
+
+    def __init__(self, target: Target, C: int):
+        super().__init__()
+        d_out, d_in = target.shape
+        self.target, self.C = target, C
+        self.V = nn.Parameter(torch.randn(d_in, C) / math.sqrt(d_in))
+        self.U = nn.Parameter(torch.randn(C, d_out) / math.sqrt(C))
+
+
+class TiedSubcomponents(RankOne):
+    """The subcomponents of a target whose matrix is another target's transpose (tied weights, such as
+    the ``W`` and ``W^T`` of TMS): the owner's ``C`` rank-one pieces, transposed. No parameters of its own."""
+
+    def __init__(self, target: Target, owner: Subcomponents):
+        super().__init__()
+        self.target, self.C = target, owner.C
+        object.__setattr__(self, "owner", owner)  # not a submodule: its parameters belong to the owner
+
+    @property
+    def V(self) -> Tensor:  # type: ignore[override]
+        return self.owner.U.T
+
+    @property
+    def U(self) -> Tensor:  # type: ignore[override]
+        return self.owner.V.T
 
 
 class Gates(nn.Module):

@@ -67,7 +67,7 @@ class Decomposition(Result):
 
         method = METHODS[self.method]
         cfg = method.config.model_validate(self.config)
-        if "compile" in cfg.model_fields:  # analysis calls are few: no compile time
+        if "compile" in type(cfg).model_fields:  # analysis calls are few: no compile time
             cfg = cfg.model_copy(update={"compile": False})
         with torch.random.fork_rng(devices=[]):
             dec = method.build_empty(self.target_list(), cfg)

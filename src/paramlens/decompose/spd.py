@@ -23,7 +23,15 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from paramlens.core.weights import LinearMap, Target
-from paramlens.decompose.components import Gates, Subcomponents, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
+from paramlens.decompose.components import (
+    Gates,
+    Subcomponents,
+    TiedSubcomponents,
+    RankOne,
+    lower_leaky_hard_sigmoid,
+    upper_leaky_hard_sigmoid,
+)
+from paramlens.errors import ParamLensError
 from paramlens.decompose.forward import faithfulness, output_loss, run_maps, weighted_total
 
 
@@ -45,6 +53,9 @@ class SPDConfig(BaseModel):
     leaky_slope: float = Field(0.01, ge=0)
     n_mask_samples: int = Field(1, ge=1)
     output_loss: Literal["mse", "kl"] = "mse"
+    tied: dict[str, str] = Field(
+        default_factory=dict, description="{target: owner}: target's matrix is owner's transpose (tied weights); "
+        "it is decomposed with the owner's subcomponents, transposed, and gated on its own")
     compile: bool | None = Field(
         None, description="compile the gate MLPs with torch.compile (about 20 s once, then ~3x faster gates); "
         "None: only for runs of 3000 steps or more")
@@ -66,22 +77,42 @@ def _key(target: Target) -> str:
 class SPDModel(nn.Module):
     """Subcomponents and gates for every target. Holds no copy of the decomposed model."""
 
-    def __init__(self, targets: Sequence[Target], C: int, gate_hidden: int = 16, compile: bool = False):
+    def __init__(self, targets: Sequence[Target], C: int, gate_hidden: int = 16, compile: bool = False,
+                 tied: dict[str, str] | None = None):
         super().__init__()
         self.targets = list(targets)
-        self.components = nn.ModuleDict({_key(t): Subcomponents(t, C) for t in self.targets})
+        self.tied = dict(tied or {})
+        by_name = {t.name: t for t in self.targets}
+        for name, owner in self.tied.items():
+            if name not in by_name or owner not in by_name or owner in self.tied:
+                raise ParamLensError(f"tied target '{name}' -> '{owner}': both must be targets, and the owner untied")
+            if by_name[name].shape != by_name[owner].shape[::-1]:
+                raise ParamLensError(f"tied target '{name}' {by_name[name].shape} is not shaped like the transpose "
+                                     f"of '{owner}' {by_name[owner].shape}")
+        self.owners = [t for t in self.targets if t.name not in self.tied]
+        self.components = nn.ModuleDict({_key(t): Subcomponents(t, C) for t in self.owners})
+        self.tied_components = {
+            _key(t): TiedSubcomponents(t, self.components[_key(by_name[self.tied[t.name]])])
+            for t in self.targets if t.name in self.tied
+        }
         self.gates = nn.ModuleDict({_key(t): Gates(C, gate_hidden) for t in self.targets})
         self.gate_fns = {k: torch.compile(g.forward, dynamic=False) if compile else g for k, g in self.gates.items()}
 
-    def component(self, target: Target) -> Subcomponents:
-        return self.components[_key(target)]
+    def component(self, target: Target) -> RankOne:
+        key = _key(target)
+        return self.tied_components[key] if key in self.tied_components else self.components[key]
 
     @torch.no_grad()
     def init_from(self, model: nn.Module) -> None:
         """Unit-norm random ``V`` columns and ``U`` rows, each ``U_c`` scaled by ``U_c^T W V_c`` so that the
-        initial sum already points along ``W``'s action on each read direction."""
-        for t in self.targets:
-            comp = self.component(t)
+        initial sum already points along ``W``'s action on each read direction. Checks tied targets."""
+        for name, owner in self.tied.items():
+            W, W_owner = (model.get_submodule(n).weight for n in (name, owner))
+            t, o = (next(x for x in self.targets if x.name == n) for n in (name, owner))
+            if not torch.allclose(t.to_matrix(W), o.to_matrix(W_owner).T, atol=1e-6, rtol=1e-4):
+                raise ParamLensError(f"tied target '{name}' is not the transpose of '{owner}' in this model")
+        for t in self.owners:
+            comp = self.components[_key(t)]
             W = t.matrix(model).detach().float()
             comp.V.copy_(torch.nn.functional.normalize(comp.V, dim=0))
             comp.U.copy_(torch.nn.functional.normalize(comp.U, dim=1))
@@ -114,7 +145,7 @@ def spd_losses(
     pre = spd.pre_importance(inputs)
     g_mask = {n: lower_leaky_hard_sigmoid(v, cfg.leaky_slope) for n, v in pre.items()}
     losses: dict[str, Tensor] = {}
-    losses["faithfulness"] = faithfulness(model, spd.targets, lambda t: spd.component(t).weight())
+    losses["faithfulness"] = faithfulness(model, spd.owners, lambda t: spd.component(t).weight())
     stoch, layerwise = x.new_zeros(()).float(), x.new_zeros(()).float()
     for r in noise:
         masks = {n: g + (1 - g) * r[n] for n, g in g_mask.items()}
@@ -142,7 +173,7 @@ class SPDMethod:
 
     @staticmethod
     def build_empty(targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
-        return SPDModel(targets, cfg.C, cfg.gate_hidden, cfg.compiles())
+        return SPDModel(targets, cfg.C, cfg.gate_hidden, cfg.compiles(), cfg.tied)
 
     @staticmethod
     def build(model: nn.Module, targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:

@@ -32,6 +32,9 @@ class TMSConfig(TrainConfig):
 
 
 class TMS(nn.Module):
+    #: ``linear2.weight`` is ``linear1.weight.T``: decompose it with linear1's subcomponents (SPD ``tied``)
+    tied_targets = {"linear2": "linear1"}
+
     def __init__(self, cfg: TMSConfig):
         super().__init__()
         self.cfg = cfg
