@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from paramlens.core.weights import LinearMap, Target
+from paramlens.decompose.components import module_key
 from paramlens.decompose.forward import faithfulness, logits_of, output_loss, run_maps, weighted_total
 
 
@@ -49,10 +50,6 @@ class APDConfig(BaseModel):
     seed: int = 0
 
 
-def _key(target: Target) -> str:
-    return target.name.replace(".", "-")
-
-
 class APDModel(nn.Module):
     """``A`` ``(C, d_in, m)`` and ``B`` ``(C, m, d_out)`` for every target."""
 
@@ -64,21 +61,21 @@ class APDModel(nn.Module):
         self.B = nn.ParameterDict()
         for t in self.targets:
             d_out, d_in = t.shape
-            self.A[_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, d_in, rank)))
-            self.B[_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, rank, d_out)))
+            self.A[module_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, d_in, rank)))
+            self.B[module_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, rank, d_out)))
 
     def weight(self, t: Target) -> Tensor:
         """Sum of the components in target ``t``, ``(d_out, d_in)``."""
-        return einsum(self.A[_key(t)], self.B[_key(t)], "c i m, c m o -> o i")
+        return einsum(self.A[module_key(t)], self.B[module_key(t)], "c i m, c m o -> o i")
 
     def _inner(self, t: Target, x: Tensor) -> Tensor:
         """``x A_c`` for every component, ``(..., C, m)``."""
-        A = self.A[_key(t)]
+        A = self.A[module_key(t)]
         return t.read_in(x, A.permute(1, 0, 2).flatten(1)).unflatten(-1, (A.shape[0], A.shape[2]))
 
     def component_acts(self, t: Target, x: Tensor) -> Tensor:
         """What each component writes, ``(..., C, d_out)``, for the module input ``x``."""
-        return einsum(self._inner(t, x), self.B[_key(t)], "... c m, c m o -> ... c o")
+        return einsum(self._inner(t, x), self.B[module_key(t)], "... c m, c m o -> ... c o")
 
     def masked(self, t: Target, mask: Tensor | None) -> LinearMap:
         """The layer map with component ``c`` scaled by ``mask[..., c]`` (None: all at 1)."""
@@ -87,7 +84,7 @@ class APDModel(nn.Module):
             inner = self._inner(t, x)
             if mask is not None:
                 inner = inner * mask.unsqueeze(-1)
-            return einsum(inner, self.B[_key(t)], "... c m, c m o -> ... o")
+            return einsum(inner, self.B[module_key(t)], "... c m, c m o -> ... o")
 
         return fn
 
@@ -98,7 +95,7 @@ class APDModel(nn.Module):
         """``sum_t sum_{c,k} mask_c (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2)``, mean over inputs; mask ``(..., C)``."""
         total = mask.new_zeros(())
         for t in self.targets:
-            A, B = self.A[_key(t)], self.B[_key(t)]
+            A, B = self.A[module_key(t)], self.B[module_key(t)]
             per_c = (A.pow(2).sum(1) * B.pow(2).sum(2) + 1e-16).pow(p / 2).sum(-1)  # (C,)
             total = total + (mask * per_c).sum(-1).mean()
         return total
@@ -193,11 +190,11 @@ class APDMethod:
     @staticmethod
     def outputs_along(dec: APDModel, target: Target, directions: Tensor) -> Tensor:
         """What each component writes for each unit input direction, ``(n, C, d_out)``."""
-        A, B = dec.A[_key(target)].detach(), dec.B[_key(target)].detach()
+        A, B = dec.A[module_key(target)].detach(), dec.B[module_key(target)].detach()
         return einsum(directions, A, B, "n i, c i m, c m o -> n c o")
 
     @staticmethod
     def read_directions(dec: APDModel, target: Target) -> Tensor:
         """``(d_in, C)``: each component's main input direction (top right-singular vector of ``P_c``)."""
-        P = einsum(dec.A[_key(target)].detach(), dec.B[_key(target)].detach(), "c i m, c m o -> c o i")
+        P = einsum(dec.A[module_key(target)].detach(), dec.B[module_key(target)].detach(), "c i m, c m o -> c o i")
         return torch.linalg.svd(P, full_matrices=False).Vh[:, 0, :].T

@@ -18,6 +18,11 @@ from torch import Tensor, nn
 from paramlens.core.weights import LinearMap, Target
 
 
+def module_key(target: Target) -> str:
+    """A target name usable as an ``nn.ModuleDict`` key (no dots)."""
+    return target.name.replace(".", "-")
+
+
 class RankOne(nn.Module):
     """Shared maths of rank-one subcomponents; subclasses provide ``V`` ``(d_in, C)`` and ``U`` ``(C, d_out)``."""
 

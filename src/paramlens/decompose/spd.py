@@ -25,14 +25,15 @@ from torch import Tensor, nn
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import (
     Gates,
+    RankOne,
     Subcomponents,
     TiedSubcomponents,
-    RankOne,
     lower_leaky_hard_sigmoid,
+    module_key,
     upper_leaky_hard_sigmoid,
 )
-from paramlens.errors import ParamLensError
 from paramlens.decompose.forward import faithfulness, output_loss, run_maps, weighted_total
+from paramlens.errors import ParamLensError
 
 
 class SPDConfig(BaseModel):
@@ -70,10 +71,6 @@ class SPDConfig(BaseModel):
 FAST_TOY_SCHEDULE = {"lr": 1e-2, "lr_schedule": "constant"}
 
 
-def _key(target: Target) -> str:
-    return target.name.replace(".", "-")
-
-
 class SPDModel(nn.Module):
     """Subcomponents and gates for every target. Holds no copy of the decomposed model."""
 
@@ -90,16 +87,16 @@ class SPDModel(nn.Module):
                 raise ParamLensError(f"tied target '{name}' {by_name[name].shape} is not shaped like the transpose "
                                      f"of '{owner}' {by_name[owner].shape}")
         self.owners = [t for t in self.targets if t.name not in self.tied]
-        self.components = nn.ModuleDict({_key(t): Subcomponents(t, C) for t in self.owners})
+        self.components = nn.ModuleDict({module_key(t): Subcomponents(t, C) for t in self.owners})
         self.tied_components = {
-            _key(t): TiedSubcomponents(t, self.components[_key(by_name[self.tied[t.name]])])
+            module_key(t): TiedSubcomponents(t, self.components[module_key(by_name[self.tied[t.name]])])
             for t in self.targets if t.name in self.tied
         }
-        self.gates = nn.ModuleDict({_key(t): Gates(C, gate_hidden) for t in self.targets})
+        self.gates = nn.ModuleDict({module_key(t): Gates(C, gate_hidden) for t in self.targets})
         self.gate_fns = {k: torch.compile(g.forward, dynamic=False) if compile else g for k, g in self.gates.items()}
 
     def component(self, target: Target) -> RankOne:
-        key = _key(target)
+        key = module_key(target)
         return self.tied_components[key] if key in self.tied_components else self.components[key]
 
     @torch.no_grad()
@@ -112,7 +109,7 @@ class SPDModel(nn.Module):
             if not torch.allclose(t.to_matrix(W), o.to_matrix(W_owner).T, atol=1e-6, rtol=1e-4):
                 raise ParamLensError(f"tied target '{name}' is not the transpose of '{owner}' in this model")
         for t in self.owners:
-            comp = self.components[_key(t)]
+            comp = self.components[module_key(t)]
             W = t.matrix(model).detach().float()
             comp.V.copy_(torch.nn.functional.normalize(comp.V, dim=0))
             comp.U.copy_(torch.nn.functional.normalize(comp.U, dim=1))
@@ -121,7 +118,7 @@ class SPDModel(nn.Module):
 
     def pre_importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Gate outputs before the sigmoid, ``{target: (..., C)}``, from the targets' inputs."""
-        return {t.name: self.gate_fns[_key(t)](self.component(t).inner(inputs[t.name])) for t in self.targets}
+        return {t.name: self.gate_fns[module_key(t)](self.component(t).inner(inputs[t.name])) for t in self.targets}
 
     def importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Causal importances in ``[0, 1]`` (hard sigmoid), ``{target: (..., C)}``."""
