@@ -121,7 +121,7 @@ def decomposition_section(folder: Path, model: TMS, quick: bool, seed: int, prog
     from paramlens.decompose import decompose
     from paramlens.decompose.spd import FAST_TOY_SCHEDULE
 
-    steps = 200 if quick else 5000
+    steps = 200 if quick else 10_000
     r = decompose(model, model.source(), ["linear1", "linear2"], ground_truth=model.ground_truth(), steps=steps,
                   seed=seed, tied=model.tied_targets, folder=folder / "spd_tms_5_2", progress=progress,
                   **FAST_TOY_SCHEDULE)
