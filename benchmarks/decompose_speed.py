@@ -125,17 +125,17 @@ def main() -> None:
     started = time.perf_counter()
     model_fresh, _ = train_tms(TMSConfig(), progress=False)
     r = decompose(model_fresh, model_fresh.source(), ["linear1", "linear2"], ground_truth=model_fresh.ground_truth(),
-                  steps=args.bar_steps, eval_every=250, progress=False, **FAST_SPD)
+                  steps=args.bar_steps, eval_every=250, progress=False, tied=model_fresh.tied_targets, **FAST_SPD)
     total = time.perf_counter() - started
     reached = [h for h in r.history if "mmcs/linear1" in h and h["mmcs/linear1"] >= 0.999
                and 0.98 <= h["ml2r/linear1"] <= 1.02]
     first = reached[0] if reached else None
-    print_table("time to the TMS 5-2 bar (MMCS >= 0.999, ML2R in [0.98, 1.02]), fast schedule", [{
+    print_table("time to the TMS 5-2 bar (MMCS >= 0.999, ML2R in [0.98, 1.02] on W), fast toy schedule, tied", [{
         "steps to bar": first["step"] if first else "not reached",
         "seconds to bar": first["seconds"] if first else float("nan"),
         "final MMCS W": r.metrics["mmcs/linear1"], "final ML2R W": r.metrics["ml2r/linear1"],
         "whole run s": total, "run steps": args.bar_steps,
-        "paper code estimate s": 40_000 / 13.0,
+        "published code, 40k steps at 13 steps/s (s)": 40_000 / 13.0,
     }])
 
 
