@@ -109,10 +109,6 @@ class Target:
         """The current ``(d_out, d_in)`` matrix of this target in ``model`` (shares memory with it)."""
         return self.to_matrix(model.get_submodule(self.name).weight)
 
-    def bias(self, model: nn.Module) -> Tensor | None:
-        """The module's bias ``(d_out,)``, or None."""
-        return getattr(model.get_submodule(self.name), "bias", None)
-
     def read_in(self, x: Tensor, V: Tensor) -> Tensor:
         """Project the module's input onto the columns of ``V`` ``(d_in, k)``: ``x @ V``, shape ``(..., k)``.
 

@@ -28,6 +28,7 @@ from paramlens.decompose.components import (
     RankOne,
     Subcomponents,
     TiedSubcomponents,
+    hard_sigmoid,
     lower_leaky_hard_sigmoid,
     module_key,
     upper_leaky_hard_sigmoid,
@@ -123,7 +124,7 @@ class SPDModel(nn.Module):
 
     def importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Causal importances in ``[0, 1]`` (hard sigmoid), ``{target: (..., C)}``."""
-        return {n: g.clamp(0.0, 1.0) for n, g in self.pre_importance(inputs).items()}
+        return {n: hard_sigmoid(g) for n, g in self.pre_importance(inputs).items()}
 
     def maps(self, masks: dict[str, Tensor | None], only: Sequence[Target] | None = None) -> dict[Target, LinearMap]:
         return {t: self.component(t).masked(masks[t.name]) for t in (only or self.targets)}
