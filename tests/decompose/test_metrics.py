@@ -76,3 +76,12 @@ def test_direction_recovery_needs_one_subcomponent_per_direction():
     shared = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     everyone = torch.ones(4, dtype=torch.bool)  # directions 0 and 1 share subcomponent 0: neither has its own
     assert metrics.direction_recovery(shared, directions, everyone, threshold=0.5)["directions_recovered"] == 1.0
+
+
+def test_direction_recovery_ignores_what_lies_outside_the_inputs_span():
+    directions = torch.eye(4)[:2]  # inputs live in the first two coordinates of a 4-d space
+    V = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, -3.0]])  # large parts no input can reach
+    alive = torch.ones(2, dtype=torch.bool)
+    assert metrics.direction_recovery(V, directions, alive) == {"direction_cos": 1.0, "directions_recovered": 2.0}
+    V[1, 0] = 1.0  # now subcomponent 0 reads both directions equally: cos 0.707
+    assert metrics.direction_recovery(V, directions, alive)["directions_recovered"] == 1.0

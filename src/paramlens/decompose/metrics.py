@@ -39,12 +39,17 @@ def mmcs_ml2r(components: Tensor, truth: Tensor) -> tuple[float, float, Tensor]:
 def direction_recovery(V: Tensor, directions: Tensor, alive: Tensor, threshold: float = 0.9) -> dict[str, float]:
     """How well alive read directions ``V[:, alive]`` ``(d_in, C)`` match true unit directions ``(n, d_in)``.
 
-    Returns the mean best ``|cos|``, and the number of directions whose best alive subcomponent has
-    ``|cos| >= threshold`` and is the best match of no other direction (one subcomponent per feature).
+    Cosines are taken inside the span of the true directions: a read direction's part orthogonal to every
+    direction the inputs can take (for example what is left of a random init outside the span of a
+    residual MLP's embedding) changes no output, so it is projected out first. Returns the mean best
+    ``|cos|``, and the number of directions whose best alive subcomponent has ``|cos| >= threshold`` and is
+    the best match of no other direction (one subcomponent per feature).
     """
     if not bool(alive.any()):
         return {"direction_cos": 0.0, "directions_recovered": 0.0}
-    cos = (directions @ F.normalize(V[:, alive], dim=0)).abs()  # (n, alive)
+    basis, _ = torch.linalg.qr(directions.T.double())  # (d_in, n) orthonormal basis of the span
+    inside = (basis @ (basis.T @ V[:, alive].double())).float()
+    cos = (directions @ F.normalize(inside, dim=0)).abs()  # (n, alive)
     best_cos, best = cos.max(dim=1)
     good = best_cos >= threshold
     counts = torch.bincount(best[good], minlength=cos.shape[1])

@@ -54,6 +54,10 @@ class SPDConfig(BaseModel):
     gate_hidden: int = Field(16, ge=1)
     leaky_slope: float = Field(0.01, ge=0)
     n_mask_samples: int = Field(1, ge=1)
+    faithfulness_warmup_steps: int = Field(
+        0, ge=0, description="steps of fitting the subcomponents' sum to the weights alone (AdamW) before training")
+    faithfulness_warmup_lr: float = Field(1e-2, gt=0)
+    faithfulness_warmup_weight_decay: float = Field(0.1, ge=0)
     output_loss: Literal["mse", "kl"] = "mse"
     tied: dict[str, str] = Field(
         default_factory=dict, description="{target: owner}: target's matrix is owner's transpose (tied weights); "
@@ -118,6 +122,16 @@ class SPDModel(nn.Module):
             scale = torch.einsum("co,oi,ic->c", comp.U, W, comp.V)
             comp.U.mul_(scale[:, None])
 
+    def warm_up(self, model: nn.Module, steps: int, lr: float, weight_decay: float) -> None:
+        """Fit the subcomponents' sums to the target weights (faithfulness loss only) for ``steps`` AdamW
+        steps, so training starts from a faithful decomposition; weight decay keeps unneeded parts small."""
+        params = list(self.components.parameters())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        for _ in range(steps):
+            opt.zero_grad()
+            faithfulness(model, self.owners, lambda t: self.component(t).weight()).backward()
+            opt.step()
+
     def pre_importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Gate outputs before the sigmoid, ``{target: (..., C)}``, from the targets' inputs."""
         return {t.name: self.gate_fns[module_key(t)](self.component(t).inner(inputs[t.name])) for t in self.targets}
@@ -178,6 +192,8 @@ class SPDMethod:
     def build(model: nn.Module, targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
         spd = SPDMethod.build_empty(targets, cfg)
         spd.init_from(model)
+        spd.warm_up(model, cfg.faithfulness_warmup_steps, cfg.faithfulness_warmup_lr,
+                    cfg.faithfulness_warmup_weight_decay)
         return spd
 
     @staticmethod

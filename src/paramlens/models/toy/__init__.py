@@ -16,7 +16,7 @@ from paramlens.errors import ParamLensError
 from paramlens.models.toy.cross_layer import CrossLayerConfig, CrossLayerMLP, train_cross_layer
 from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, train_residual_mlp
 from paramlens.models.toy.tms import TMS, TMSConfig, train_tms
-from paramlens.models.toy.train import read_saved, save_model
+from paramlens.models.train import read_saved, save_model
 
 
 class ZooEntry(NamedTuple):
@@ -33,7 +33,7 @@ ZOO: dict[str, ZooEntry] = {
 
 
 def load_toy(folder: str | Path) -> nn.Module:
-    """Rebuild a toy model saved with :func:`~paramlens.models.toy.train.save_model`."""
+    """Rebuild a toy model saved with :func:`~paramlens.models.train.save_model`."""
     raw, state = read_saved(folder)
     kind = raw.get("kind")
     if kind not in ZOO:

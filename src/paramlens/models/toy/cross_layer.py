@@ -16,7 +16,7 @@ from torch import Tensor
 
 from paramlens.models.ground_truth import GroundTruth
 from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, residual_loss
-from paramlens.models.toy.train import seeded, train
+from paramlens.models.train import seeded, train
 
 
 class CrossLayerConfig(ResidualMLPConfig):

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from paramlens.core.data import SparseFeatures
 from paramlens.models.ground_truth import GroundTruth
-from paramlens.models.toy.train import TrainConfig, seeded, train
+from paramlens.models.train import TrainConfig, seeded, train
 
 
 class ResidualMLPConfig(TrainConfig):
@@ -92,6 +92,6 @@ def residual_loss(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def train_residual_mlp(cfg: ResidualMLPConfig, **kwargs) -> tuple[ResidualMLP, list[dict[str, float]]]:
-    """Train from scratch; ``kwargs`` go to :func:`paramlens.models.toy.train.train`."""
+    """Train from scratch; ``kwargs`` go to :func:`paramlens.models.train.train`."""
     model = seeded(lambda: ResidualMLP(cfg), cfg.seed)
     return model, train(model, model.source(), residual_loss, cfg, **kwargs)

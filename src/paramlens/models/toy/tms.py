@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from paramlens.core.data import SparseFeatures
 from paramlens.core.weights import run_with
 from paramlens.models.ground_truth import GroundTruth
-from paramlens.models.toy.train import TrainConfig, seeded, train
+from paramlens.models.train import TrainConfig, seeded, train
 
 
 class TMSConfig(TrainConfig):
@@ -92,7 +92,7 @@ def tied_loss(model: TMS, x: Tensor) -> Tensor:
 
 
 def train_tms(cfg: TMSConfig, **kwargs) -> tuple[TMS, list[dict[str, float]]]:
-    """Train a TMS model from scratch; ``kwargs`` go to :func:`paramlens.models.toy.train.train`."""
+    """Train a TMS model from scratch; ``kwargs`` go to :func:`paramlens.models.train.train`."""
     model = seeded(lambda: TMS(cfg), cfg.seed)
     model.linear2.weight.requires_grad_(False)
     history = train(model, model.source(), tied_loss, cfg, **kwargs)

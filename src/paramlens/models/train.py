@@ -1,4 +1,4 @@
-"""Seeded, resumable training shared by the toy models, and saving them to run folders."""
+"""Seeded, resumable training shared by the model zoo, and saving models to run folders."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ MODEL_FILE = "model.safetensors"
 
 
 class TrainConfig(BaseModel):
-    """Optimisation settings shared by the toy models (Adam, cosine decay to zero)."""
+    """Optimisation settings shared by the zoo (Adam with decoupled weight decay, cosine decay to zero)."""
 
     n_steps: int = Field(5000, ge=1)
     batch_size: int = Field(1024, ge=1)
     lr: float = Field(5e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
 
 
@@ -52,7 +53,7 @@ def train(
     """
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled_weight_decay=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / cfg.n_steps)))
 
     def step(_: int) -> dict[str, float]:
