@@ -7,7 +7,8 @@ from torch import nn
 
 from paramlens.core.weights import run_with, select
 from paramlens.decompose.components import Gates, Subcomponents, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
-from paramlens.decompose.forward import run_maps
+from paramlens.decompose.forward import faithfulness, run_maps
+from paramlens.decompose.spd import SPDModel
 
 
 def test_batched_gates_equal_one_mlp_per_subcomponent():
@@ -76,3 +77,18 @@ def test_tied_targets_share_the_owner_subcomponents_transposed():
         spd.init_from(model)
     with pytest.raises(ParamLensError, match="both must be targets"):
         SPDModel(targets[:1], C=8, tied=model.tied_targets)
+
+
+def test_faithfulness_warmup_fits_the_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    targets = select(model, ["0", "2"])
+    spd = SPDModel(targets, C=8)
+    spd.init_from(model)
+
+    def loss() -> float:
+        return float(faithfulness(model, spd.owners, lambda t: spd.component(t).weight()))
+
+    before = loss()
+    spd.warm_up(model, steps=300, lr=1e-2, weight_decay=0.0)
+    assert loss() < 1e-3 * before
