@@ -78,3 +78,18 @@ def test_decompose_a_language_model_needs_text(tmp_path):
         tmp_path / "gpt")
     r = paramlens("decompose", tmp_path / "gpt", "-t", "transformer.h.0.mlp.c_fc", "--out", tmp_path / "runs")
     assert r.returncode == 1 and "needs --text FILE" in r.stderr
+
+
+def test_bilinear_trains_analyses_and_reanalyses_a_saved_model(tmp_path):
+    r = paramlens("bilinear", "digits", "--steps", 300, "--d-hidden", 24, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy" in r.stdout and "adversarial masks" in r.stdout
+    (folder,) = tmp_path.iterdir()
+    names = {p.name for p in folder.iterdir()}
+    assert {"index.html", "result.json", "spectra.png", "eigenvectors.png", "truncation.png", "adversarial.png"} <= names
+    r = paramlens("bilinear", folder / "model", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = paramlens("bilinear", folder / "model", "--steps", 5, "--out", tmp_path)
+    assert r.returncode == 1 and "only apply when training" in r.stderr
+    r = paramlens("bilinear", "imagenet", "--out", tmp_path)
+    assert r.returncode == 1 and "neither a model folder nor a dataset" in r.stderr

@@ -125,6 +125,27 @@ def decompose_cmd(
 
 
 @app.command()
+def bilinear(
+    model: str = typer.Argument(..., help="A saved bilinear classifier folder, or a dataset to train one on: "
+                                "fashion-mnist, mnist, digits."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (new model)."),
+    d_hidden: Optional[int] = typer.Option(None, help="Bilinear hidden width (new model)."),
+    noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training (new model)."),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (new model)."),
+    seed: Optional[int] = typer.Option(None, help="Seed (new model)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Read a bilinear image classifier from its weights: class spectra, eigenvector images, truncation,
+    adversarial masks; writes an HTML report."""
+    from paramlens.bilinear.cli_run import run_bilinear
+
+    given = {"n_steps": steps, "d_hidden": d_hidden, "input_noise": noise, "weight_decay": weight_decay, "seed": seed}
+    result, folder = run_bilinear(model, {k: v for k, v in given.items() if v is not None}, out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
+@app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),
     trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),

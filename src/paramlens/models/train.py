@@ -80,9 +80,10 @@ def save_model(folder: str | Path, model: nn.Module, cfg: BaseModel) -> Path:
 
 
 def read_saved(folder: str | Path) -> tuple[dict, dict[str, Tensor]]:
-    """``(config dict, state dict)`` of a saved toy model."""
+    """``(config dict, state dict)`` of a model saved with :func:`save_model`."""
     folder = Path(folder)
     for name in (CONFIG, MODEL_FILE):
         if not (folder / name).is_file():
-            raise ParamLensError(f"{folder / name}: missing; train a model first (paramlens train-toy)")
+            raise ParamLensError(f"{folder / name}: missing; not a saved model folder "
+                                 "(paramlens train-toy and paramlens bilinear write them)")
     return json.loads((folder / CONFIG).read_text()), load_file(folder / MODEL_FILE)

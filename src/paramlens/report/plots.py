@@ -64,16 +64,63 @@ def bars(path: Path, values: Tensor, title: str, xlabel: str, ylabel: str, refer
     return _save(fig, path)
 
 
-def curves(path: Path, history: dict[str, list[tuple[float, float]]], title: str, ylabel: str, log: bool = True) -> str:
-    """Lines ``{label: [(x, y), ...]}`` on one axis (loss curves)."""
+def curves(path: Path, history: dict[str, list[tuple[float, float]]], title: str, ylabel: str, log: bool = True,
+           xlabel: str = "step", reference: float | None = None) -> str:
+    """Lines ``{label: [(x, y), ...]}`` on one axis (loss curves), with an optional dashed reference line."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, points in history.items():
         xs, ys = zip(*points) if points else ((), ())
         ax.plot(xs, ys, label=label)
+    if reference is not None:
+        ax.axhline(reference, color="#888", ls="--", lw=1)
     if log:
         ax.set_yscale("log")
-    ax.set(title=title, xlabel="step", ylabel=ylabel)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def image_grid(path: Path, images: Tensor, title: str, row_labels: list[str], col_labels: list[str],
+               diverging: bool = True) -> str:
+    """Images ``(rows, cols, height, width)`` in a grid; ``diverging``: red/blue around 0, one scale per
+    image (eigenvectors), else grey over ``[0, 1]`` (pictures)."""
+    imgs = images.detach().float().cpu().numpy()
+    rows, cols = imgs.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols + 0.8, 1.25 * rows + 0.5), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax, im = axes[r, c], imgs[r, c]
+            if diverging:
+                lim = float(np.abs(im).max()) or 1.0
+                ax.imshow(im, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            else:
+                ax.imshow(im, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+            if r == 0:
+                ax.set_title(col_labels[c], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def spectra(path: Path, values: list[Tensor], labels: list[str], title: str, top: int = 30) -> str:
+    """One small stem plot per spectrum: the ``top`` eigenvalues by ``|lambda|``, in that order."""
+    n = len(values)
+    cols = min(n, 5)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 1.9 * rows), squeeze=False, sharey=True)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        v = values[i][:top].detach().double().cpu().numpy()
+        ax.bar(np.arange(len(v)), v, color=np.where(v >= 0, "C3", "C0"), width=0.8)
+        ax.axhline(0, color="#999", lw=0.5)
+        ax.set_title(labels[i], fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 

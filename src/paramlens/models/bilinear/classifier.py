@@ -12,6 +12,7 @@ Trained with Gaussian input noise (a regulariser that makes eigenvectors cleaner
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -22,11 +23,12 @@ from torch import Tensor, nn
 from paramlens.core.images import ImageSet
 from paramlens.errors import ParamLensError
 from paramlens.models.bilinear.layers import Bilinear, Gate
-from paramlens.models.train import TrainConfig, seeded, train
+from paramlens.models.train import TrainConfig, read_saved, seeded, train
 
 
 class ClassifierConfig(TrainConfig):
     kind: Literal["bilinear_classifier"] = "bilinear_classifier"
+    dataset: str | None = Field(None, description="image dataset it is trained on (paramlens.core.images)")
     d_input: int = Field(784, ge=1)
     n_classes: int = Field(10, ge=2)
     d_model: int | None = Field(None, ge=1, description="width of the linear embedding; None: blocks read the input")
@@ -104,3 +106,13 @@ def train_classifier(cfg: ClassifierConfig, data: ImageSet, **kwargs) -> tuple[B
         return F.cross_entropy(m(x), data.y_train[idx])
 
     return model, train(model, _Indices(len(data.x_train)), loss_fn, cfg, **kwargs)
+
+
+def load_classifier(folder: str | Path) -> BilinearClassifier:
+    """Rebuild a classifier saved with :func:`paramlens.models.train.save_model`."""
+    config, state = read_saved(folder)
+    if config.get("kind") != "bilinear_classifier":
+        raise ParamLensError(f"{folder}: holds a '{config.get('kind')}' model, not a bilinear classifier")
+    model = BilinearClassifier(ClassifierConfig.model_validate(config))
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,53 @@
+"""What ``paramlens bilinear`` does: train or load a bilinear classifier, read it from its weights, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from paramlens.bilinear.result import ClassifierAnalysis, analyse
+from paramlens.core.images import DATASETS, load_images
+from paramlens.core.runs import new_run_dir
+from paramlens.errors import ParamLensError
+from paramlens.models.bilinear.classifier import ClassifierConfig, load_classifier, train_classifier
+from paramlens.models.train import save_model
+from paramlens.report import Section, write_report
+
+
+def classifier_section(folder: Path, analysis: ClassifierAnalysis, prefix: str = "") -> Section:
+    return Section(
+        title=f"Bilinear classifier on {analysis.dataset}",
+        text="Every class logit of a bilinear layer is a quadratic form of the image, so its eigenvectors, read "
+        "from the weights alone, are the patterns the class responds to. " + " ".join(analysis.summary().splitlines()[1:]),
+        figures=analysis.figures(folder, prefix=prefix),
+        table=analysis.table(),
+    )
+
+
+def run_bilinear(model: str, settings: dict[str, Any], out_dir: Path, progress: bool = True
+                 ) -> tuple[ClassifierAnalysis, Path]:
+    """``model``: a folder holding a saved bilinear classifier, or a dataset name (``fashion-mnist``,
+    ``mnist``, ``digits``) to train one with ``settings`` (fields of :class:`ClassifierConfig`) first."""
+    if Path(model).is_dir():
+        if settings:
+            raise ParamLensError(f"training settings ({', '.join(settings)}) only apply when training a new model")
+        net = load_classifier(model)
+        if net.cfg.dataset is None:
+            raise ParamLensError(f"{model}: the saved config names no dataset to evaluate on")
+        data = load_images(net.cfg.dataset)
+        folder = new_run_dir(out_dir, "bilinear")
+    elif model in DATASETS:
+        data = load_images(model)
+        try:
+            cfg = ClassifierConfig(dataset=model, d_input=data.n_pixels, n_classes=len(data.classes), **settings)
+        except ValueError as e:
+            raise ParamLensError(f"invalid classifier settings: {e}") from None
+        folder = new_run_dir(out_dir, "bilinear")
+        net, _ = train_classifier(cfg, data, folder=folder / "model", progress=progress)
+        save_model(folder / "model", net, cfg)
+    else:
+        raise ParamLensError(f"'{model}' is neither a model folder nor a dataset ({', '.join(DATASETS)})")
+    analysis = analyse(net, data)
+    analysis.save(folder)
+    write_report(folder, f"ParamLens bilinear: {model}", [], [classifier_section(folder, analysis)])
+    return analysis, folder
