@@ -15,12 +15,15 @@ from paramlens.errors import ParamLensError
 from paramlens.models.bilinear import Bilinear
 
 
-def random_layer(d_in=6, d_hidden=5, d_out=4, bias=True, seed=0):
+def random_layer(d_in=6, d_hidden=5, d_out=4, bias=True, seed=0, output_bias=False):
     torch.manual_seed(seed)
     layer = Bilinear(d_in, d_hidden, d_out, bias=bias).double()
     if bias:  # nn.Linear starts with small biases; make them matter
         torch.nn.init.normal_(layer.w.bias)
         torch.nn.init.normal_(layer.v.bias)
+    if output_bias:  # as in views of models whose MLPs have biases
+        layer.p = torch.nn.Linear(d_hidden, d_out).double()
+        torch.nn.init.normal_(layer.p.bias)
     return layer
 
 
@@ -43,10 +46,10 @@ def test_planted_spectrum_is_recovered():
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 10_000), bias=st.booleans())
-def test_eigenvalues_rebuild_every_output_direction_exactly(seed, bias):
+@given(seed=st.integers(0, 10_000), bias=st.booleans(), output_bias=st.booleans())
+def test_eigenvalues_rebuild_every_output_direction_exactly(seed, bias, output_bias):
     """u . y(x) = sum_k lambda_k (v_k . [x, 1])^2 for any u, x."""
-    layer = random_layer(bias=bias, seed=seed)
+    layer = random_layer(bias=bias, seed=seed, output_bias=output_bias)
     u = torch.randn(4, dtype=torch.float64)
     x = torch.randn(10, 6, dtype=torch.float64)
     eig = eigen(interaction_matrix(layer, u))
@@ -55,7 +58,7 @@ def test_eigenvalues_rebuild_every_output_direction_exactly(seed, bias):
         assert torch.allclose(eig.evaluate(folded), layer(x) @ u, atol=1e-10)
         form = quadratic_form(layer, u)
         assert torch.allclose(form(x), layer(x) @ u, atol=1e-10)
-    if not bias:
+    if not bias and not output_bias:
         assert form.linear.abs().max() == 0 and form.constant == 0
 
 
@@ -75,13 +78,14 @@ def test_bias_split_matches_the_layer_terms():
 
 
 def test_interaction_matrix_is_the_tensor_contracted_with_u():
-    layer = random_layer()
+    layer = random_layer(output_bias=True)
     u = torch.randn(4, dtype=torch.float64)
     assert torch.allclose(interaction_matrix(layer, u), torch.einsum("o,oij->ij", u, bilinear_tensor(layer)))
 
 
-def test_output_features_match_the_svd_of_the_flattened_tensor():
-    layer = random_layer(d_out=5)
+@pytest.mark.parametrize("output_bias", [False, True])
+def test_output_features_match_the_svd_of_the_flattened_tensor(output_bias):
+    layer = random_layer(d_out=5, output_bias=output_bias)
     B = bilinear_tensor(layer).flatten(1)  # (d_out, (d_in + 1)^2)
     U, S, _ = torch.linalg.svd(B, full_matrices=False)
     feats = output_features(layer, k=3)
@@ -100,3 +104,18 @@ def test_gated_layers_and_wrong_directions_are_clear_errors():
         interaction_matrix(Bilinear(3, 4, 2), torch.ones(3))
     with pytest.raises(ParamLensError, match="unknown gate"):
         Bilinear(3, 4, 2, gate="tanh")
+
+
+def test_a_gated_mlp_is_viewed_without_copies():
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    for act, gate in (("linear", None), ("silu", "silu")):
+        torch.manual_seed(0)
+        mlp = LlamaMLP(LlamaConfig(hidden_size=8, intermediate_size=12, hidden_act=act, num_attention_heads=2))
+        view = Bilinear.view_of(mlp)
+        x = torch.randn(3, 8)
+        assert view.gate == gate and view.w is mlp.gate_proj
+        assert torch.allclose(view(x), mlp(x))
+    with pytest.raises(ParamLensError, match="not a gated MLP"):
+        Bilinear.view_of(torch.nn.Linear(2, 2))

@@ -46,19 +46,29 @@ def interaction_matrix(layer: Bilinear, u: Tensor) -> Tensor:
     W, V, P = folded_weights(layer)
     if u.shape != (P.shape[0],):
         raise ParamLensError(f"output direction has shape {tuple(u.shape)}; this layer writes {P.shape[0]} outputs")
-    return _interaction(W, V, P.T @ u.double())
+    return _interaction(W, V, P, _output_bias(layer), u.double())
 
 
-def _interaction(W: Tensor, V: Tensor, weights: Tensor) -> Tensor:
-    """``sym(W^T diag(weights) V)``: the interaction matrix for hidden-unit weights ``P^T u``."""
-    return _sym(W.T @ (weights[:, None] * V))
+def _output_bias(layer: Bilinear) -> Tensor | None:
+    return layer.p.bias.detach().double() if layer.p.bias is not None else None
+
+
+def _interaction(W: Tensor, V: Tensor, P: Tensor, bias: Tensor | None, u: Tensor) -> Tensor:
+    """``sym(W^T diag(P^T u) V)``, plus ``u . bias`` on the constant input's diagonal entry."""
+    q = _sym(W.T @ ((P.T @ u)[:, None] * V))
+    if bias is not None:
+        q[-1, -1] += bias @ u
+    return q
 
 
 def bilinear_tensor(layer: Bilinear) -> Tensor:
     """The full symmetrised tensor ``B`` ``(d_out, d_in + 1, d_in + 1)`` float64. Memory ``d_out d_in^2``:
     for small layers and as a reference; the analyses here never need it."""
     W, V, P = folded_weights(layer)
-    return _sym(torch.einsum("oh,hi,hj->oij", P, W, V))
+    B = _sym(torch.einsum("oh,hi,hj->oij", P, W, V))
+    if layer.p.bias is not None:
+        B[:, -1, -1] += layer.p.bias.detach().double()
+    return B
 
 
 @dataclass
@@ -153,14 +163,19 @@ def output_features(layer: Bilinear, k: int, readout: Tensor | None = None) -> O
             pass ``torch.eye(d_hidden)`` for the features of the hidden products themselves.
     """
     W, V, P = folded_weights(layer)
+    bias = _output_bias(layer)
     if readout is not None:
         if readout.shape[-1] != W.shape[0]:
             raise ParamLensError(f"readout has {readout.shape[-1]} columns; the layer has {W.shape[0]} hidden units")
-        P = readout.double()
+        P, bias = readout.double(), None
     WV = W @ V.T
     K = 0.5 * ((W @ W.T) * (V @ V.T) + WV * WV.T)
-    gram_values, gram_vectors = torch.linalg.eigh(P @ K @ P.T)
+    gram = P @ K @ P.T
+    if bias is not None:  # B_o[-1, -1] also holds bias_o: add its inner products
+        corner = P @ (W[:, -1] * V[:, -1])
+        gram = gram + torch.outer(bias, corner) + torch.outer(corner, bias) + torch.outer(bias, bias)
+    gram_values, gram_vectors = torch.linalg.eigh(gram)
     order = gram_values.argsort(descending=True)[:k]
     directions = gram_vectors[:, order].T.contiguous()  # (k, d_out)
-    spectra = [eigen(_interaction(W, V, P.T @ u)) for u in directions]
+    spectra = [eigen(_interaction(W, V, P, bias, u)) for u in directions]
     return OutputFeatures(directions, gram_values[order].clamp_min(0).sqrt(), spectra)

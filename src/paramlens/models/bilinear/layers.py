@@ -7,6 +7,7 @@ activation to the left half (ReGLU, SwiGLU, GeGLU), as in most modern transforme
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ class Bilinear(nn.Module):
     Attributes:
         w: left ``nn.Linear(d_in, d_hidden)`` (gated when ``gate`` is set).
         v: right ``nn.Linear(d_in, d_hidden)``.
-        p: output projection ``nn.Linear(d_hidden, d_out, bias=False)``.
+        p: output projection ``nn.Linear(d_hidden, d_out)`` (no bias, except in views of models that have one).
     """
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int, bias: bool = False, gate: Gate = None):
@@ -32,9 +33,25 @@ class Bilinear(nn.Module):
         if gate is not None and gate not in GATES:
             raise ParamLensError(f"unknown gate '{gate}'; use one of {', '.join(GATES)} or None (bilinear)")
         self.gate = gate
+        self.act: Callable[[Tensor], Tensor] | None = GATES[gate] if gate else None
         self.w = nn.Linear(d_in, d_hidden, bias=bias)
         self.v = nn.Linear(d_in, d_hidden, bias=bias)
         self.p = nn.Linear(d_hidden, d_out, bias=False)
+
+    @classmethod
+    def view_of(cls, mlp: nn.Module) -> Bilinear:
+        """A view (shared modules, no copy) of a gated MLP with ``gate_proj``, ``up_proj``, ``down_proj`` and
+        ``act_fn`` (Llama, Mistral, Qwen2, SmolLM2); bilinear when its activation is the identity."""
+        if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+            raise ParamLensError(f"{type(mlp).__name__} is not a gated MLP (gate_proj, up_proj, down_proj, act_fn)")
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        name = type(mlp.act_fn).__name__.lower()
+        layer.gate = None if name in ("linearactivation", "identity") else next(
+            (g for g in GATES if g in name), name)
+        layer.act = None if layer.gate is None else mlp.act_fn
+        layer.w, layer.v, layer.p = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+        return layer
 
     @property
     def is_bilinear(self) -> bool:
@@ -43,8 +60,8 @@ class Bilinear(nn.Module):
     def hidden(self, x: Tensor) -> Tensor:
         """The ``d_hidden`` products before the projection, ``(..., d_hidden)``."""
         left = self.w(x)
-        if self.gate is not None:
-            left = GATES[self.gate](left)
+        if self.act is not None:
+            left = self.act(left)
         return left * self.v(x)
 
     def forward(self, x: Tensor) -> Tensor:
