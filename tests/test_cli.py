@@ -2,9 +2,6 @@
 
 import subprocess
 import sys
-from pathlib import Path
-
-import torch
 
 
 def paramlens(*args, cwd=None):

@@ -20,8 +20,7 @@ from paramlens.models.toy import ZOO, save_model
 from paramlens.models.toy.cross_layer import CrossLayerConfig, layer_shares
 from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, residual_loss
 from paramlens.models.toy.tms import TMS, TMSConfig
-from paramlens.report import Section, write_report
-from paramlens.report import plots
+from paramlens.report import Section, plots, write_report
 
 
 @dataclass

