@@ -1,0 +1,78 @@
+"""Boolean circuits: the ground truth that :mod:`paramlens.models.compiled.compile` turns into ReLU networks.
+
+Signals are numbered: ``0 .. n_inputs - 1`` are the inputs, then one per gate in the order added. Gates:
+``and``, ``or``, ``xor``, ``not``, ``copy``, ``maj`` (at least 2 of 3) and ``const0`` / ``const1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from paramlens.errors import ParamLensError
+
+ARITY = {"and": None, "or": None, "xor": 2, "not": 1, "copy": 1, "maj": 3, "const0": 0, "const1": 0}
+
+
+@dataclass(frozen=True)
+class Gate:
+    op: str
+    inputs: tuple[int, ...]
+
+
+@dataclass
+class Circuit:
+    """A Boolean circuit built gate by gate; :meth:`evaluate` is the reference semantics."""
+
+    n_inputs: int
+    gates: list[Gate] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+    barriers: list[int] = field(default_factory=list)
+
+    @property
+    def n_signals(self) -> int:
+        return self.n_inputs + len(self.gates)
+
+    def add(self, op: str, *inputs: int) -> int:
+        """Append a gate; returns its signal id."""
+        if op not in ARITY:
+            raise ParamLensError(f"unknown gate '{op}'; gates: {', '.join(ARITY)}")
+        arity = ARITY[op]
+        if (arity is not None and len(inputs) != arity) or (arity is None and len(inputs) < 2):
+            raise ParamLensError(f"gate '{op}' takes {arity if arity is not None else '2 or more'} inputs, got {len(inputs)}")
+        if any(not 0 <= i < self.n_signals for i in inputs):
+            raise ParamLensError(f"gate '{op}' reads a signal that does not exist yet: {inputs}")
+        self.gates.append(Gate(op, tuple(inputs)))
+        return self.n_signals - 1
+
+    def barrier(self) -> None:
+        """Gates added from now on are scheduled after every gate so far (one round starts when the previous
+        has finished), so repeated rounds compile to repeated blocks of layers."""
+        self.barriers.append(len(self.gates))
+
+    def evaluate(self, x: Tensor) -> Tensor:
+        """``(batch, n_inputs)`` of 0/1 -> ``(batch, n_outputs)`` bool."""
+        if x.shape[-1] != self.n_inputs:
+            raise ParamLensError(f"the circuit has {self.n_inputs} inputs, got {x.shape[-1]}")
+        values = list(x.bool().unbind(-1))
+        zeros = torch.zeros(x.shape[:-1], dtype=torch.bool)
+        for g in self.gates:
+            ins = [values[i] for i in g.inputs]
+            if g.op == "and":
+                v = torch.stack(ins).all(0)
+            elif g.op == "or":
+                v = torch.stack(ins).any(0)
+            elif g.op == "xor":
+                v = ins[0] ^ ins[1]
+            elif g.op == "not":
+                v = ~ins[0]
+            elif g.op == "copy":
+                v = ins[0]
+            elif g.op == "maj":
+                v = torch.stack(ins).sum(0) >= 2
+            else:
+                v = zeros if g.op == "const0" else ~zeros
+            values.append(v)
+        return torch.stack([values[o] for o in self.outputs], dim=-1)
