@@ -10,6 +10,7 @@ decomposes the two as one tied matrix; both are scored):
 Every row also shows the same metrics for the decomposition at its random initialisation (chance).
 
 Usage: python benchmarks/decompose_tms.py [--cases 5-2,40-10,identity,apd-5-2,apd-40-10] [--seeds 10]
+       [--first-seed 0] [--threads 2]
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="5-2,identity,40-10,apd-5-2,apd-40-10")
     parser.add_argument("--seeds", type=int, default=10, help="seeds for 5-2; other cases use 1")
+    parser.add_argument("--first-seed", type=int, default=0, help="to split the 5-2 seeds over processes")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for name in args.cases.split(","):
-        seeds = range(args.seeds) if name == "5-2" else range(1)
+        seeds = range(args.first_seed, args.first_seed + args.seeds) if name == "5-2" else range(1)
         rows = []
         for seed in seeds:
             rows.append(run_case(name, seed))
