@@ -9,7 +9,7 @@ from paramlens.errors import ParamLensError
 from paramlens.models.compiled import Circuit, compile_circuit
 from paramlens.models.compiled.builders import add_words, arx_mixer, equals_const, greater_equal, input_words
 
-OPS = ["and", "or", "xor", "not", "copy", "maj", "const0", "const1"]
+OPS = ["and", "or", "xor", "not", "copy", "buf", "maj", "const0", "const1"]
 
 
 def all_inputs(n):
@@ -22,7 +22,7 @@ def circuits(draw):
     c = Circuit(n)
     for _ in range(draw(st.integers(1, 25))):
         op = draw(st.sampled_from(OPS))
-        k = {"not": 1, "copy": 1, "xor": 2, "maj": 3, "const0": 0, "const1": 0}.get(op)
+        k = {"not": 1, "copy": 1, "buf": 1, "xor": 2, "maj": 3, "const0": 0, "const1": 0}.get(op)
         k = draw(st.integers(2, 4)) if k is None else k
         c.add(op, *[draw(st.integers(0, c.n_signals - 1)) for _ in range(k)])
     c.outputs = draw(st.lists(st.integers(0, c.n_signals - 1), min_size=1, max_size=4))

@@ -22,8 +22,9 @@ def xor_words(c: Circuit, a: Word, b: Word) -> Word:
 
 
 def xor_const(c: Circuit, a: Word, k: int) -> Word:
-    """``a ^ k``: bits of ``k`` that are 1 become NOT gates, the rest pass through."""
-    return [c.add("not", x) if (k >> i) & 1 else x for i, x in enumerate(a)]
+    """``a ^ k``: one neuron per bit, NOT where ``k`` has a 1 and a buffer where it has a 0, so the
+    compiled layer stores ``k`` in its biases (1 on NOT rows, 0 on buffers)."""
+    return [c.add("not" if (k >> i) & 1 else "buf", x) for i, x in enumerate(a)]
 
 
 def rotl(a: Word, r: int) -> Word:

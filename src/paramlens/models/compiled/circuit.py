@@ -1,7 +1,8 @@
 """Boolean circuits: the ground truth that :mod:`paramlens.models.compiled.compile` turns into ReLU networks.
 
 Signals are numbered: ``0 .. n_inputs - 1`` are the inputs, then one per gate in the order added. Gates:
-``and``, ``or``, ``xor``, ``not``, ``copy``, ``maj`` (at least 2 of 3) and ``const0`` / ``const1``.
+``and``, ``or``, ``xor``, ``not``, ``copy`` (the same signal under a new id), ``buf`` (a copy computed by a neuron
+of its own: ``ReLU(a)``), ``maj`` (at least 2 of 3) and ``const0`` / ``const1``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from paramlens.errors import ParamLensError
 
-ARITY = {"and": None, "or": None, "xor": 2, "not": 1, "copy": 1, "maj": 3, "const0": 0, "const1": 0}
+ARITY = {"and": None, "or": None, "xor": 2, "not": 1, "copy": 1, "buf": 1, "maj": 3, "const0": 0, "const1": 0}
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Circuit:
                 v = ins[0] ^ ins[1]
             elif g.op == "not":
                 v = ~ins[0]
-            elif g.op == "copy":
+            elif g.op in ("copy", "buf"):
                 v = ins[0]
             elif g.op == "maj":
                 v = torch.stack(ins).sum(0) >= 2

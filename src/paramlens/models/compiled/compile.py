@@ -3,8 +3,8 @@
 Every neuron is a threshold gate whose pre-activation is at most 1 on every 0/1 input, so every
 activation is exactly 0 or 1. Gates lower to such neurons:
 
-- ``not a``: ``ReLU(1 - a)``; ``and``: ``ReLU(sum a_i - (n - 1))``; ``copy``: ``ReLU(a)`` (carries a signal
-  to a later layer);
+- ``not a``: ``ReLU(1 - a)``; ``buf a``: ``ReLU(a)``; ``and``: ``ReLU(sum a_i - (n - 1))``; ``copy`` adds no
+  neuron, and a signal read layers after it is computed is carried by ``ReLU(a)`` copy rows;
 - ``xor a b``: ``ReLU(a + b - 2 AND(a, b))`` (the ``+1, +1, -2`` rows), the AND one layer earlier;
 - ``or``: ``ReLU(1 - NOR)`` with ``NOR = ReLU(1 - sum a_i)``;
 - ``maj a b c``: ``ReLU(ab + ac + bc - 2 abc)`` from four ANDs one layer earlier;
@@ -120,6 +120,8 @@ class _Lowering:
             return
         if op == "not":
             node = self.neuron([(ins[0], -1)], 1)
+        elif op == "buf":
+            node = self.neuron([(ins[0], 1)], 0)
         elif op == "and":
             node = self.neuron([(i, 1) for i in ins], -(len(ins) - 1))
         elif op == "or":
