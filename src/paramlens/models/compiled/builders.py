@@ -77,5 +77,6 @@ def arx_mixer(n_rounds: int, bits: int = 8, target: int | None = None) -> Circui
         c.barrier()
         x, y = arx_round(c, x, y, SHA256_K[r % len(SHA256_K)] & mask)
     state = x + y
+    c.barrier()  # the comparison reads the finished state: one layer of copy / NOT rows, then the AND
     c.outputs = [equals_const(c, state, target)] if target is not None else state
     return c

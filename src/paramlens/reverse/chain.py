@@ -1,0 +1,96 @@
+"""Find the layer chain of a checkpoint from its tensor names and shapes, and read layers one at a time.
+
+Tensors are paired as ``<prefix>.weight`` (2-d, ``(out, in)``) and ``<prefix>.bias`` (1-d, ``out``), ordered
+by their names with numbers compared as numbers (``layers.10`` after ``layers.9``), then checked for
+connecting sizes. Safetensors files are read lazily (memory-mapped, one tensor at a time); torch archives
+go through :func:`paramlens.core.archive.read_archive` (no pickled code runs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import Tensor
+
+from paramlens.core.archive import read_archive
+from paramlens.errors import ParamLensError
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """One linear layer: the names of its weight ``(out, in)`` and bias (or None)."""
+
+    index: int
+    weight: str
+    bias: str | None
+    shape: tuple[int, int]
+
+
+class TensorStore:
+    """Names and shapes up front, values on demand."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ParamLensError(f"{self.path}: no such file")
+        if self.path.suffix == ".safetensors":
+            from safetensors import SafetensorError, safe_open
+
+            try:
+                self._file = safe_open(str(self.path), framework="pt")
+                self.shapes = {k: tuple(self._file.get_slice(k).get_shape()) for k in self._file.keys()}
+            except (SafetensorError, OSError) as e:
+                raise ParamLensError(f"{self.path}: unreadable safetensors file ({e}); truncated or corrupt") from None
+            self._tensors = None
+        else:
+            self._file = None
+            self._tensors = {t.name: t.value for t in read_archive(self.path)}
+            self.shapes = {k: tuple(v.shape) for k, v in self._tensors.items()}
+
+    def get(self, name: str) -> Tensor:
+        if self._tensors is not None:
+            return self._tensors[name]
+        try:
+            return self._file.get_tensor(name)
+        except Exception as e:  # a header that promises more bytes than the file holds
+            raise ParamLensError(f"{self.path}: tensor '{name}' cannot be read ({e}); the file is truncated") from None
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
+    """The linear layers in order, and notes on what did not fit (unpaired tensors, size breaks)."""
+    notes = []
+    weights = sorted((n for n, s in store.shapes.items() if len(s) == 2), key=_natural_key)
+    if not weights:
+        raise ParamLensError(f"{store.path}: no 2-d weight matrices; nothing to scan")
+    layers = []
+    used = set()
+    for i, w in enumerate(weights):
+        prefix = w[: -len("weight")] if w.endswith("weight") else w + "."
+        bias = prefix + "bias" if prefix.endswith(".") else None
+        out = store.shapes[w][0]
+        if bias is not None and store.shapes.get(bias) != (out,):
+            bias = None
+        if bias:
+            used.add(bias)
+        layers.append(LayerRef(i, w, bias, store.shapes[w]))
+        used.add(w)
+    left = sorted(set(store.shapes) - used, key=_natural_key)
+    if left:
+        notes.append(f"{len(left)} tensors outside the chain: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
+    for a, b in zip(layers, layers[1:]):
+        if a.shape[0] != b.shape[1]:
+            notes.append(f"size break: {a.weight} writes {a.shape[0]} but {b.weight} reads {b.shape[1]}")
+    return layers, notes
+
+
+def iter_layers(store: TensorStore, layers: list[LayerRef]) -> Iterator[tuple[LayerRef, Tensor, Tensor | None]]:
+    """``(layer, weight, bias)`` one layer at a time."""
+    for ref in layers:
+        yield ref, store.get(ref.weight), store.get(ref.bias) if ref.bias else None

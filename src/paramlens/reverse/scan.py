@@ -1,0 +1,148 @@
+"""``paramlens reverse scan``: describe an undocumented network from its weights alone.
+
+Streams the layer chain one layer at a time (memory: one layer), and reports per-layer statistics, the
+repeating structure and where repeats differ, what the last layers test, and constants that match known
+tables. See :mod:`paramlens.reverse.structure` for the readings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import torch
+from rich.progress import track
+from torch import Tensor
+
+from paramlens.core.runs import Result
+from paramlens.report import plots
+from paramlens.reverse.chain import TensorStore, find_chain, iter_layers
+from paramlens.reverse.layer_stats import LayerStats, layer_stats
+from paramlens.reverse.structure import Row, differing_positions, find_period, read_output
+
+MAX_ROWS_READ = 4096
+
+
+def _rows(W: Tensor, b: Tensor | None) -> list[Row]:
+    Wi = W.round().long()
+    bi = b.round().long() if b is not None else torch.zeros(len(W), dtype=torch.long)
+    return [({int(j): int(Wi[r, j]) for j in Wi[r].nonzero().flatten()}, int(bi[r])) for r in range(len(Wi))]
+
+
+@dataclasses.dataclass
+class ScanResult(Result):
+    """A network described from its weights.
+
+    Attributes:
+        path: the scanned file. notes: what did not fit the chain.
+        widths: ``[d_in, d_1, ..., d_L]``. layers: per-layer rows (shape, kind, sparsity, fan-in/out,
+            top row signatures, bias values). n_params: total.
+        period, block_start, n_repeats: the repeating block (0: none). differing: block positions whose
+            rows change between repeats, with the constants found there.
+        output: the last layer read backwards; constant: the bits it compares with (hex), and matches.
+        value_counts: how often each weight value occurs (integer networks; ``{"real": n}`` otherwise).
+        similarity: ``(n, n)`` 1 where two layers have the same key (sizes, kind, row types), for the figure.
+    """
+
+    kind = "reverse_scan"
+    path: str
+    notes: list[str]
+    widths: list[int]
+    layers: list[dict]
+    n_params: int
+    period: int
+    block_start: int
+    n_repeats: int
+    differing: list[dict]
+    output: list[str]
+    constant: str | None
+    constant_matches: list[str]
+    value_counts: dict[str, int]
+    similarity: Tensor
+
+    def summary(self) -> str:
+        kinds = Counter(row["kind"] for row in self.layers)
+        lines = [f"{self.path}: {len(self.layers)} layers, {self.n_params:,} parameters; widths "
+                 f"{self.widths[0]} -> ... -> {self.widths[-1]}; layers: "
+                 + ", ".join(f"{n} {k}" for k, n in kinds.most_common())]
+        if self.n_repeats:
+            lines.append(f"repeating block of {self.period} layers x {self.n_repeats} repeats from layer "
+                         f"{self.block_start}")
+            for d in self.differing:
+                lines.append(f"  block position {d['position']} differs between repeats"
+                             + (": " + "; ".join(d["constants"]) if d["constants"] else ""))
+        else:
+            lines.append("no repeating block found")
+        lines += self.output
+        if self.constant_matches:
+            lines.append("  constant looks like: " + ", ".join(self.constant_matches))
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def table(self) -> list[dict]:
+        return [{k: v for k, v in row.items() if k != "signatures"} | {"top signatures": "; ".join(
+            f"{s} x{c}" for s, c in list(row["signatures"].items())[:3])} for row in self.layers[:200]]
+
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        folder = Path(folder)
+        depth = list(enumerate(self.widths))
+        figs = [(plots.curves(folder / f"{prefix}widths.png", {"width": depth}, "layer width vs depth", "width",
+                              log=False, xlabel="layer"), "output width of every layer (0: input)")]
+        labels = list(self.value_counts)
+        figs.append((plots.bars(folder / f"{prefix}values.png", torch.tensor([float(self.value_counts[k]) for k in labels]),
+                                "weight values: " + ", ".join(labels[:12]), "value", "count"),
+                     "how often each weight value occurs, over all layers"))
+        figs.append((plots.heatmap(folder / f"{prefix}similarity.png", self.similarity.float(),
+                                   "layer self-similarity", "layer", "layer", value_range=(0.0, 1.0)),
+                     "1 where two layers have the same sizes, value kind and row types (diagonal bands: repeats)"))
+        return figs
+
+
+def _row(index: int, s: LayerStats, name: str) -> dict:
+    return {"layer": index, "name": name, "shape": f"{s.shape[0]}x{s.shape[1]}", "kind": s.kind,
+            "values": s.values if s.values is not None and len(s.values) <= 8 else None, "sparsity": s.sparsity,
+            "fan-in (min/mean/max)": f"{s.fan_in[0]}/{s.fan_in[1]:.1f}/{s.fan_in[2]}",
+            "fan-out (min/mean/max)": f"{s.fan_out[0]}/{s.fan_out[1]:.1f}/{s.fan_out[2]}",
+            "bias values": s.bias_values if s.bias_values is not None and len(s.bias_values) <= 8 else None,
+            "signatures": dict(list(s.signatures.items())[:8])}
+
+
+def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> ScanResult:
+    """Scan the checkpoint at ``path`` (safetensors, or a torch archive read without running its code)."""
+    store = TensorStore(path)
+    layers, notes = find_chain(store)
+    stats: list[LayerStats] = []
+    rows, values = [], Counter()
+    last_two: list[tuple[Tensor, Tensor | None]] = []
+    items = iter_layers(store, layers)
+    if progress:
+        items = track(items, total=len(layers), description="scanning layers", transient=True)
+    for ref, W, b in items:
+        s = layer_stats(W, b)
+        stats.append(s)
+        rows.append(_row(ref.index, s, ref.weight))
+        if s.integer and s.values is not None:
+            uniq, counts = torch.unique(W.round().long(), return_counts=True)
+            values.update({str(int(u)): int(c) for u, c in zip(uniq, counts)})
+        else:
+            values["real"] += W.numel()
+        last_two = (last_two + [(W, b)])[-2:]
+    period = find_period([s.key() for s in stats])
+    differing = differing_positions(stats, period) if period.n_repeats else []
+    (W_last, b_last) = last_two[-1]
+    before = last_two[0] if len(last_two) == 2 and stats[-2].integer else None
+    last_rows = _rows(W_last, b_last) if stats[-1].integer and len(W_last) <= MAX_ROWS_READ else []
+    before_row = (lambda j: _rows(before[0][j:j + 1], None if before[1] is None else before[1][j:j + 1])[0]) \
+        if before is not None else None
+    reading = read_output(stats[-1], last_rows, before_row)
+    keys = [s.key() for s in stats]
+    step = max(1, -(-len(keys) // max_similarity))
+    shown = keys[::step]
+    sim = torch.tensor([[float(a == b) for b in shown] for a in shown])
+    return ScanResult(
+        path=str(path), notes=notes, widths=[layers[0].shape[1]] + [r.shape[0] for r in layers], layers=rows,
+        n_params=sum(r.shape[0] * r.shape[1] + (r.shape[0] if r.bias else 0) for r in layers),
+        period=period.period, block_start=period.start, n_repeats=period.n_repeats,
+        differing=[dataclasses.asdict(d) for d in differing], output=reading.description, constant=reading.constant_hex,
+        constant_matches=reading.constant_matches, value_counts=dict(values.most_common()), similarity=sim)
