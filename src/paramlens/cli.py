@@ -145,6 +145,23 @@ def bilinear(
     out.print(f"report: {folder / 'index.html'}")
 
 
+reverse_app = typer.Typer(no_args_is_help=True, help="Reverse-engineer a network from its disclosed weights.")
+app.add_typer(reverse_app, name="reverse")
+
+
+@reverse_app.command("scan")
+def reverse_scan(
+    path: Path = typer.Argument(..., help="A checkpoint: .safetensors, or a torch archive (its code never runs)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Layer sizes, value sets, row signatures, repeating blocks, known constants, and what the output tests."""
+    from paramlens.reverse.cli_run import run_scan
+
+    result, folder = run_scan(path, out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),

@@ -1,0 +1,22 @@
+"""What ``paramlens reverse ...`` does: run a reverse-engineering step and write its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paramlens.core.runs import new_run_dir
+from paramlens.report import Section, write_report
+from paramlens.reverse.scan import ScanResult, scan
+
+
+def scan_section(folder: Path, result: ScanResult, prefix: str = "") -> Section:
+    return Section(title=f"Structure scan of {Path(result.path).name}", text=result.summary(),
+                   figures=result.figures(folder, prefix=prefix), table=result.table())
+
+
+def run_scan(path: Path, out_dir: Path) -> tuple[ScanResult, Path]:
+    result = scan(path)
+    folder = new_run_dir(out_dir, "scan")
+    result.save(folder)
+    write_report(folder, f"ParamLens scan: {path}", [], [scan_section(folder, result)])
+    return result, folder
