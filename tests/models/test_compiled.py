@@ -9,7 +9,7 @@ from paramlens.errors import ParamLensError
 from paramlens.models.compiled import Circuit, compile_circuit
 from paramlens.models.compiled.builders import add_words, arx_mixer, equals_const, greater_equal, input_words
 
-OPS = ["and", "or", "xor", "not", "copy", "buf", "maj", "const0", "const1"]
+OPS = ["and", "or", "nand", "nor", "xor", "xnor", "not", "copy", "buf", "maj", "const0", "const1"]
 
 
 def all_inputs(n):
@@ -22,7 +22,7 @@ def circuits(draw):
     c = Circuit(n)
     for _ in range(draw(st.integers(1, 25))):
         op = draw(st.sampled_from(OPS))
-        k = {"not": 1, "copy": 1, "buf": 1, "xor": 2, "maj": 3, "const0": 0, "const1": 0}.get(op)
+        k = {"not": 1, "copy": 1, "buf": 1, "xor": 2, "xnor": 2, "maj": 3, "const0": 0, "const1": 0}.get(op)
         k = draw(st.integers(2, 4)) if k is None else k
         c.add(op, *[draw(st.integers(0, c.n_signals - 1)) for _ in range(k)])
     c.outputs = draw(st.lists(st.integers(0, c.n_signals - 1), min_size=1, max_size=4))
@@ -75,8 +75,11 @@ def test_rounds_compile_to_repeating_blocks_of_layers():
 def test_bad_gates_are_clear_errors():
     c = Circuit(2)
     with pytest.raises(ParamLensError, match="unknown gate"):
-        c.add("nand", 0, 1)
+        c.add("mux", 0, 1)
     with pytest.raises(ParamLensError, match="does not exist"):
         c.add("and", 0, 5)
     with pytest.raises(ParamLensError, match="takes 1 inputs"):
         c.add("not", 0, 1)
+    c.add("threshold", 0, 1, weights=(1, 1), threshold=1)  # OR: a + b can reach 2
+    with pytest.raises(ParamLensError, match="not one binary neuron"):
+        compile_circuit(c)

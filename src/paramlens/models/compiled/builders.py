@@ -3,7 +3,7 @@ equality test against a stored constant. Words are lists of signal ids, least si
 
 from __future__ import annotations
 
-from paramlens.models.compiled.circuit import Circuit
+from paramlens.core.circuits import Circuit
 
 # The first SHA-256 round constants (fractional parts of the cube roots of the first primes).
 SHA256_K = (0x428A2F98, 0x71374491, 0xB5C0FBCF, 0xE9B5DBA5, 0x3956C25B, 0x59F111F1, 0x923F82A4, 0xAB1C5ED5,

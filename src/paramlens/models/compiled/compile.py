@@ -8,6 +8,8 @@ activation is exactly 0 or 1. Gates lower to such neurons:
 - ``xor a b``: ``ReLU(a + b - 2 AND(a, b))`` (the ``+1, +1, -2`` rows), the AND one layer earlier;
 - ``or``: ``ReLU(1 - NOR)`` with ``NOR = ReLU(1 - sum a_i)``;
 - ``maj a b c``: ``ReLU(ab + ac + bc - 2 abc)`` from four ANDs one layer earlier;
+- ``nor``: ``ReLU(1 - sum a_i)``; ``nand``: ``ReLU(1 - AND)``; ``xnor a b``: ``ReLU(1 - a - b + 2 AND(a, b))``;
+  ``threshold``: one neuron ``ReLU(sum w_i a_i + 1 - t)`` when that can never exceed 1;
 - constants are folded into the biases of the neurons that read them.
 """
 
@@ -20,7 +22,8 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from paramlens.models.compiled.circuit import Circuit
+from paramlens.core.circuits import Circuit
+from paramlens.errors import ParamLensError
 
 
 @dataclass
@@ -85,7 +88,7 @@ class _Lowering:
         for i, g in enumerate(circuit.gates):
             if i in circuit.barriers:
                 self.floor = max(self.level)
-            self.lower(circuit.n_inputs + i, g.op, g.inputs)
+            self.lower(circuit.n_inputs + i, g.op, g.inputs, g.weights, g.threshold)
 
     def neuron(self, weights: list[tuple[int, int]], bias: int) -> int:
         """Add ``ReLU(sum w * node + bias)`` from ``[(signal, weight)]``; constant inputs fold into the
@@ -108,7 +111,8 @@ class _Lowering:
         self.node_of[key] = self.neuron(weights, bias)
         return key
 
-    def lower(self, s: int, op: str, ins: tuple[int, ...]) -> None:
+    def lower(self, s: int, op: str, ins: tuple[int, ...], weights: tuple[int, ...] | None,
+              threshold: int | None) -> None:
         if op in ("const0", "const1"):
             self.const[s] = int(op == "const1")
             return
@@ -124,6 +128,19 @@ class _Lowering:
             node = self.neuron([(ins[0], 1)], 0)
         elif op == "and":
             node = self.neuron([(i, 1) for i in ins], -(len(ins) - 1))
+        elif op == "nor":
+            node = self.neuron([(i, -1) for i in ins], 1)
+        elif op == "nand":
+            both = self.helper([(i, 1) for i in ins], -(len(ins) - 1))
+            node = self.neuron([(both, -1)], 1)
+        elif op == "xnor":
+            a, b = ins
+            both = self.helper([(a, 1), (b, 1)], -1)
+            node = self.neuron([(a, -1), (b, -1), (both, 2)], 1)
+        elif op == "threshold":
+            if sum(max(w, 0) for w in weights) > threshold:
+                raise ParamLensError(f"threshold gate {weights} >= {threshold} can exceed 1: not one binary neuron")
+            node = self.neuron(list(zip(ins, weights)), 1 - threshold)
         elif op == "or":
             nor = self.helper([(i, -1) for i in ins], 1)
             node = self.neuron([(nor, -1)], 1)
