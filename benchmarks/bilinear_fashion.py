@@ -1,13 +1,16 @@
 """Bilinear classifiers on Fashion-MNIST, read from their weights.
 
+Model (as in the paper): pixels -> linear embedding (128) -> bilinear layer (512 products) -> 10 logits.
+
 Claims:
-- test accuracy of a 784 -> 512 -> 10 bilinear classifier (aim >= 88%);
+- test accuracy of the classifier trained with weight decay (aim >= 88%);
 - keeping only the top-k eigenvectors per class (k = 1, 2, 5, 10, 20): top-10 keeps >= 97% of the accuracy;
 - adversarial masks built from eigenvectors flip far more images to their target class than same-norm
-  random noise, less so on a model trained with input noise; both models side by side;
+  random noise on an unregularised model (no weight decay, no noise), less so on one trained with input
+  noise; both side by side;
 - top eigenvectors agree across two training seeds (baseline: an untrained model).
 
-Usage: python benchmarks/bilinear_fashion.py [--steps 6000] [--noise 0.3] [--dataset fashion-mnist]
+Usage: python benchmarks/bilinear_fashion.py [--steps 16000] [--weight-decay 0.6] [--noise 0.3]
 """
 
 from __future__ import annotations
@@ -33,26 +36,28 @@ KS = (1, 2, 5, 10, 20)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=16_000)
+    parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--d-hidden", type=int, default=512)
-    parser.add_argument("--noise", type=float, default=0.3, help="input-noise std of the regularised model")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="weight decay of the regularised model")
+    parser.add_argument("--weight-decay", type=float, default=0.6, help="weight decay of the main classifier")
+    parser.add_argument("--noise", type=float, default=0.3, help="input-noise std of the noise-regularised model")
     args = parser.parse_args()
     torch.set_num_threads(2)
     data = load_images(args.dataset)
     base = ClassifierConfig(dataset=data.name, d_input=data.n_pixels, n_classes=len(data.classes),
-                            d_hidden=args.d_hidden, n_steps=args.steps)
+                            d_model=args.d_model, d_hidden=args.d_hidden, n_steps=args.steps)
+    main_cfg = base.model_copy(update={"weight_decay": args.weight_decay})
     variants = {
+        "weight decay": main_cfg,
         "unregularised": base,
-        "regularised": base.model_copy(update={"input_noise": args.noise, "weight_decay": args.weight_decay}),
-        "regularised, seed 1": base.model_copy(update={"input_noise": args.noise, "weight_decay": args.weight_decay,
-                                                        "seed": 1}),
+        "input noise": base.model_copy(update={"input_noise": args.noise}),
+        "weight decay, seed 1": main_cfg.model_copy(update={"seed": 1}),
     }
     models, analyses, acc_rows, attack_rows = {}, {}, [], []
     for name, cfg in variants.items():
         (model, _), seconds = timed(lambda: train_classifier(cfg, data, progress=False))
         models[name] = model
-        if name.endswith("seed 1"):
+        if name == "weight decay, seed 1":
             continue
         a = analyses[name] = analyse(model, data)
         t = dict(zip(a.truncation["ks"], a.truncation["accuracy"]))
@@ -65,15 +70,20 @@ def main() -> None:
     print_table(f"{data.name}: accuracy of the full and top-k truncated models", acc_rows)
     print_table("adversarial masks from eigenvectors vs same-norm Gaussian noise (share flipped to the target)",
                 attack_rows)
-    spectra = {n: class_forms(m).spectra() for n, m in models.items()}
-    untrained = class_forms(BilinearClassifier(variants["regularised, seed 1"])).spectra()
-    sim = eigenvector_similarity(spectra["regularised"], spectra["regularised, seed 1"], top=5)
-    chance = eigenvector_similarity(spectra["regularised"], untrained, top=5)
+    forms = {n: class_forms(m) for n, m in models.items()}
+    spectra = {n: f.spectra() for n, f in forms.items()}
+    maps = {n: f.input_map for n, f in forms.items()}
+    untrained = class_forms(BilinearClassifier(variants["weight decay, seed 1"]))
+    sim = eigenvector_similarity(spectra["weight decay"], spectra["weight decay, seed 1"], maps["weight decay"],
+                                 maps["weight decay, seed 1"], top=5)
+    chance = eigenvector_similarity(spectra["weight decay"], untrained.spectra(), maps["weight decay"],
+                                    untrained.input_map, top=5)
     print_table("top eigenvectors across seeds: best |cos| with the other seed's top-5 of the same class",
                 [{"eigenvector": f"#{i + 1}", "seed 0 vs seed 1": float(sim[:, i].mean()),
                   "vs untrained": float(chance[:, i].mean())} for i in range(5)])
-    ok = acc_rows[0]["top-10 / full"] >= 0.97 and acc_rows[1]["top-10 / full"] >= 0.97
-    print(f"top-10 keeps >= 97% of full accuracy: {ok}")
+    main_row = acc_rows[0]
+    print(f"weight-decay classifier: accuracy {main_row['test accuracy']:.4f} (aim >= 0.88); top-10 keeps "
+          f"{main_row['top-10 / full']:.1%} of it (bar >= 97%)")
 
 
 if __name__ == "__main__":

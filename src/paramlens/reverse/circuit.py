@@ -1,0 +1,212 @@
+"""Lift an integer ReLU network over 0/1 activations to a Boolean circuit, simplify it to named gates, and
+export it (JSON netlist, Graphviz DOT, a Python function).
+
+Each neuron ``ReLU(w . x + b)`` whose pre-activation can never exceed 1 on 0/1 inputs is the threshold
+gate ``[w . x >= 1 - b]``. Simplification: copies become wires, constants propagate, and each gate is named
+from its truth table over its inputs, or over the inputs of helper gates that feed only it (an AND that
+exists only to build an XOR is folded into the XOR). Unused gates are dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from paramlens.core.circuits import Circuit, Gate
+from paramlens.errors import ParamLensError
+
+MAX_LEAVES = 6
+
+
+MAX_PROOF_LEAVES = 12
+
+
+def _local_max(row: Tensor, bias: int, W_prev: Tensor | None, b_prev: Tensor | None) -> int:
+    """Largest pre-activation of one neuron on 0/1 inputs: the independent-input bound, or, when that
+    exceeds 1 and the inputs' own inputs are few, the exact maximum over those (inputs that share
+    sources, such as ``a``, ``b`` and ``AND(a, b)``, are not independent)."""
+    bound = bias + int(row.clamp(min=0).sum())
+    if bound <= 1 or W_prev is None:
+        return bound
+    used = row.nonzero().flatten()
+    leaves = W_prev[used].ne(0).any(0).nonzero().flatten()
+    if len(leaves) > MAX_PROOF_LEAVES:
+        return bound
+    grid = torch.tensor(list(itertools.product([0, 1], repeat=len(leaves))), dtype=torch.long)
+    hidden = torch.relu(grid @ W_prev[used][:, leaves].T + b_prev[used])  # (2^k, used)
+    return int((hidden @ row[used] + bias).max())
+
+
+@dataclass
+class Lifted:
+    """The threshold-gate circuit of a network; ``sampled``: neurons whose 0/1 output rests on random
+    simulation (``n_samples`` inputs) rather than on a proof over their inputs' inputs."""
+
+    circuit: Circuit
+    sampled: int
+    n_samples: int
+
+
+def lift(weights: list[Tensor], biases: list[Tensor], n_samples: int = 4096, seed: int = 0) -> Lifted:
+    """Every neuron as a ``threshold`` gate ``[w . x >= 1 - b]``.
+
+    A neuron lifts exactly when it can never output more than 1 on 0/1 inputs. That is proven from the
+    weights (independent-input bound, else exhaustively over its inputs' inputs when they are few); when
+    neither settles it, ``n_samples`` random inputs must never push it above 1.
+
+    Raises:
+        ParamLensError: non-integer weights, sizes that do not chain, or a neuron seen above 1.
+    """
+    n_in = weights[0].shape[1]
+    c = Circuit(n_in)
+    prev = list(range(n_in))
+    W_prev = b_prev = None
+    h = torch.randint(0, 2, (n_samples, n_in), generator=torch.Generator().manual_seed(seed))
+    sampled = 0
+    for layer, (W, b) in enumerate(zip(weights, biases)):
+        if not (torch.equal(W, W.round()) and torch.equal(b, b.round())):
+            raise ParamLensError(f"layer {layer} has non-integer weights or biases; lifting needs an integer network")
+        if W.shape[1] != len(prev):
+            raise ParamLensError(f"layer {layer} reads {W.shape[1]} activations but the layer before writes {len(prev)}")
+        Wi, bi = W.round().long(), b.round().long()
+        h = torch.relu(h @ Wi.T + bi)
+        seen = h.max(0).values
+        cur = []
+        for r in range(len(Wi)):
+            if _local_max(Wi[r], int(bi[r]), W_prev, b_prev) > 1:
+                if int(seen[r]) > 1:
+                    raise ParamLensError(f"layer {layer} neuron {r} outputs {int(seen[r])} on some 0/1 input: not a "
+                                         "Boolean network (every neuron must be a threshold gate with output 0 or 1)")
+                sampled += 1
+            nz = Wi[r].nonzero().flatten().tolist()
+            cur.append(c.add("threshold", *[prev[j] for j in nz], weights=tuple(int(Wi[r, j]) for j in nz),
+                             threshold=1 - int(bi[r])))
+        prev, W_prev, b_prev = cur, Wi, bi
+    c.outputs = prev
+    return Lifted(c, sampled, n_samples)
+
+
+def _eval_gate(g: Gate, values: list[bool]) -> bool:
+    """Reference semantics of one gate on Python booleans."""
+    if g.op == "threshold":
+        return sum(w * v for w, v in zip(g.weights, values)) >= g.threshold
+    x = torch.tensor([values], dtype=torch.bool) if values else torch.zeros(1, 0, dtype=torch.bool)
+    c = Circuit(len(values))
+    c.outputs = [c.add(g.op, *range(len(values)), weights=g.weights, threshold=g.threshold)]
+    return bool(c.evaluate(x)[0, 0])
+
+
+def _name(table: tuple[bool, ...], k: int) -> str | None:
+    """The named gate with this truth table over ``k`` inputs (rows: inputs as bits, first input = low bit)."""
+    rows = list(itertools.product([0, 1], repeat=k))
+    ones = [sum(r) for r in rows]
+    named = {
+        "and": [n == k for n in ones], "or": [n >= 1 for n in ones], "nand": [n < k for n in ones],
+        "nor": [n == 0 for n in ones],
+    }
+    if k == 1:
+        named = {"copy": [bool(r[0]) for r in rows], "not": [not r[0] for r in rows]}
+    if k == 2:
+        named |= {"xor": [n == 1 for n in ones], "xnor": [n != 1 for n in ones]}
+    if k == 3:
+        named["maj"] = [n >= 2 for n in ones]
+    return next((op for op, t in named.items() if tuple(t) == table), None)
+
+
+@dataclass
+class _Node:
+    op: str
+    inputs: list[int]
+    weights: tuple[int, ...] | None = None
+    threshold: int | None = None
+
+
+def simplify(c: Circuit) -> Circuit:
+    """Wires for copies, constants folded, gates named from truth tables, unused gates removed."""
+    nodes: dict[int, _Node] = {}
+    alias: dict[int, int] = {}
+    const: dict[int, bool] = {}
+
+    def res(s: int) -> int:
+        while s in alias:
+            s = alias[s]
+        return s
+
+    for s, g in enumerate(c.gates, start=c.n_inputs):
+        ins, ws, t = [res(i) for i in g.inputs], list(g.weights or ()), g.threshold
+        if g.op != "threshold":
+            nodes[s] = _Node(g.op, ins)
+            continue
+        live = [(i, w) for i, w in zip(ins, ws) if i not in const]
+        t -= sum(w for i, w in zip(ins, ws) if const.get(i))
+        lo, hi = sum(min(w, 0) for _, w in live), sum(max(w, 0) for _, w in live)
+        if lo >= t or hi < t:
+            const[s] = lo >= t
+        elif len(live) == 1 and live[0][1] == 1 and t == 1:
+            alias[s] = live[0][0]
+        else:
+            nodes[s] = _Node("threshold", [i for i, _ in live], tuple(w for _, w in live), t)
+    uses: dict[int, int] = {}
+    for n in nodes.values():
+        for i in n.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    for o in c.outputs:
+        uses[res(o)] = uses.get(res(o), 0) + 1
+    for s, n in nodes.items():
+        if n.op != "threshold":
+            continue
+        gate = Gate(n.op, tuple(n.inputs), n.weights, n.threshold)
+        op = _name(tuple(_eval_gate(gate, list(map(bool, r))) for r in itertools.product([0, 1], repeat=len(n.inputs))),
+                   len(n.inputs)) if len(n.inputs) <= MAX_LEAVES else None
+        helpers = [i for i in n.inputs if i in nodes and uses.get(i) == 1]
+        leaves = sorted({j for i in n.inputs for j in (nodes[i].inputs if i in helpers else [i])})
+        merged = None
+        if helpers and len(leaves) <= MAX_LEAVES and not set(helpers) & set(leaves):
+            table = []
+            for r in itertools.product([0, 1], repeat=len(leaves)):
+                val = dict(zip(leaves, map(bool, r)))
+                for h in helpers:
+                    hn = nodes[h]
+                    val[h] = _eval_gate(Gate(hn.op, tuple(hn.inputs), hn.weights, hn.threshold),
+                                        [val[j] for j in hn.inputs])
+                table.append(_eval_gate(gate, [val[i] for i in n.inputs]))
+            merged = _name(tuple(table), len(leaves))
+        if merged is not None:
+            nodes[s] = _Node(merged, leaves)
+            for h in helpers:
+                uses[h] -= 1
+                for j in nodes[h].inputs:
+                    uses[j] = uses.get(j, 0) + 1
+        elif op == "copy":
+            alias[s] = n.inputs[0]
+            nodes[s] = _Node("copy", n.inputs)
+        elif op is not None:
+            nodes[s] = _Node(op, n.inputs)
+    return _rebuild(c, nodes, res, const)
+
+
+def _rebuild(c: Circuit, nodes: dict[int, _Node], res, const: dict[int, bool]) -> Circuit:
+    """Keep what the outputs need, renumbered in topological (original) order."""
+    needed: set[int] = set()
+    stack = [res(o) for o in c.outputs]
+    while stack:
+        s = res(stack.pop())
+        if s in needed or s < c.n_inputs or s in const:
+            continue
+        needed.add(s)
+        stack.extend(nodes[s].inputs)
+    out = Circuit(c.n_inputs)
+    new: dict[int, int] = {i: i for i in range(c.n_inputs)}
+    for value in (False, True):
+        if any(res(o) in const and const[res(o)] == value for o in c.outputs) or any(
+                const.get(i) == value for s in needed for i in nodes[s].inputs):
+            new[-1 - value] = out.add("const1" if value else "const0")
+    for s in sorted(needed):
+        n = nodes[s]
+        ins = [new[-1 - const[res(i)]] if res(i) in const else new[res(i)] for i in n.inputs]
+        new[s] = out.add(n.op, *ins, weights=n.weights, threshold=n.threshold)
+    out.outputs = [new[-1 - const[res(o)]] if res(o) in const else new[res(o)] for o in c.outputs]
+    return out
