@@ -90,3 +90,22 @@ def test_bilinear_trains_analyses_and_reanalyses_a_saved_model(tmp_path):
     assert r.returncode == 1 and "only apply when training" in r.stderr
     r = paramlens("bilinear", "imagenet", "--out", tmp_path)
     assert r.returncode == 1 and "neither a model folder nor a dataset" in r.stderr
+
+
+def test_reverse_scan_and_circuit_on_a_compiled_network(tmp_path):
+    from paramlens.models.compiled import compile_circuit
+    from paramlens.models.compiled.builders import arx_mixer
+
+    path = compile_circuit(arx_mixer(3, bits=8, target=0xC0DE)).save(tmp_path / "net.safetensors")
+    r = paramlens("reverse", "scan", path, "--out", tmp_path / "runs")
+    assert r.returncode == 0, r.stderr
+    assert "x 3 repeats" in r.stdout and "0xc0de" in r.stdout and "SHA-256 K[0..2]" in r.stdout
+    r = paramlens("reverse", "circuit", path, "--out", tmp_path / "runs")
+    assert r.returncode == 0, r.stderr
+    assert "proven equal by SAT" in r.stdout
+    (folder,) = (tmp_path / "runs").glob("circuit-*")
+    assert {"circuit.json", "circuit.dot", "circuit.py", "index.html"} <= {p.name for p in folder.iterdir()}
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:100])
+    r = paramlens("reverse", "scan", bad, "--out", tmp_path / "runs")
+    assert r.returncode == 1 and "Traceback" not in r.stderr

@@ -162,6 +162,20 @@ def reverse_scan(
     out.print(f"report: {folder / 'index.html'}")
 
 
+@reverse_app.command("circuit")
+def reverse_circuit(
+    path: Path = typer.Argument(..., help="An integer ReLU network over 0/1 inputs (.safetensors or torch archive)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Lift every neuron to a threshold gate, simplify to named gates, prove equivalence, export
+    circuit.json, circuit.dot and circuit.py."""
+    from paramlens.reverse.cli_run import run_circuit
+
+    result, folder = run_circuit(path, out_dir)
+    out.print(result.summary())
+    out.print(f"netlist, DOT and Python function: {folder}")
+
+
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),

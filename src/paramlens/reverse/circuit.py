@@ -99,8 +99,23 @@ def _eval_gate(g: Gate, values: list[bool]) -> bool:
     return bool(c.evaluate(x)[0, 0])
 
 
+def _named(table: tuple[bool, ...], leaves: list[int]) -> tuple[str, list[int]] | None:
+    """``(op, inputs)`` of the named gate with this truth table over ``leaves`` (rows in
+    ``itertools.product`` order), after dropping leaves it does not depend on; None if unnamed."""
+    k = len(leaves)
+    t = torch.tensor(table).reshape((2,) * k) if k else torch.tensor(table)
+    keep = [i for i in range(k) if not torch.equal(t.select(i, 0), t.select(i, 1))]
+    for i in reversed(range(k)):
+        if i not in keep:
+            t = t.select(i, 0)
+    if not keep:
+        return ("const1" if bool(t) else "const0"), []
+    op = _name(tuple(t.flatten().tolist()), len(keep))
+    return (op, [leaves[i] for i in keep]) if op is not None else None
+
+
 def _name(table: tuple[bool, ...], k: int) -> str | None:
-    """The named gate with this truth table over ``k`` inputs (rows: inputs as bits, first input = low bit)."""
+    """The named gate with this truth table over ``k`` inputs (rows in ``itertools.product`` order)."""
     rows = list(itertools.product([0, 1], repeat=k))
     ones = [sum(r) for r in rows]
     named = {
@@ -155,12 +170,14 @@ def simplify(c: Circuit) -> Circuit:
             uses[i] = uses.get(i, 0) + 1
     for o in c.outputs:
         uses[res(o)] = uses.get(res(o), 0) + 1
-    for s, n in nodes.items():
+    for s in list(nodes):
+        n = nodes[s]
         if n.op != "threshold":
             continue
         gate = Gate(n.op, tuple(n.inputs), n.weights, n.threshold)
-        op = _name(tuple(_eval_gate(gate, list(map(bool, r))) for r in itertools.product([0, 1], repeat=len(n.inputs))),
-                   len(n.inputs)) if len(n.inputs) <= MAX_LEAVES else None
+        direct = _named(tuple(_eval_gate(gate, list(map(bool, r)))
+                              for r in itertools.product([0, 1], repeat=len(n.inputs))),
+                        n.inputs) if len(n.inputs) <= MAX_LEAVES else None
         helpers = [i for i in n.inputs if i in nodes and uses.get(i) == 1]
         leaves = sorted({j for i in n.inputs for j in (nodes[i].inputs if i in helpers else [i])})
         merged = None
@@ -173,18 +190,24 @@ def simplify(c: Circuit) -> Circuit:
                     val[h] = _eval_gate(Gate(hn.op, tuple(hn.inputs), hn.weights, hn.threshold),
                                         [val[j] for j in hn.inputs])
                 table.append(_eval_gate(gate, [val[i] for i in n.inputs]))
-            merged = _name(tuple(table), len(leaves))
+            merged = _named(tuple(table), leaves)
         if merged is not None:
-            nodes[s] = _Node(merged, leaves)
             for h in helpers:
                 uses[h] -= 1
                 for j in nodes[h].inputs:
                     uses[j] = uses.get(j, 0) + 1
+        found = merged or direct
+        if found is None:
+            continue
+        op, ins = found
+        if op in ("const0", "const1"):
+            const[s] = op == "const1"
+            del nodes[s]
         elif op == "copy":
-            alias[s] = n.inputs[0]
-            nodes[s] = _Node("copy", n.inputs)
-        elif op is not None:
-            nodes[s] = _Node(op, n.inputs)
+            alias[s] = ins[0]
+            nodes[s] = _Node("copy", ins)
+        else:
+            nodes[s] = _Node(op, ins)
     return _rebuild(c, nodes, res, const)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from paramlens.core.runs import new_run_dir
 from paramlens.report import Section, write_report
+from paramlens.reverse.read_circuit import CircuitResult, read_circuit
 from paramlens.reverse.scan import ScanResult, scan
 
 
@@ -19,4 +20,14 @@ def run_scan(path: Path, out_dir: Path) -> tuple[ScanResult, Path]:
     folder = new_run_dir(out_dir, "scan")
     result.save(folder)
     write_report(folder, f"ParamLens scan: {path}", [], [scan_section(folder, result)])
+    return result, folder
+
+
+def run_circuit(path: Path, out_dir: Path) -> tuple[CircuitResult, Path]:
+    """Lift, simplify, check and export the network at ``path``."""
+    result = read_circuit(path)
+    folder = new_run_dir(out_dir, "circuit")
+    result.save(folder)
+    write_report(folder, f"ParamLens circuit: {path}", [], [Section(
+        title=f"Boolean circuit of {path.name}", text=result.summary(), table=result.table())])
     return result, folder
