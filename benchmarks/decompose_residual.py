@@ -4,7 +4,7 @@ Claim: 1 layer (100 features, 50 neurons): each of the 100 features has its own 
 subcomponent whose read direction has |cosine| >= 0.9 with the feature's embedding direction. 2 and 3
 layers are reported as measured. Chance: the same metrics at the decomposition's random initialisation.
 
-Usage: python benchmarks/decompose_residual.py [--layers 1,2,3] [--steps 30000] [--batch-size 2048]
+Usage: python benchmarks/decompose_residual.py [--layers 1,2,3] [--steps 30000] [--batch-size 2048] [--threads 2]
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     rows = []
     for n_layers in map(int, args.layers.split(",")):
         cfg = ResidualMLPConfig(n_layers=n_layers, seed=args.seed, n_steps=10_000, batch_size=2048)
