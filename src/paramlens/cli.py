@@ -176,6 +176,29 @@ def reverse_circuit(
     out.print(f"netlist, DOT and Python function: {folder}")
 
 
+@reverse_app.command("invert")
+def reverse_invert(
+    path: Path = typer.Argument(..., help="A ReLU network (.safetensors or torch archive)."),
+    target: str = typer.Option(..., help="Wanted output: 0x... (bits, lowest = output 0) or comma-separated values."),
+    low: float = typer.Option(0.0, help="Lower bound of every input (real-valued networks)."),
+    high: float = typer.Option(1.0, help="Upper bound of every input (real-valued networks)."),
+    tol: float = typer.Option(1e-4, help="Allowed error per output (real-valued networks)."),
+) -> None:
+    """Find an input that produces the target output: SAT for Boolean networks, MILP for small real ones."""
+    from paramlens.reverse.invert import invert_file
+
+    result = invert_file(str(path), target, low=low, high=high, tol=tol)
+    out.print(f"tried: {result.tried}")
+    out.print(result.why)
+    if result.found:
+        x = result.input
+        bits = all(v in (0.0, 1.0) for v in x)
+        out.print("input: " + ("".join(str(int(v)) for v in x) + f" (= 0x{sum(int(v) << i for i, v in enumerate(x)):x}, "
+                                "lowest bit = input 0)" if bits else ", ".join(f"{v:.6g}" for v in x)))
+    else:
+        raise typer.Exit(1)
+
+
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),

@@ -30,7 +30,7 @@ def random_check(a: Circuit, b: Circuit, n: int = 10_000, seed: int = 0) -> int:
     return int((a.evaluate(x) != b.evaluate(x)).any(-1).sum())
 
 
-class _CNF:
+class CNF:
     def __init__(self, n_inputs: int):
         self.clauses: list[list[int]] = []
         self.n_vars = n_inputs
@@ -95,7 +95,7 @@ def check(a: Circuit, b: Circuit, n_random: int = 10_000, max_clauses: int = 2_0
     if a.n_inputs != b.n_inputs or len(a.outputs) != len(b.outputs):
         return Equivalence(0, 0, False, None, "different numbers of inputs or outputs")
     bad = random_check(a, b, n_random, seed)
-    cnf = _CNF(a.n_inputs)
+    cnf = CNF(a.n_inputs)
     outs_a, outs_b = cnf.circuit(a), cnf.circuit(b)
     if outs_a is None or outs_b is None:
         return Equivalence(n_random, bad, None, None, f"a gate has more than {MAX_TABLE_FAN_IN} inputs")
