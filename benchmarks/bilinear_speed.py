@@ -57,7 +57,7 @@ def worker(path: str, d_hidden: int, k: int, queue: mp.Queue) -> None:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # KiB above the loaded model
     queue.put({"path": path, "seconds": seconds, "peak MiB above start": peak / 1024,
-               "classes": torch.stack(classes)[:, :5], "features": torch.stack(feats)[:, :5]})
+               "classes": torch.stack(classes)[:, :5].tolist(), "features": torch.stack(feats)[:, :5].tolist()})
 
 
 def run(path: str, d_hidden: int, k: int) -> dict:
@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=20)
     args = parser.parse_args()
     f, n = run("fast", args.d_hidden, args.features), run("naive", args.d_hidden, args.features)
-    same = torch.allclose(f["classes"], n["classes"], atol=1e-8) and torch.allclose(f["features"].abs(),
-                                                                                     n["features"].abs(), rtol=1e-6)
+    fc, ff, nc, nf = (torch.tensor(r[k]) for r in (f, n) for k in ("classes", "features"))
+    same = torch.allclose(fc, nc, atol=1e-8) and torch.allclose(ff.abs(), nf.abs(), rtol=1e-6)
     rows = [{k: v for k, v in r.items() if k not in ("classes", "features")} for r in (f, n)]
     rows[0]["speed-up"], rows[1]["speed-up"] = n["seconds"] / f["seconds"], 1.0
     rows[0]["memory ratio"], rows[1]["memory ratio"] = f["peak MiB above start"] / n["peak MiB above start"], 1.0
