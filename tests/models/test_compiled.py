@@ -83,3 +83,21 @@ def test_bad_gates_are_clear_errors():
     c.add("threshold", 0, 1, weights=(1, 1), threshold=1)  # OR: a + b can reach 2
     with pytest.raises(ParamLensError, match="not one binary neuron"):
         compile_circuit(c)
+
+
+def test_shuffled_pieces_reproduce_the_data_in_their_true_order(tmp_path):
+    from paramlens.models.shuffled import PiecesConfig, make_shuffled
+
+    cfg = PiecesConfig(n_blocks=4, d_model=8, d_hidden=16, n_rows=200, n_steps=100, batch_size=64)
+    s = make_shuffled(cfg)
+    assert sorted(s.order) == list(range(9)) and s.order != list(range(9))
+    x = s.x
+    for k in range(4):
+        (We, be), (Wc, bc) = s.pieces[s.order[2 * k]], s.pieces[s.order[2 * k + 1]]
+        assert We.shape == (16, 8) and Wc.shape == (8, 16)
+        x = x + torch.relu(x @ We.T + be) @ Wc.T + bc
+    Wf, bf = s.pieces[s.order[-1]]
+    assert torch.allclose(x @ Wf.T + bf, s.y, atol=1e-5)
+    folder = s.save(tmp_path / "pieces")
+    assert len(list(folder.glob("piece_*.safetensors"))) == 9
+    assert (folder / "data.csv").read_text().splitlines()[0].endswith(",y")
