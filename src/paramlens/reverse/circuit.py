@@ -131,6 +131,46 @@ def _name(table: tuple[bool, ...], k: int) -> str | None:
     return next((op for op, t in named.items() if tuple(t) == table), None)
 
 
+MAX_EXPANDED_INPUTS = 5
+
+
+def _table(gate: Gate, expand: tuple[int, ...], nodes: dict, leaves: list[int]) -> tuple[bool, ...]:
+    """Truth table of ``gate`` over ``leaves``, its inputs in ``expand`` computed from their own inputs."""
+    table = []
+    for r in itertools.product([0, 1], repeat=len(leaves)):
+        val = dict(zip(leaves, map(bool, r)))
+        for h in expand:
+            hn = nodes[h]
+            val[h] = _eval_gate(Gate(hn.op, tuple(hn.inputs), hn.weights, hn.threshold), [val[j] for j in hn.inputs])
+        table.append(_eval_gate(gate, [val[i] for i in gate.inputs]))
+    return tuple(table)
+
+
+def _best_name(n: _Node, nodes: dict, uses: dict[int, int]) -> tuple[str, list[int], list[int]] | None:
+    """Name a threshold gate, possibly over the inputs of some of its input gates ("expanding" them).
+
+    Every subset of input gates is tried (up to :data:`MAX_EXPANDED_INPUTS` inputs); among named results
+    the one that leaves the most gates unused wins (an AND that only served an XOR is absorbed), then
+    the one with the fewest inputs. Returns ``(op, inputs, absorbed helpers)``.
+    """
+    gate = Gate(n.op, tuple(n.inputs), n.weights, n.threshold)
+    expandable = [i for i in n.inputs if i in nodes] if len(n.inputs) <= MAX_EXPANDED_INPUTS else []
+    best, best_key = None, None
+    for size in range(len(expandable) + 1):
+        for expand in itertools.combinations(expandable, size):
+            leaves = sorted({j for i in n.inputs for j in (nodes[i].inputs if i in expand else [i])})
+            if len(leaves) > MAX_LEAVES or set(expand) & set(leaves):
+                continue
+            found = _named(_table(gate, expand, nodes, leaves), leaves)
+            if found is None:
+                continue
+            absorbed = [h for h in expand if uses.get(h) == 1]
+            key = (-len(absorbed), len(found[1]))
+            if best_key is None or key < best_key:
+                best, best_key = (found[0], found[1], absorbed), key
+    return best
+
+
 @dataclass
 class _Node:
     op: str
@@ -140,10 +180,12 @@ class _Node:
 
 
 def simplify(c: Circuit) -> Circuit:
-    """Wires for copies, constants folded, gates named from truth tables, unused gates removed."""
+    """Wires for copies, constants folded, duplicate gates merged, gates named from truth tables, unused
+    gates removed."""
     nodes: dict[int, _Node] = {}
     alias: dict[int, int] = {}
     const: dict[int, bool] = {}
+    seen: dict[tuple, int] = {}
 
     def res(s: int) -> int:
         while s in alias:
@@ -155,15 +197,23 @@ def simplify(c: Circuit) -> Circuit:
         if g.op != "threshold":
             nodes[s] = _Node(g.op, ins)
             continue
-        live = [(i, w) for i, w in zip(ins, ws) if i not in const]
-        t -= sum(w for i, w in zip(ins, ws) if const.get(i))
+        merged_w: dict[int, int] = {}
+        for i, w in zip(ins, ws):  # an input read twice (through copies) adds up its weights
+            merged_w[i] = merged_w.get(i, 0) + w
+        live = [(i, w) for i, w in merged_w.items() if i not in const and w]
+        t -= sum(w for i, w in merged_w.items() if const.get(i))
         lo, hi = sum(min(w, 0) for _, w in live), sum(max(w, 0) for _, w in live)
         if lo >= t or hi < t:
             const[s] = lo >= t
         elif len(live) == 1 and live[0][1] == 1 and t == 1:
             alias[s] = live[0][0]
         else:
-            nodes[s] = _Node("threshold", [i for i, _ in live], tuple(w for _, w in live), t)
+            key = ("threshold", tuple(i for i, _ in live), tuple(w for _, w in live), t)
+            if key in seen:  # the same neuron computed twice (duplicated rows): one gate
+                alias[s] = seen[key]
+            else:
+                seen[key] = s
+                nodes[s] = _Node("threshold", list(key[1]), key[2], t)
     uses: dict[int, int] = {}
     for n in nodes.values():
         for i in n.inputs:
@@ -174,32 +224,14 @@ def simplify(c: Circuit) -> Circuit:
         n = nodes[s]
         if n.op != "threshold":
             continue
-        gate = Gate(n.op, tuple(n.inputs), n.weights, n.threshold)
-        direct = _named(tuple(_eval_gate(gate, list(map(bool, r)))
-                              for r in itertools.product([0, 1], repeat=len(n.inputs))),
-                        n.inputs) if len(n.inputs) <= MAX_LEAVES else None
-        helpers = [i for i in n.inputs if i in nodes and uses.get(i) == 1]
-        leaves = sorted({j for i in n.inputs for j in (nodes[i].inputs if i in helpers else [i])})
-        merged = None
-        if helpers and len(leaves) <= MAX_LEAVES and not set(helpers) & set(leaves):
-            table = []
-            for r in itertools.product([0, 1], repeat=len(leaves)):
-                val = dict(zip(leaves, map(bool, r)))
-                for h in helpers:
-                    hn = nodes[h]
-                    val[h] = _eval_gate(Gate(hn.op, tuple(hn.inputs), hn.weights, hn.threshold),
-                                        [val[j] for j in hn.inputs])
-                table.append(_eval_gate(gate, [val[i] for i in n.inputs]))
-            merged = _named(tuple(table), leaves)
-        if merged is not None:
-            for h in helpers:
-                uses[h] -= 1
-                for j in nodes[h].inputs:
-                    uses[j] = uses.get(j, 0) + 1
-        found = merged or direct
+        found = _best_name(n, nodes, uses)
         if found is None:
             continue
-        op, ins = found
+        op, ins, absorbed = found
+        for h in absorbed:
+            uses[h] -= 1
+            for j in nodes[h].inputs:
+                uses[j] = uses.get(j, 0) + 1
         if op in ("const0", "const1"):
             const[s] = op == "const1"
             del nodes[s]

@@ -109,7 +109,20 @@ def _row(index: int, s: LayerStats, name: str) -> dict:
 
 
 def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> ScanResult:
-    """Scan the checkpoint at ``path`` (safetensors, or a torch archive read without running its code)."""
+    """Scan the checkpoint at ``path`` (safetensors, or a torch archive read without running its code).
+
+    Runs on one thread: each layer's work is a few small tensor operations, for which thread start-up
+    costs more than it saves (about 50x on a busy 2-core machine).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _scan(path, progress, max_similarity)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _scan(path: str | Path, progress: bool, max_similarity: int) -> ScanResult:
     store = TensorStore(path)
     layers, notes = find_chain(store)
     stats: list[LayerStats] = []
@@ -122,11 +135,10 @@ def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> 
         s = layer_stats(W, b)
         stats.append(s)
         rows.append(_row(ref.index, s, ref.weight))
-        if s.integer and s.values is not None:
-            uniq, counts = torch.unique(W.round().long(), return_counts=True)
-            values.update({str(int(u)): int(c) for u, c in zip(uniq, counts)})
+        if s.value_counts is not None and len(s.value_counts) <= 64:
+            values.update({str(v): c for v, c in s.value_counts.items()})
         else:
-            values["real"] += W.numel()
+            values["real" if not s.integer else "other integers"] += W.numel()
         last_two = (last_two + [(W, b)])[-2:]
     period = find_period([s.key() for s in stats])
     differing = differing_positions(stats, period) if period.n_repeats else []
