@@ -30,7 +30,8 @@ class ClassifierAnalysis(Result):
         dataset, classes, image_shape: the data it was evaluated on.
         accuracy: test accuracy of the full model, in ``[0, 1]``.
         eigenvalues: ``(n_classes, d)`` float64, each class's spectrum sorted by ``|lambda|``.
-        top_vectors: ``(n_classes, n_top, d_input)`` the top eigenvectors in pixel space (unit norm).
+        top_vectors: ``(n_classes, n_top, d_input)`` the top eigenvectors in pixel space (unit norm, sign chosen
+            so the pixels sum to > 0).
         effective_ranks: per class, ``(sum |lambda|)^2 / sum lambda^2``.
         terms: ``(n_classes, 3)`` mean ``|quadratic|``, ``|linear|``, ``|constant|`` part of each logit on
             the test images (linear and constant are 0 without biases or a residual path).
@@ -85,7 +86,8 @@ class ClassifierAnalysis(Result):
             (plots.image_grid(folder / f"{prefix}eigenvectors.png", self.top_vectors.reshape(-1, n_top, h, w),
                               "top eigenvectors per class", self.classes,
                               [f"#{i + 1}" for i in range(n_top)]),
-             "top eigenvectors by |λ| in pixel space (red: positive weight; sign of an eigenvector is arbitrary)"),
+             "top eigenvectors by |λ| in pixel space (each flipped so its pixels sum to > 0; whether a pattern raises "
+             "or lowers the logit is the sign of its eigenvalue in the spectra figure)"),
         ]
         t = self.truncation
         figs.append((plots.curves(folder / f"{prefix}truncation.png", {"top-k": list(zip(t["ks"], t["accuracy"]))},
@@ -105,6 +107,11 @@ class ClassifierAnalysis(Result):
                                       labels, ["mask", "image", "image + mask"]),
                      "rows: target class; label: prediction before → after adding the mask"))
         return figs
+
+
+def _signed(vectors: Tensor) -> Tensor:
+    """Each eigenvector's sign is arbitrary; show it with its pixel sum positive (strokes in red)."""
+    return vectors * torch.where(vectors.sum(-1, keepdim=True) < 0, -1.0, 1.0).to(vectors.dtype)
 
 
 def analyse(model: BilinearClassifier, data: ImageSet, ks: Sequence[int] = range(31), n_top: int = 4,
@@ -133,7 +140,7 @@ def analyse(model: BilinearClassifier, data: ImageSet, ks: Sequence[int] = range
     return ClassifierAnalysis(
         dataset=data.name, classes=list(data.classes), image_shape=list(data.image_shape), accuracy=curve.full_accuracy,
         eigenvalues=torch.stack([e.values for e in spectra]),
-        top_vectors=torch.stack([F.normalize(e.top(n_top).mapped(forms.input_map), dim=-1) for e in spectra]),
+        top_vectors=torch.stack([_signed(F.normalize(e.top(n_top).mapped(forms.input_map), dim=-1)) for e in spectra]),
         effective_ranks=[effective_rank(e.values) for e in spectra], terms=terms,
         truncation={"ks": curve.ks, "accuracy": curve.accuracy, "full": curve.full_accuracy},
         attack={"norms": result.norms, "mask": result.mask, "noise": result.noise},
