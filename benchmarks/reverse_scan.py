@@ -67,7 +67,8 @@ def worker(path: str, streamed: bool, queue: mp.Queue) -> None:
     if streamed:
         result = scan(path, progress=False)
     else:  # everything in memory first, then the same scan over an in-memory copy
-        from safetensors.torch import load_file, save_file as save
+        from safetensors.torch import load_file
+        from safetensors.torch import save_file as save
 
         tensors = load_file(path)
         copy = Path(path).with_suffix(".copy.safetensors")

@@ -70,7 +70,7 @@ def read_circuit(path: str | Path) -> CircuitResult:
     if breaks:
         raise ParamLensError(f"{path}: the layers do not form one chain ({breaks[0]})")
     weights, biases = [], []
-    for ref, W, b in iter_layers(store, layers):
+    for _, W, b in iter_layers(store, layers):
         weights.append(W.float())
         biases.append(b.float() if b is not None else W.new_zeros(W.shape[0]).float())
     lifted = lift(weights, biases)

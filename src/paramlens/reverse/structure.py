@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from paramlens.reverse.constants import describe_value, match_sequence
-from paramlens.reverse.layer_stats import COPY, NOT, LayerStats
+from paramlens.reverse.layer_stats import LayerStats
 
 
 @dataclass
