@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import FAST_SPD, print_table  # noqa: E402
+from common import TMS_5_2_SPD, print_table  # noqa: E402
 
 from paramlens.core.weights import select  # noqa: E402
 from paramlens.decompose import decompose  # noqa: E402
@@ -124,13 +124,15 @@ def main() -> None:
 
     started = time.perf_counter()
     model_fresh, _ = train_tms(TMSConfig(), progress=False)
+    settings = {**TMS_5_2_SPD, "steps": args.bar_steps}
     r = decompose(model_fresh, model_fresh.source(), ["linear1", "linear2"], ground_truth=model_fresh.ground_truth(),
-                  steps=args.bar_steps, eval_every=250, progress=False, tied=model_fresh.tied_targets, **FAST_SPD)
+                  eval_every=250, progress=False, **settings)
     total = time.perf_counter() - started
     reached = [h for h in r.history if "mmcs/linear1" in h and h["mmcs/linear1"] >= 0.999
                and 0.98 <= h["ml2r/linear1"] <= 1.02]
     first = reached[0] if reached else None
-    print_table("time to the TMS 5-2 bar (MMCS >= 0.999, ML2R in [0.98, 1.02] on W), fast toy schedule, tied", [{
+    print_table(f"time to the TMS 5-2 bar (MMCS >= 0.999, ML2R in [0.98, 1.02] on W), fast toy schedule, tied, "
+                f"C = {settings['C']}", [{
         "steps to bar": first["step"] if first else "not reached",
         "seconds to bar": first["seconds"] if first else float("nan"),
         "final MMCS W": r.metrics["mmcs/linear1"], "final ML2R W": r.metrics["ml2r/linear1"],
