@@ -1,7 +1,7 @@
 """Structure scan of a long chain: 3,000 layers, 300 M parameters, in under a minute and 4 GiB.
 
 The chain is generated: sparse ternary layers of width 316 in a repeating block of 5 layer types (copy
-rows, NOT rows, ANDs, XOR rows, threshold rows), with one position whose bias pattern changes per repeat.
+rows, NOT rows, ANDs, XOR rows, threshold rows), with one position (the NOT/copy layer) whose biases change per repeat.
 Baseline in the same run: reading the whole file at once (``safetensors.load_file``) and scanning from memory.
 Each path runs in its own process so its peak resident memory can be read.
 

@@ -38,6 +38,7 @@ class LayerStats:
     signatures: dict[str, int]
     constant_bits: list[int]
     value_counts: dict[int, int] | None = None
+    bias_hash: int = 0
 
     def key(self) -> tuple:
         """What repeats between rounds: sizes and the row types that make up at least 5% of the rows (not
@@ -126,4 +127,4 @@ def layer_stats(W: Tensor, b: Tensor | None) -> LayerStats:
         sparsity=float(1 - nz.float().mean()), fan_in=(int(fan_in.min()), float(fan_in.float().mean()), int(fan_in.max())),
         fan_out=(int(fan_out.min()), float(fan_out.float().mean()), int(fan_out.max())),
         bias_values=_distinct(bias), signatures=dict(signatures.most_common()), constant_bits=constant_bits,
-        value_counts=value_counts)
+        value_counts=value_counts, bias_hash=hash(bias.contiguous().numpy().tobytes()))

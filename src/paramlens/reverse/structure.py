@@ -2,8 +2,8 @@
 
 - :func:`find_period`: the shortest period of the per-layer keys (sizes, value kind, row types) that
   covers the most layers, with where the repeats start and how many there are.
-- :func:`differing_positions`: inside a block, the positions whose full row-signature counts change from
-  repeat to repeat (round constants live there), and per repeat the constants they hold.
+- :func:`differing_positions`: inside a block, the positions whose biases change from repeat to repeat
+  (round constants live there), and per repeat the constants they hold.
 - :func:`read_output`: the last layer read backwards (an AND of n activations against constants stored in
   the biases of the layer before, a threshold, a count, or a linear readout).
 """
@@ -51,7 +51,7 @@ def find_period(keys: Sequence[Hashable], min_repeats: int = 2) -> Period:
 
 @dataclass
 class DifferingPosition:
-    """Block position ``position`` (layers ``layers``, one per repeat) whose rows change between repeats;
+    """Block position ``position`` (layers ``layers``, one per repeat) whose biases change between repeats;
     ``constants``: windows of its copy/NOT rows whose bias bits, read per repeat, match known constants."""
 
     position: int
@@ -64,7 +64,7 @@ def differing_positions(stats: Sequence[LayerStats], period: Period) -> list[Dif
     for pos in range(period.period):
         idx = [period.start + r * period.period + pos for r in range(period.n_repeats)]
         idx = [i for i in idx if i < len(stats)]
-        if len({tuple(sorted(stats[i].signatures.items())) for i in idx}) > 1:
+        if len({stats[i].bias_hash for i in idx}) > 1:  # same structure (period key), other constants
             out.append(DifferingPosition(pos, idx, _repeat_constants([stats[i].constant_bits for i in idx])))
     return out
 
