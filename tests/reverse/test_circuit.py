@@ -50,11 +50,13 @@ def test_lifted_and_simplified_circuits_are_proven_equal_to_the_source(c):
 
 
 def test_arx_network_reads_back_as_xor_and_majority_gates():
-    c = arx_mixer(3, bits=8)
+    c = arx_mixer(3, bits=8, target=0xBEEF)
     simple = simplify(lifted(c).circuit)
     ops = [g.op for g in simple.gates]
     assert ops.count("maj") >= 3 * 6 and ops.count("xor") + ops.count("xnor") >= 3 * 16
     assert "threshold" not in ops
+    final = simple.gates[simple.outputs[0] - simple.n_inputs]
+    assert final.op == "and" and len(final.inputs) == 16  # the equality test: an AND over 16 (negated) bits
     assert check(c, simple).proven is True
 
 

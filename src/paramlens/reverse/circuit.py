@@ -154,6 +154,11 @@ def _best_name(n: _Node, nodes: dict, uses: dict[int, int]) -> tuple[str, list[i
     the one with the fewest inputs. Returns ``(op, inputs, absorbed helpers)``.
     """
     gate = Gate(n.op, tuple(n.inputs), n.weights, n.threshold)
+    if len(n.inputs) > MAX_LEAVES:  # too wide for truth tables: the plain AND / OR / NOR forms by their weights
+        k, ws, t = len(n.inputs), set(n.weights), n.threshold
+        op = {(1, k): "and", (1, 1): "or", (-1, 0): "nor", (-1, 1 - k): "nand"}.get((ws.pop(), t)) \
+            if len(ws) == 1 else None
+        return (op, list(n.inputs), []) if op else None
     expandable = [i for i in n.inputs if i in nodes] if len(n.inputs) <= MAX_EXPANDED_INPUTS else []
     best, best_key = None, None
     for size in range(len(expandable) + 1):
