@@ -87,7 +87,7 @@ def test_faithfulness_warmup_fits_the_weights():
     spd.init_from(model)
 
     def loss() -> float:
-        return float(faithfulness(model, spd.owners, lambda t: spd.component(t).weight()))
+        return float(faithfulness(model, spd.owners, lambda t: spd.component(t).weight()).detach())
 
     before = loss()
     spd.warm_up(model, steps=300, lr=1e-2, weight_decay=0.0)
