@@ -72,12 +72,12 @@ def test_truncated_and_empty_files_are_clear_errors(arx, tmp_path):
 def test_real_valued_networks_are_described_without_signatures(tmp_path):
     torch.manual_seed(0)
     layers = {f"net.{i}.weight": torch.randn(8, 8) for i in range(3)} | {f"net.{i}.bias": torch.randn(8) for i in range(3)}
-    layers["net.3.weight"] = torch.randn(2, 8)  # a head without bias
+    layers["net.3.weight"] = torch.randn(4, 8)  # a head without bias
     path = tmp_path / "mlp.safetensors"
     from safetensors.torch import save_file
 
     save_file(layers, str(path))
     r = scan(path, progress=False)
-    assert r.widths == [8, 8, 8, 8, 2] and [row["kind"] for row in r.layers] == ["real"] * 4
+    assert r.widths == [8, 8, 8, 8, 4] and [row["kind"] for row in r.layers] == ["real"] * 4
     assert r.layers[0]["signatures"] == {} and "linear readout" in r.output[0]
-    assert r.n_params == 3 * (64 + 8) + 16
+    assert r.n_params == 3 * (64 + 8) + 32
