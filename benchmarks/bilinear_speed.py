@@ -11,16 +11,16 @@ Usage: python benchmarks/bilinear_speed.py [--d-hidden 512] [--features 20]
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_table  # noqa: E402
+from common import in_fresh_process, print_table  # noqa: E402
 
 from paramlens.bilinear.classifier import class_forms  # noqa: E402
 from paramlens.bilinear.spectra import bilinear_tensor, eigen, output_features  # noqa: E402
@@ -47,7 +47,7 @@ def naive(model: BilinearClassifier, k: int) -> tuple[list, list]:
     return [s.values for s in spectra], [s.values for s in feats]
 
 
-def worker(path: str, d_hidden: int, k: int, queue: mp.Queue) -> None:
+def worker(path: str, d_hidden: int, k: int, queue: Any) -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = BilinearClassifier(ClassifierConfig(d_hidden=d_hidden))
@@ -60,22 +60,12 @@ def worker(path: str, d_hidden: int, k: int, queue: mp.Queue) -> None:
                "classes": torch.stack(classes)[:, :5].tolist(), "features": torch.stack(feats)[:, :5].tolist()})
 
 
-def run(path: str, d_hidden: int, k: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=worker, args=(path, d_hidden, k, queue))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--d-hidden", type=int, default=512)
     parser.add_argument("--features", type=int, default=20)
     args = parser.parse_args()
-    f, n = run("fast", args.d_hidden, args.features), run("naive", args.d_hidden, args.features)
+    f, n = (in_fresh_process(worker, path, args.d_hidden, args.features) for path in ("fast", "naive"))
     fc, ff, nc, nf = (torch.tensor(r[k]) for r in (f, n) for k in ("classes", "features"))
     same = torch.allclose(fc, nc, atol=1e-8) and torch.allclose(ff.abs(), nf.abs(), rtol=1e-6)
     rows = [{k: v for k, v in r.items() if k not in ("classes", "features")} for r in (f, n)]

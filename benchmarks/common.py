@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,3 +31,15 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
     Console(width=200).print(table)
+
+
+def in_fresh_process(worker: Callable[..., None], *args: Any) -> dict[str, Any]:
+    """Run ``worker(*args, queue)`` in a new (spawned) process, so its peak memory is its own; returns the
+    one dict it puts on the queue (plain Python values only)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=worker, args=(*args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out

@@ -11,18 +11,18 @@ Usage: python benchmarks/reverse_scan.py [--layers 3000] [--width 316]
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_table  # noqa: E402
+from common import in_fresh_process, print_table  # noqa: E402
 
 
 def make_chain(path: Path, n_layers: int, width: int, seed: int = 0) -> int:
@@ -59,7 +59,7 @@ def make_chain(path: Path, n_layers: int, width: int, seed: int = 0) -> int:
     return n_layers * width * (width + 1)
 
 
-def worker(path: str, streamed: bool, queue: mp.Queue) -> None:
+def worker(path: str, streamed: bool, queue: Any) -> None:
     torch.set_num_threads(2)
     from paramlens.reverse.scan import scan
 
@@ -82,16 +82,6 @@ def worker(path: str, streamed: bool, queue: mp.Queue) -> None:
                "differing positions": len(result.differing)})
 
 
-def run(path: Path, streamed: bool) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=worker, args=(str(path), streamed, queue))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=3000)
@@ -100,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "chain.safetensors"
         n_params = make_chain(path, args.layers, args.width)
-        rows = [run(path, True), run(path, False)]
+        rows = [in_fresh_process(worker, str(path), streamed) for streamed in (True, False)]
     rows[0]["time ratio"], rows[1]["time ratio"] = rows[0]["seconds"] / rows[1]["seconds"], 1.0
     rows[0]["memory ratio"], rows[1]["memory ratio"] = rows[0]["peak GiB"] / rows[1]["peak GiB"], 1.0
     print_table(f"scan of {args.layers} layers, {n_params / 1e6:.0f} M parameters (true period 5, "
