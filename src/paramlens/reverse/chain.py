@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from paramlens.core.archive import read_archive
@@ -94,3 +95,18 @@ def iter_layers(store: TensorStore, layers: list[LayerRef]) -> Iterator[tuple[La
     """``(layer, weight, bias)`` one layer at a time."""
     for ref in layers:
         yield ref, store.get(ref.weight), store.get(ref.bias) if ref.bias else None
+
+
+def chain_weights(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[list[Tensor], list[Tensor]]:
+    """Every layer's weight ``(out, in)`` and bias ``(out,)`` (zeros where none is stored) in ``dtype``;
+    raises when the layers do not connect into one chain."""
+    store = TensorStore(path)
+    layers, notes = find_chain(store)
+    breaks = [n for n in notes if n.startswith("size break")]
+    if breaks:
+        raise ParamLensError(f"{path}: the layers do not form one chain ({breaks[0]})")
+    weights, biases = [], []
+    for _, W, b in iter_layers(store, layers):
+        weights.append(W.to(dtype))
+        biases.append(b.to(dtype) if b is not None else torch.zeros(W.shape[0], dtype=dtype))
+    return weights, biases

@@ -166,15 +166,10 @@ def parse_target(text: str, n_outputs: int) -> list[float]:
 
 def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol: float = 1e-4) -> Inversion:
     """Invert the layer chain in ``path``: SAT when it is a Boolean network and the target is 0/1, else MILP."""
-    from paramlens.reverse.chain import TensorStore, find_chain, iter_layers
+    from paramlens.reverse.chain import chain_weights
     from paramlens.reverse.circuit import lift, simplify
 
-    store = TensorStore(path)
-    layers, _ = find_chain(store)
-    weights, biases = [], []
-    for _, W, b in iter_layers(store, layers):
-        weights.append(W.double())
-        biases.append(b.double() if b is not None else torch.zeros(W.shape[0], dtype=torch.float64))
+    weights, biases = chain_weights(path, torch.float64)
     values = parse_target(target, len(biases[-1]))
     if all(v in (0.0, 1.0) for v in values):
         try:

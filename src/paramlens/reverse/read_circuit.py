@@ -9,8 +9,7 @@ from pathlib import Path
 
 from paramlens.core.circuits import Circuit
 from paramlens.core.runs import Result
-from paramlens.errors import ParamLensError
-from paramlens.reverse.chain import TensorStore, find_chain, iter_layers
+from paramlens.reverse.chain import chain_weights
 from paramlens.reverse.circuit import lift, simplify
 from paramlens.reverse.equivalence import check
 from paramlens.reverse.netlist import from_json, to_dot, to_json, to_python
@@ -64,15 +63,7 @@ class CircuitResult(Result):
 def read_circuit(path: str | Path) -> CircuitResult:
     """Lift every neuron of the layer chain at ``path`` to a threshold gate, simplify to named gates, and
     check the simplified circuit against the lifted one."""
-    store = TensorStore(path)
-    layers, notes = find_chain(store)
-    breaks = [n for n in notes if n.startswith("size break")]
-    if breaks:
-        raise ParamLensError(f"{path}: the layers do not form one chain ({breaks[0]})")
-    weights, biases = [], []
-    for _, W, b in iter_layers(store, layers):
-        weights.append(W.float())
-        biases.append(b.float() if b is not None else W.new_zeros(W.shape[0]).float())
+    weights, biases = chain_weights(path)
     lifted = lift(weights, biases)
     simple = simplify(lifted.circuit)
     eq = check(lifted.circuit, simple)
