@@ -39,7 +39,7 @@ def main() -> None:
         r, seconds = timed(lambda: decompose(
             model, model.source(), ["layers.*.mlp_in", "layers.*.mlp_out"], C=100 * n_layers, p=2.0,
             importance_minimality_coeff=1e-5, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-            lr_schedule="constant", ground_truth=model.ground_truth(), seed=args.seed, progress=False))
+            lr_schedule="constant", ground_truth=model.ground_truth(), seed=args.seed, progress=True))
         m, c = r.metrics, r.chance
         for k in range(n_layers):
             t = f"layers.{k}.mlp_in"

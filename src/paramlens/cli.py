@@ -199,6 +199,24 @@ def reverse_invert(
         raise typer.Exit(1)
 
 
+@reverse_app.command("reassemble")
+def reverse_reassemble(
+    pieces: Path = typer.Argument(..., help="Folder of piece files, one linear layer (weight, bias) each."),
+    data: Path = typer.Option(..., "--data", help="CSV with a header: inputs first, then the network's outputs."),
+    search_rows: int = typer.Option(256, help="Rows used while searching (all rows are used to verify)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Pair expand/contract pieces from their weights, order the blocks with the data, verify on every row,
+    and print the permutation (piece indices in network order)."""
+    from paramlens.reverse.cli_run import run_reassemble
+
+    result, folder = run_reassemble(pieces, data, out_dir, search_rows=search_rows)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+    if not result.exact:
+        raise typer.Exit(1)
+
+
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),

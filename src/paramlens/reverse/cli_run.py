@@ -7,6 +7,7 @@ from pathlib import Path
 from paramlens.core.runs import new_run_dir
 from paramlens.report import Section, write_report
 from paramlens.reverse.read_circuit import CircuitResult, read_circuit
+from paramlens.reverse.reassemble import Reassembly, reassemble
 from paramlens.reverse.scan import ScanResult, scan
 
 
@@ -30,4 +31,14 @@ def run_circuit(path: Path, out_dir: Path) -> tuple[CircuitResult, Path]:
     result.save(folder)
     write_report(folder, f"ParamLens circuit: {path}", [], [Section(
         title=f"Boolean circuit of {path.name}", text=result.summary(), table=result.table())])
+    return result, folder
+
+
+def run_reassemble(pieces: Path, data: Path, out_dir: Path, search_rows: int = 256) -> tuple[Reassembly, Path]:
+    """Re-assemble the pieces in ``pieces`` against ``data`` and write the report."""
+    result = reassemble(pieces, data, search_rows=search_rows)
+    folder = new_run_dir(out_dir, "reassemble")
+    result.save(folder)
+    write_report(folder, f"ParamLens reassemble: {pieces}", [], [Section(
+        title=f"Re-assembly of {pieces.name}", text=result.summary(), figures=result.figures(folder))])
     return result, folder
