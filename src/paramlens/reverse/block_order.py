@@ -5,14 +5,15 @@ The network is ``x_{k+1} = x_k + C_k ReLU(E_k x_k + e_k) + c_k`` for ``n`` block
 the order that reproduces ``y``:
 
 1. Seeds: orders from weight and data statistics (alignment of each block's write directions with the
-   readout ``F``, update size on the inputs, ...); the one with the lowest error is kept.
+   readout ``F``, update size on the inputs, ...), searched from in order of their error until one search
+   ends exact.
 2. Moves: every swap of two blocks and every move of one block to another position. All moves are scored in
    one batched pass: the changed stretch of the network is run exactly from the cached stream at its start,
    and its effect on the output is carried to the end by the per-row output Jacobian at its end (first order).
    Several misplaced blocks often hide each other (fixing one alone makes the output worse), so pairs of moves
    on disjoint stretches are scored too, by adding their predicted output changes.
 3. The best predicted candidates are run exactly; the first that lowers the error is kept. The search ends
-   when the error is at rounding level, or no candidate helps.
+   when the error is at rounding level, or no candidate helps (then the next seed is tried).
 
 Search runs on a subset of rows in float32; the answer is checked on every row in float64.
 """
@@ -106,7 +107,8 @@ def moves(order: list[int], reach: int) -> list[Move]:
 @dataclass
 class OrderSearch:
     """How the search went: the order found, its mean squared error on all rows (float64), whether that is
-    exact (rounding level), and the work done."""
+    exact (rounding level), the seed it came from, the work done, and the error after each round of each
+    start (search rows, float32)."""
 
     order: list[int]
     mse: float
@@ -115,7 +117,7 @@ class OrderSearch:
     rounds: int
     candidates_scored: int
     candidates_run: int
-    history: list[float]
+    history: list[list[float]]
 
 
 def _seeds(blocks: Blocks, x: Tensor) -> dict[str, list[int]]:
@@ -182,59 +184,88 @@ def _best_combinations(d: np.ndarray, e: np.ndarray, cands: list[Move], top: int
     return ranked
 
 
-def order_blocks(blocks: Blocks, x: Tensor, y: Tensor, *, search_rows: int = 256, reach: int | None = None,
-                 tries: int = 32, reach_floor: int = 8, max_rounds: int = 500, top: int = 200, chunk: int = 512,
-                 progress=None) -> OrderSearch:
-    """Find the order of ``blocks`` that maps ``x`` ``(R, d)`` to ``y`` ``(R, o)``.
+@dataclass
+class _Work:
+    rounds: int = 0
+    scored: int = 0
+    run: int = 0
 
-    ``search_rows``: rows used while searching (all rows are used for the final check); ``reach``: the
-    largest distance a move carries a block (default: the whole network); ``tries``: candidates run exactly
-    per round; ``progress``: optional callable ``(round, mse)``.
-    """
-    n = blocks.n
-    reach = n if reach is None else reach
-    fast = blocks.to(torch.float32)
-    xs, ys = x[:search_rows].to(torch.float32), y[:search_rows].to(torch.float32)
-    seeds = _seeds(fast, xs)
-    scored = {name: _mse(fast, o, xs, ys) for name, o in seeds.items()}
-    seed = min(scored, key=scored.get)
-    order, cur = seeds[seed], scored[seed]
-    floor = 1e-10 * float((ys**2).mean()) + 1e-12
-    history, n_scored, n_run, rounds = [cur], 0, len(seeds), 0
+
+def _descend(fast: Blocks, order: list[int], xs: Tensor, ys: Tensor, floor: float, reach: int, reach_floor: int,
+             tries: int, max_rounds: int, top: int, chunk: int, work: _Work, history: list[float],
+             progress) -> tuple[list[int], float]:
+    """Improve ``order`` by rounds of scored moves until the error reaches ``floor`` or nothing helps."""
+    n = fast.n
+    cur = _mse(fast, order, xs, ys)
     span = n  # reach of this round's moves: the longest move accepted lately, widened when stuck
-    while cur > floor and rounds < max_rounds:
-        rounds += 1
+    for _ in range(max_rounds):
+        if cur <= floor:
+            break
+        work.rounds += 1
         h = fast.streams(order, xs)
         g = fast.output_jacobians(order, h)
         e = (ys - fast.output(h[-1])).flatten().double().numpy()
         cands = moves(order, min(reach, span))
         d = _predicted_changes(fast, cands, h, g, chunk).double().numpy()
-        n_scored += len(cands)
+        work.scored += len(cands)
         taken: list[Move] = []
+        runs = 0
         for _, combo in _best_combinations(d, e, cands, top):
-            if n_run >= len(seeds) + tries * rounds:
-                break
             chosen = [cands[i] for i in combo]
             if any(not (m.hi < t.lo or t.hi < m.lo) for m in chosen for t in taken):
                 continue
+            if runs == tries:
+                break
             new = order
             for m in chosen:
                 new = m.apply(new)
             loss = _mse(fast, new, xs, ys)
-            n_run += 1
+            runs += 1
             if loss < cur:
                 order, cur = new, loss
                 taken += chosen
+        work.run += runs
         history.append(cur)
         if progress is not None:
-            progress(rounds, cur)
+            progress(work.rounds, cur)
         if taken:
             span = min(n, max(reach_floor, 2 * max(len(m.window) for m in taken)))
         elif span < min(reach, n):
             span = n
         else:
             break
+    return order, cur
+
+
+def order_blocks(blocks: Blocks, x: Tensor, y: Tensor, *, search_rows: int = 256, starts: int = 3,
+                 reach: int | None = None, tries: int = 32, reach_floor: int = 8, max_rounds: int = 500,
+                 top: int = 200, chunk: int = 512, progress=None) -> OrderSearch:
+    """Find the order of ``blocks`` that maps ``x`` ``(R, d)`` to ``y`` ``(R, o)``.
+
+    ``search_rows``: rows used while searching (all rows are used for the final check); ``starts``: seed
+    orders to search from, best first, until one reaches an exact fit; ``reach``: the largest distance a
+    move carries a block (default: the whole network); ``tries``: candidates run exactly per round;
+    ``max_rounds``: per start; ``progress``: optional callable ``(round, mse)``.
+    """
+    reach = blocks.n if reach is None else reach
+    fast = blocks.to(torch.float32)
+    xs, ys = x[:search_rows].to(torch.float32), y[:search_rows].to(torch.float32)
+    seeds = _seeds(fast, xs)
+    scored = sorted((_mse(fast, o, xs, ys), name) for name, o in seeds.items())
+    floor = 1e-10 * float((ys**2).mean()) + 1e-12
+    work = _Work(run=len(seeds))
+    best = (float("inf"), [], "")
+    history: list[list[float]] = []
+    for start_mse, name in scored[:starts]:
+        history.append([start_mse])
+        order, cur = _descend(fast, seeds[name], xs, ys, floor, reach, reach_floor, tries, max_rounds, top, chunk,
+                              work, history[-1], progress)
+        if cur < best[0]:
+            best = (cur, order, name)
+        if cur <= floor:
+            break
+    _, order, seed = best
     exact64 = blocks.to(torch.float64)
     mse = _mse(exact64, order, x.double(), y.double())
     exact = mse <= 1e-10 * float((y.double() ** 2).mean()) + 1e-12
-    return OrderSearch(order, mse, exact, seed, rounds, n_scored, n_run, history)
+    return OrderSearch(order, mse, exact, seed, work.rounds, work.scored, work.run, history)

@@ -137,7 +137,7 @@ class Reassembly(Result):
         pairing_margin: see :class:`Pairing`. mse: mean squared error of the assembled network against the
             given outputs on all rows (float64); exact: at rounding level. seed: the starting order used.
         rounds, candidates_scored, candidates_run: search work (orders scored by the first-order model, and
-            run exactly). history: error after each round. seconds: wall time.
+            run exactly). history: error after each round, per start. seconds: wall time.
     """
 
     kind = "reverse_reassemble"
@@ -150,7 +150,7 @@ class Reassembly(Result):
     rounds: int
     candidates_scored: int
     candidates_run: int
-    history: list[float]
+    history: list[list[float]]
     n_rows: int
     seconds: float
 
@@ -169,14 +169,16 @@ class Reassembly(Result):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5, 3))
-        ax.semilogy(range(len(self.history)), [max(v, 1e-16) for v in self.history], marker=".")
+        for i, errors in enumerate(self.history):
+            ax.semilogy(range(len(errors)), [max(v, 1e-16) for v in errors], marker=".", label=f"start {i + 1}")
+        ax.legend()
         ax.set_xlabel("search round")
         ax.set_ylabel("MSE on search rows")
         ax.set_title("Re-assembly: error per round")
         fig.tight_layout()
         fig.savefig(folder / "reassemble_history.png", dpi=120)
         plt.close(fig)
-        return [("reassemble_history.png", "Error of the best order after each search round (log scale).")]
+        return [("reassemble_history.png", "Error of the best order after each search round, per seed order searched from (log scale).")]
 
 
 def reassemble(folder: str | Path, data: str | Path, *, search_rows: int = 256, progress: bool = True) -> Reassembly:
