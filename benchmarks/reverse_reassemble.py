@@ -67,7 +67,7 @@ def main() -> None:
             r = reassemble(folder, folder / "data.csv", progress=False)
             if speed is None:
                 speed = scoring_speed(folder)
-        rows.append({"seed": seed, "pairs right": f"{len(truth & set(pairing.blocks))}/48",
+        rows.append({"seed": seed, "start": r.seed, "pairs right": f"{len(truth & set(pairing.blocks))}/48",
                      "pairing margin": pairing.margin, "order right": r.order == shuffled.order, "exact": r.exact,
                      "MSE": r.mse, "rounds": r.rounds, "orders scored": r.candidates_scored,
                      "orders run": r.candidates_run, "seconds": r.seconds})

@@ -6,7 +6,7 @@ from paramlens.cli import app
 from paramlens.errors import ParamLensError
 from paramlens.models.shuffled import PiecesConfig, make_shuffled
 from paramlens.reverse.block_order import Blocks, _predicted_changes, moves, order_blocks
-from paramlens.reverse.reassemble import Reassembly, load_pieces, reassemble
+from paramlens.reverse.reassemble import Piece, Reassembly, load_pieces, pair_pieces, reassemble
 
 SMALL = PiecesConfig(n_blocks=8, d_model=8, d_hidden=16, n_rows=1000, n_steps=400, seed=0)
 
@@ -22,6 +22,21 @@ def true_blocks(shuffled) -> Blocks:
     p = shuffled.pieces
     return Blocks(*(torch.stack([p[pair[side]][j] for pair in ids]) for side, j in [(0, 0), (0, 1), (1, 0), (1, 1)]),
                   p[shuffled.order[-1]][0], p[shuffled.order[-1]][1]).to(torch.float64)
+
+
+def test_pairing_finds_planted_pairs_with_signed_self_interaction():
+    """Blocks whose C is close to -a E^T (the signature training leaves) are paired by |trace(C E)| alone."""
+    g = torch.Generator().manual_seed(0)
+    n, d, h = 12, 16, 32
+    expand = [torch.randn(h, d, generator=g) / d**0.5 for _ in range(n)]
+    contract = [-0.3 * e.T + torch.randn(d, h, generator=g) / h**0.5 for e in expand]
+    shuffle = torch.randperm(n, generator=g).tolist()
+    pieces = [Piece(f"e{i}", e, torch.zeros(h)) for i, e in enumerate(expand)]
+    pieces += [Piece(f"c{i}", contract[shuffle[i]], torch.zeros(d)) for i in range(n)]
+    pieces.append(Piece("readout", torch.randn(1, d, generator=g), torch.zeros(1)))
+    pairing = pair_pieces(pieces)
+    assert sorted(pairing.blocks) == sorted((shuffle[i], n + i) for i in range(n))
+    assert pairing.final == 2 * n and pairing.margin > 0.01
 
 
 def test_the_true_order_is_recovered_from_data_given_the_pairs(shuffled):
