@@ -1,0 +1,68 @@
+"""Residual streams of Hugging Face transformers, one way for every supported architecture.
+
+Supported: Llama-style causal LMs (``model.model.layers``: Llama, Mistral, Qwen2, SmolLM2, the in-project
+tiny LM), GPT-2 style (``model.transformer.h``) and BERT-style encoders (``encoder.layer``, e.g.
+all-MiniLM-L6-v2). The stream before block ``l`` is captured with a forward pre-hook on the block, the
+stream after the last block with a forward hook, so the values are the raw residual stream (no final norm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from paramlens.errors import ParamLensError
+
+LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "encoder.layer", "bert.encoder.layer")
+
+
+def blocks_of(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks, in order."""
+    for path in LAYER_PATHS:
+        obj: object = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList) and len(obj) > 0:
+            return obj
+    raise ParamLensError(f"{type(model).__name__}: no transformer blocks found at {', '.join(LAYER_PATHS)}; "
+                         "supported are Llama-, GPT-2- and BERT-style Hugging Face models")
+
+
+def _first(out: object) -> Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def residual_streams(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """``(L + 1, B, T, d)`` float32: the residual stream before each of the ``L`` blocks and after the last,
+    for ``input_ids`` ``(B, T)``."""
+    blocks = blocks_of(model)
+    captured: list[Tensor] = []
+    hooks = [b.register_forward_pre_hook(lambda _m, args, kwargs: captured.append(
+        (args[0] if args else kwargs["hidden_states"]).detach().float()), with_kwargs=True) for b in blocks]
+    hooks.append(blocks[-1].register_forward_hook(lambda _m, _a, out: captured.append(_first(out).detach().float())))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    if len(captured) != len(blocks) + 1:
+        raise ParamLensError(f"captured {len(captured)} streams for {len(blocks)} blocks; the model skipped blocks")
+    return torch.stack(captured)
+
+
+def stream_batches(model: nn.Module, tokens: Tensor, context: int, batch: int = 8) -> Iterator[tuple[Tensor, Tensor]]:
+    """Cut ``tokens`` ``(n,)`` into consecutive windows of ``context`` and yield ``(ids (B, T), streams
+    (L + 1, B, T, d))`` a batch at a time, so only one batch of activations is held."""
+    n = (len(tokens) // context) * context
+    if n == 0:
+        raise ParamLensError(f"{len(tokens)} tokens are fewer than one window of {context}")
+    windows = tokens[:n].view(-1, context)
+    model.eval()
+    for s in range(0, len(windows), batch):
+        ids = windows[s: s + batch]
+        yield ids, residual_streams(model, ids)

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from paramlens.errors import ParamLensError
+from paramlens.geometry.layer_updates import GeometryConfig, LayerGeometry, layer_geometry
+from tests.geometry.toy_lm import PreviousToken, Tokenwise, ToyLM
+
+D = 16
+
+
+@pytest.fixture(scope="module")
+def result():
+    g = torch.Generator().manual_seed(0)
+    model = ToyLM([Tokenwise(0.3 * torch.randn(D, D, generator=g) / D**0.5),
+                   PreviousToken(0.5 * torch.randn(D, D, generator=g) / D**0.5)], D).eval()
+    tokens = torch.randint(0, 40, (4096,), generator=g)
+    return layer_geometry(model, tokens, GeometryConfig(context=32, mlp_steps=200, top_k=4), progress=False)
+
+
+def test_a_tokenwise_update_is_recovered_exactly(result):
+    for cls in ("ridge", "lowrank", "mlp"):
+        row = result.rows(cls)[0]
+        assert row["cos_DT"] > 0.99 and row["explained_variance"] > 0.98, (cls, row)
+    ridge = result.rows("ridge")[0]
+    assert ridge["cos_DT"] > 0.999999 and ridge["angle_DT"] < 0.1
+    assert result.kl[0] < 1e-6  # replacing an exactly tokenwise update changes (almost) nothing
+
+
+def test_an_update_that_reads_the_previous_token_is_not_tokenwise(result):
+    for cls in result.classes:
+        row = result.rows(cls)[1]
+        assert row["explained_variance"] < 0.1 and row["cos_DR"] > 0.9, (cls, row)
+    assert result.kl[1] > 1e3 * max(result.kl[0], 1e-12)
+    assert result.spearman > 0.5  # the error of T predicts the output change across layers and tokens
+
+
+def test_result_round_trips_and_draws(result, tmp_path):
+    result.save(tmp_path)
+    back = LayerGeometry.load(tmp_path)
+    assert back.layers == result.layers and back.summary() == result.summary()
+    assert (tmp_path / result.figures(tmp_path)[0][0]).is_file()
+
+
+def test_bad_settings_are_clear_errors():
+    model = ToyLM([Tokenwise(torch.zeros(D, D))], D)
+    with pytest.raises(ParamLensError, match="primary"):
+        layer_geometry(model, torch.zeros(512, dtype=torch.long), GeometryConfig(classes=["ridge"], primary="mlp"))
+    with pytest.raises(ParamLensError, match="nothing to fit"):
+        layer_geometry(model, torch.zeros(40, dtype=torch.long), GeometryConfig(context=32), progress=False)
