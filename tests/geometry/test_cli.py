@@ -1,0 +1,36 @@
+import pytest
+from typer.testing import CliRunner
+
+from paramlens.cli import app
+from paramlens.errors import ParamLensError
+from paramlens.geometry.layer_updates import LayerGeometry
+from paramlens.geometry.rotation import Rotation
+from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm") / "tiny"
+    cfg = TinyLMConfig(max_chars=40_000, vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_mlp=64, context=16,
+                       n_steps=60, batch_size=16, mlp="swiglu")
+    train_tiny_lm(cfg, folder=folder, progress=False)
+    return folder
+
+
+def test_geometry_and_rotation_run_on_a_hugging_face_folder(lm_folder, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["geometry", str(lm_folder), "--tokens", "768", "--context", "32", "--classes",
+                              "ridge,diagonal", "--out", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    g = LayerGeometry.load(next((tmp_path / "g").iterdir()))
+    assert len(g.kl) == 2 and {r["class"] for r in g.layers} == {"ridge", "diagonal"}
+    res = runner.invoke(app, ["rotation", str(lm_folder), "--tokens", "768", "--context", "32", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    r = Rotation.load(next((tmp_path / "r").iterdir()))
+    assert len(r.to_input) == 3 and r.to_input[0] < 1.0  # layer 0 is the token embedding itself
+    assert r.to_output[-1] < 1.0  # the last layer is the final state
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(app, ["rotation", str(tmp_path / "nope")])
+    assert isinstance(res.exception, ParamLensError) and "not a model folder" in str(res.exception)
