@@ -10,6 +10,7 @@ current token reads close to 0 toward the input; a layer already in next-token (
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,13 +63,14 @@ class Rotation(Result):
 
 @torch.no_grad()
 def rotation(model: nn.Module, tokens: Tensor, context: int = 128, batch: int = 8, alpha: float = 1.0,
-             name: str = "model") -> Rotation:
-    """Rotation toward input and toward output of every layer, from ``tokens`` ``(n,)``."""
+             name: str = "model", weights: Mapping | None = None) -> Rotation:
+    """Rotation toward input and toward output of every layer, from ``tokens`` ``(n,)``; ``weights``: matrices
+    to substitute (e.g. a subnetwork's masked weights), as in :func:`paramlens.core.weights.run_with`."""
     embed = model.get_input_embeddings().weight.detach().float()
     to_in: list[RidgeSums] = []
     to_out: list[RidgeSums] = []
     n = 0
-    for ids, h in stream_batches(model, tokens, context, batch):
+    for ids, h in stream_batches(model, tokens, context, batch, weights):
         flat = h.flatten(1, 2)  # (L + 1, N, d)
         e, final = embed[ids.flatten()], flat[-1]
         if not to_in:

@@ -8,18 +8,19 @@ stream after the last block with a forward hook, so the values are the raw resid
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
+from paramlens.core.weights import run_with
 from paramlens.errors import ParamLensError
 
 LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "encoder.layer", "bert.encoder.layer")
 
 
-def blocks_of(model: nn.Module) -> nn.ModuleList:
-    """The list of transformer blocks, in order."""
+def block_prefix(model: nn.Module) -> str:
+    """The module name of the list of transformer blocks (``"model.layers"``, ``"transformer.h"``, ...)."""
     for path in LAYER_PATHS:
         obj: object = model
         for part in path.split("."):
@@ -27,9 +28,14 @@ def blocks_of(model: nn.Module) -> nn.ModuleList:
             if obj is None:
                 break
         if isinstance(obj, nn.ModuleList) and len(obj) > 0:
-            return obj
+            return path
     raise ParamLensError(f"{type(model).__name__}: no transformer blocks found at {', '.join(LAYER_PATHS)}; "
                          "supported are Llama-, GPT-2- and BERT-style Hugging Face models")
+
+
+def blocks_of(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks, in order."""
+    return model.get_submodule(block_prefix(model))
 
 
 def _first(out: object) -> Tensor:
@@ -37,16 +43,20 @@ def _first(out: object) -> Tensor:
 
 
 @torch.no_grad()
-def residual_streams(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+def residual_streams(model: nn.Module, input_ids: Tensor, weights: Mapping | None = None) -> Tensor:
     """``(L + 1, B, T, d)`` float32: the residual stream before each of the ``L`` blocks and after the last,
-    for ``input_ids`` ``(B, T)``."""
+    for ``input_ids`` ``(B, T)``; with ``weights`` (``{target: (d_out, d_in) matrix}``) the model runs with
+    those matrices substituted (:func:`paramlens.core.weights.run_with`)."""
     blocks = blocks_of(model)
     captured: list[Tensor] = []
     hooks = [b.register_forward_pre_hook(lambda _m, args, kwargs: captured.append(
         (args[0] if args else kwargs["hidden_states"]).detach().float()), with_kwargs=True) for b in blocks]
     hooks.append(blocks[-1].register_forward_hook(lambda _m, _a, out: captured.append(_first(out).detach().float())))
     try:
-        model(input_ids=input_ids, attention_mask=attention_mask)
+        if weights:
+            run_with(model, weights, input_ids=input_ids)
+        else:
+            model(input_ids=input_ids)
     finally:
         for h in hooks:
             h.remove()
@@ -55,9 +65,11 @@ def residual_streams(model: nn.Module, input_ids: Tensor, attention_mask: Tensor
     return torch.stack(captured)
 
 
-def stream_batches(model: nn.Module, tokens: Tensor, context: int, batch: int = 8) -> Iterator[tuple[Tensor, Tensor]]:
+def stream_batches(model: nn.Module, tokens: Tensor, context: int, batch: int = 8,
+                   weights: Mapping | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """Cut ``tokens`` ``(n,)`` into consecutive windows of ``context`` and yield ``(ids (B, T), streams
-    (L + 1, B, T, d))`` a batch at a time, so only one batch of activations is held."""
+    (L + 1, B, T, d))`` a batch at a time, so only one batch of activations is held; ``weights`` as in
+    :func:`residual_streams`."""
     n = (len(tokens) // context) * context
     if n == 0:
         raise ParamLensError(f"{len(tokens)} tokens are fewer than one window of {context}")
@@ -65,4 +77,4 @@ def stream_batches(model: nn.Module, tokens: Tensor, context: int, batch: int = 
     model.eval()
     for s in range(0, len(windows), batch):
         ids = windows[s: s + batch]
-        yield ids, residual_streams(model, ids)
+        yield ids, residual_streams(model, ids, weights)

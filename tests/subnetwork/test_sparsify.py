@@ -1,0 +1,30 @@
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paramlens.core.weights import select
+from paramlens.subnetwork.sparsify import SparsifyConfig, sparsify
+
+
+def test_sparsification_keeps_exactly_the_weights_the_task_needs():
+    """y = W x with inputs 4..7 always zero: the weights reading them are useless, as are the zero weights
+    of W; the mask must keep exactly the non-zero weights on inputs 0..3."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Linear(8, 3, bias=False)
+    with torch.no_grad():
+        w = torch.randn(3, 8, generator=g)
+        model.weight.copy_(w.sign() * (0.5 + w.abs()))  # every planted weight matters (|w| >= 0.5)
+        model.weight[:, 1] = 0.0
+    needed = model.weight.detach().abs() > 0
+    needed[:, 4:] = False
+    targets = select(model, "*")
+
+    def task(run, step):
+        x = torch.randn(64, 8, generator=g)
+        x[:, 4:] = 0
+        return F.mse_loss(run(x), model(x).detach())
+
+    mask = sparsify(model, targets, task, SparsifyConfig(lam=0.1, lr=0.1, temp_growth=1.005, max_steps=3000),
+                    progress=False)
+    assert torch.equal(mask.masks[targets[0].name], needed)
+    assert mask.undecided < 0.01 and mask.active == int(needed.sum())
