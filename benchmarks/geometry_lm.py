@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table, timed  # noqa: E402
 
-from paramlens.geometry.cli_run import corpus_ids  # noqa: E402
+from paramlens.core.text import corpus_token_ids as corpus_ids  # noqa: E402
 from paramlens.geometry.layer_updates import GeometryConfig, layer_geometry  # noqa: E402
 from paramlens.geometry.rotation import rotation  # noqa: E402
 from paramlens.models.lm.pretrained import load_lm  # noqa: E402

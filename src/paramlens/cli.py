@@ -238,20 +238,45 @@ def geometry(
     out.print(f"report: {folder / 'index.html'}")
 
 
+@app.command()
+def bigram(
+    model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
+    corpus: str = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file."),
+    tokens: int = typer.Option(200_000, help="Corpus tokens: bigram counts and training windows (10% held out)."),
+    steps: int = typer.Option(5000, help="Most sparsification steps (stops earlier when masks are decided)."),
+    lam: float = typer.Option(1.0, help="Weight of the mean mask in the loss."),
+    context: int = typer.Option(64, help="Tokens per window."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Find the bigram subnetwork by continuous sparsification of every block matrix; report surprisal
+    correlation with the bigram model, where its parameters sit, and ablations."""
+    from paramlens.subnetwork.bigram import BigramConfig
+    from paramlens.subnetwork.cli_run import run_bigram
+
+    result, folder = run_bigram(model, corpus, tokens, BigramConfig(max_steps=steps, lam=lam, context=context), out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
 @app.command("rotation")
 def rotation_command(
     model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
     corpus: str = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file."),
     tokens: int = typer.Option(4096, help="Tokens to analyse."),
     context: int = typer.Option(128, help="Tokens per window."),
+    subnetwork: Path | None = typer.Option(None, help="A `paramlens bigram` run folder: compare with its subnetwork."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
 ) -> None:
     """Per layer: rotation (median |arg eigenvalue|) of ridge maps from hidden states to the input token
-    embeddings and to the final hidden states."""
+    embeddings and to the final hidden states; with --subnetwork, also for the model reduced to a bigram
+    subnetwork found by `paramlens bigram`."""
     from paramlens.geometry.cli_run import run_rotation
+    from paramlens.subnetwork.cli_run import masked_weights
 
-    result, folder = run_rotation(model, corpus, tokens, context, out_dir)
-    out.print(result.summary())
+    weights_from = (lambda net: masked_weights(net, subnetwork)) if subnetwork else None
+    results, folder = run_rotation(model, corpus, tokens, context, out_dir, weights_from)
+    for result in results:
+        out.print(result.summary())
     out.print(f"report: {folder / 'index.html'}")
 
 

@@ -26,7 +26,7 @@ def test_geometry_and_rotation_run_on_a_hugging_face_folder(lm_folder, tmp_path)
     assert len(g.kl) == 2 and {r["class"] for r in g.layers} == {"ridge", "diagonal"}
     res = runner.invoke(app, ["rotation", str(lm_folder), "--tokens", "768", "--context", "32", "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
-    r = Rotation.load(next((tmp_path / "r").iterdir()))
+    r = Rotation.load(next((tmp_path / "r").iterdir()) / "rotation_0")
     assert len(r.to_input) == 3 and r.to_input[0] < 1.0  # layer 0 is the token embedding itself
     assert r.to_output[-1] < 1.0  # the last layer is the final state
 

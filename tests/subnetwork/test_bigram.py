@@ -38,3 +38,27 @@ def test_tokens_outside_the_vocabulary_are_a_clear_error(trained):
     model, tokens = trained
     with pytest.raises(ParamLensError, match="vocabulary"):
         bigram_subnetwork(model, tokens + 10_000, progress=False)
+
+
+def test_bigram_then_rotation_of_the_subnetwork_from_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from paramlens.cli import app
+    from paramlens.geometry.rotation import Rotation
+
+    cfg = TinyLMConfig(max_chars=40_000, vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_mlp=64, context=16,
+                       n_steps=40, batch_size=16, mlp="swiglu")
+    train_tiny_lm(cfg, folder=tmp_path / "lm", progress=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["bigram", str(tmp_path / "lm"), "--tokens", "4000", "--steps", "60", "--context", "16",
+                              "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    run = next((tmp_path / "b").iterdir())
+    assert BigramSubnetwork.load(run).steps <= 60
+    res = runner.invoke(app, ["rotation", str(tmp_path / "lm"), "--tokens", "512", "--context", "16", "--subnetwork",
+                              str(run), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    folder = next((tmp_path / "r").iterdir())
+    full, sub = Rotation.load(folder / "rotation_0"), Rotation.load(folder / "rotation_1")
+    assert "subnetwork" in sub.model and len(full.to_input) == len(sub.to_input) == 3
+    assert (folder / "index.html").is_file()

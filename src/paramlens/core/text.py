@@ -11,6 +11,10 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
 
 from paramlens.errors import ParamLensError
 
@@ -47,3 +51,12 @@ def load_corpus(name: str | Path, max_chars: int | None = None) -> str:
             raise ParamLensError(f"'{name}' is neither a corpus ({', '.join(CORPORA)}) nor a text file")
         text = path.read_text(encoding="utf-8", errors="replace")
     return text[:max_chars] if max_chars else text
+
+
+def corpus_token_ids(tokenizer: Any, corpus: str | Path, n_tokens: int) -> Tensor:
+    """The first ``n_tokens`` ids of ``corpus`` (a corpus name or a text file) under a Hugging Face ``tokenizer``."""
+    text = load_corpus(corpus, max_chars=max(20 * n_tokens, 10_000))
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)[:n_tokens]
+    if len(ids) < n_tokens:
+        raise ParamLensError(f"corpus '{corpus}' gives {len(ids)} tokens; {n_tokens} were asked for")
+    return ids

@@ -3,12 +3,13 @@ analysis, write the report."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
+from torch import nn
 
 from paramlens.core.runs import new_run_dir
-from paramlens.core.text import load_corpus
+from paramlens.core.text import corpus_token_ids
 from paramlens.errors import ParamLensError
 from paramlens.geometry.layer_updates import GeometryConfig, LayerGeometry, layer_geometry
 from paramlens.geometry.rotation import Rotation, rotation
@@ -16,18 +17,9 @@ from paramlens.models.lm.pretrained import load_lm
 from paramlens.report import Section, write_report
 
 
-def corpus_ids(tokenizer, corpus: str, n_tokens: int) -> torch.Tensor:
-    """The first ``n_tokens`` token ids of ``corpus`` (a corpus name or a text file)."""
-    text = load_corpus(corpus, max_chars=max(20 * n_tokens, 10_000))
-    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)[:n_tokens]
-    if len(ids) < n_tokens:
-        raise ParamLensError(f"corpus '{corpus}' gives {len(ids)} tokens; {n_tokens} were asked for")
-    return ids
-
-
 def run_geometry(model: str, corpus: str, n_tokens: int, cfg: GeometryConfig, out_dir: Path) -> tuple[LayerGeometry, Path]:
     net, tokenizer, name = load_lm(model)
-    result = layer_geometry(net, corpus_ids(tokenizer, corpus, n_tokens), cfg, name=name)
+    result = layer_geometry(net, corpus_token_ids(tokenizer, corpus, n_tokens), cfg, name=name)
     folder = new_run_dir(out_dir, "geometry")
     result.save(folder)
     rows = [{k: v for k, v in r.items()} | {"KL": result.kl[r["layer"]]} for r in result.rows(cfg.primary)]
@@ -36,11 +28,18 @@ def run_geometry(model: str, corpus: str, n_tokens: int, cfg: GeometryConfig, ou
     return result, folder
 
 
-def run_rotation(model: str, corpus: str, n_tokens: int, context: int, out_dir: Path) -> tuple[Rotation, Path]:
+def run_rotation(model: str, corpus: str, n_tokens: int, context: int, out_dir: Path,
+                 weights_from: Callable[[nn.Module], dict] | None = None) -> tuple[list[Rotation], Path]:
+    """Rotation of the model, and of the model with ``weights_from(model)`` substituted when given."""
     net, tokenizer, name = load_lm(model)
-    result = rotation(net, corpus_ids(tokenizer, corpus, n_tokens), context=context, name=name)
+    ids = corpus_token_ids(tokenizer, corpus, n_tokens)
+    results = [rotation(net, ids, context=context, name=name)]
+    if weights_from is not None:
+        results.append(rotation(net, ids, context=context, name=f"{name} (subnetwork)", weights=weights_from(net)))
     folder = new_run_dir(out_dir, "rotation")
-    result.save(folder)
-    write_report(folder, f"ParamLens rotation: {name}", [], [Section(
-        title=f"Rotation toward input and output: {name}", text=result.summary(), figures=result.figures(folder))])
-    return result, folder
+    for i, r in enumerate(results):
+        r.save(folder / f"rotation_{i}")
+    sections = [Section(title=f"Rotation toward input and output: {r.model}", text=r.summary(),
+                        figures=r.figures(folder, prefix=f"{i}_")) for i, r in enumerate(results)]
+    write_report(folder, f"ParamLens rotation: {name}", [], sections)
+    return results, folder

@@ -45,7 +45,7 @@ class Rotation(Result):
         rows += [f"  {i:5d}  {a:8.1f}  {b:9.1f}" for i, (a, b) in enumerate(zip(self.to_input, self.to_output))]
         return "\n".join(rows)
 
-    def figures(self, folder) -> list[tuple[str, str]]:
+    def figures(self, folder, prefix: str = "") -> list[tuple[str, str]]:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -53,11 +53,12 @@ class Rotation(Result):
         ax.plot(self.to_output, marker=".", label="toward final hidden states")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel("rotation (degrees)")
+        ax.set_title(self.model, fontsize=9)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(folder / "rotation.png", dpi=120)
+        fig.savefig(folder / f"{prefix}rotation.png", dpi=120)
         plt.close(fig)
-        return [("rotation.png", "Median rotation angle of the ridge maps from each layer's hidden states to the "
+        return [(f"{prefix}rotation.png", "Median rotation angle of the ridge maps from each layer's hidden states to the "
                  "input token embeddings and to the final hidden states.")]
 
 

@@ -1,0 +1,36 @@
+"""What ``paramlens bigram`` does: load a language model and a corpus, find the bigram subnetwork, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from paramlens.core.runs import new_run_dir
+from paramlens.core.text import corpus_token_ids
+from paramlens.core.weights import matrices, select
+from paramlens.errors import ParamLensError
+from paramlens.models.lm.pretrained import load_lm
+from paramlens.report import Section, write_report
+from paramlens.subnetwork.bigram import BigramConfig, BigramSubnetwork, bigram_subnetwork
+
+
+def run_bigram(model: str, corpus: str, n_tokens: int, cfg: BigramConfig, out_dir: Path) -> tuple[BigramSubnetwork, Path]:
+    net, tokenizer, name = load_lm(model)
+    result = bigram_subnetwork(net, corpus_token_ids(tokenizer, corpus, n_tokens), cfg, name=name)
+    folder = new_run_dir(out_dir, "bigram")
+    result.save(folder)
+    write_report(folder, f"ParamLens bigram subnetwork: {name}", [], [Section(
+        title=f"Bigram subnetwork of {name}", text=result.summary(), figures=result.figures(folder),
+        table=result.per_matrix)])
+    return result, folder
+
+
+def masked_weights(model: torch.nn.Module, run: Path) -> dict:
+    """``{target: W * mask}`` for the subnetwork saved in the bigram run folder ``run``."""
+    sub = BigramSubnetwork.load(run)
+    targets = select(model, list(sub.masks))
+    current = matrices(model, targets)
+    if any(current[t.name].shape != sub.masks[t.name].shape for t in targets):
+        raise ParamLensError(f"{run}: the subnetwork's masks do not fit this model's matrices")
+    return {t: current[t.name] * sub.masks[t.name].to(current[t.name].dtype) for t in targets}
