@@ -47,3 +47,14 @@ def test_bad_settings_are_clear_errors():
         layer_geometry(model, torch.zeros(512, dtype=torch.long), GeometryConfig(classes=["ridge"], primary="mlp"))
     with pytest.raises(ParamLensError, match="nothing to fit"):
         layer_geometry(model, torch.zeros(40, dtype=torch.long), GeometryConfig(context=32), progress=False)
+
+
+def test_a_real_encoder_from_its_package_is_analysed_without_the_kl_step():
+    from paramlens.core.text import corpus_token_ids
+    from paramlens.models.lm.pretrained import load_lm
+
+    model, tokenizer, name = load_lm("minilm")
+    r = layer_geometry(model, corpus_token_ids(tokenizer, "fortunes", 512), GeometryConfig(
+        context=64, classes=["ridge"], top_k=4), name=name, progress=False)
+    assert len(r.rows("ridge")) == 6 and all(0 < row["cos_DT"] <= 1 for row in r.rows("ridge"))
+    assert all(v != v for v in r.kl) and "encoder" in r.summary()
