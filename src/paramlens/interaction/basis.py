@@ -1,0 +1,171 @@
+"""The local interaction basis (LIB) of an MLP, with PCA and the neuron basis behind the same interface.
+
+The network is a chain of segments ``f_{l+1} = act_l(W_l f_l + b_l)`` (``nn.Linear`` plus an elementwise
+activation). Activations get a constant 1 appended (the bias folded in), so every layer lives in
+``d_l + 1`` dimensions. For each layer, from the output backwards (float64 throughout):
+
+1. ``G = E[f f^T]`` (optionally centred) is eigendecomposed, ``G = U D U^T``; directions with
+   ``D < tol * max D`` are dropped (the null space); ``R = U D^{-1/2}`` whitens, ``P = U D^{1/2}`` maps back.
+2. ``M = E[J^T J]``, with ``J`` the Jacobian of the next layer's basis coordinates with respect to the
+   whitened coordinates of this layer, computed for a whole batch at once with ``torch.func.vmap`` of
+   ``jacrev`` (batched vector-Jacobian products, no backward pass per output).
+3. ``M = V L V^T`` (descending); the interaction basis is ``C = R V L^{1/2}`` (coordinates ``f C``); the
+   directions in activation space are the columns of ``P V``.
+
+The output layer keeps its PCA basis (coordinates in output units), so importance is measured in what the
+network outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from paramlens.errors import ParamLensError
+
+Kind = Literal["lib", "pca", "neuron"]
+
+
+@dataclass
+class Segment:
+    """``f -> act(f W^T + b)``; ``act`` is elementwise (``torch.relu``, identity, ...)."""
+
+    linear: nn.Linear
+    act: Callable[[Tensor], Tensor]
+
+    def weight_aug(self) -> Tensor:
+        """``(d_out, d_in + 1)`` float64: the weight with the bias as the last column."""
+        lin = self.linear
+        b = lin.bias if lin.bias is not None else torch.zeros(lin.out_features)
+        return torch.cat([lin.weight, b[:, None]], dim=1).detach().double()
+
+    def __call__(self, f_aug: Tensor) -> Tensor:
+        """Augmented input ``(..., d_in + 1)`` -> augmented output ``(..., d_out + 1)``."""
+        out = self.act(f_aug @ self.weight_aug().T)
+        return torch.cat([out, torch.ones_like(out[..., :1])], dim=-1)
+
+
+def identity(x: Tensor) -> Tensor:
+    return x
+
+
+def segments_of(modules: list[nn.Module]) -> list[Segment]:
+    """Segments from a flat list of ``nn.Linear`` modules each optionally followed by ``nn.ReLU`` /
+    ``nn.Identity`` (e.g. the children of an ``nn.Sequential``)."""
+    out: list[Segment] = []
+    for m in modules:
+        if isinstance(m, nn.Linear):
+            out.append(Segment(m, identity))
+        elif isinstance(m, nn.ReLU) and out and out[-1].act is identity:
+            out[-1] = Segment(out[-1].linear, torch.relu)
+        elif not isinstance(m, nn.Identity):
+            raise ParamLensError(f"{type(m).__name__}: only Linear layers followed by ReLU are supported here")
+    if not out:
+        raise ParamLensError("no Linear layers found")
+    return out
+
+
+def augmented_activations(segments: list[Segment], x: Tensor) -> list[Tensor]:
+    """``[f_0, ..., f_L]``, each ``(N, d_l + 1)`` float64 with the constant 1 last."""
+    f = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    out = [f]
+    for s in segments:
+        f = s(f)
+        out.append(f)
+    return out
+
+
+@dataclass
+class LayerBasis:
+    """One layer's basis of the augmented activation space ``(d + 1)``.
+
+    ``dual`` ``(d + 1, k)``: unit-scale coordinates ``y = f @ dual``; ``vectors`` ``(d + 1, k)``: the
+    directions, ``f = y @ vectors.T`` on the data's span; ``importance`` ``(k,)`` descending (LIB: eigenvalues
+    of ``M``; PCA: of ``G``; neurons: mean square); ``scaled``: the basis coordinates are ``y * sqrt(importance)``
+    (LIB, ``C = R V L^{1/2}``) rather than ``y``; ``gram_eigenvalues``: all eigenvalues of ``G``, descending.
+    """
+
+    dual: Tensor
+    vectors: Tensor
+    importance: Tensor
+    scaled: bool
+    gram_eigenvalues: Tensor
+
+    @property
+    def size(self) -> int:
+        return self.dual.shape[1]
+
+    @property
+    def coords(self) -> Tensor:
+        """``(d + 1, k)``: the basis ``C``; coordinates are ``f @ C``."""
+        return self.dual * self.importance.sqrt() if self.scaled else self.dual
+
+
+def _gram(f: Tensor, centred: bool) -> Tensor:
+    g = f - f.mean(0) if centred else f
+    return g.T @ g / len(f)
+
+
+def _whitening(f: Tensor, centred: bool, tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(R, P, all eigenvalues)`` of the Gram matrix, null directions dropped."""
+    evals, evecs = torch.linalg.eigh(_gram(f, centred))
+    keep = evals > tol * evals.max().clamp_min(1e-300)
+    u, d = evecs[:, keep], evals[keep]
+    return u / d.sqrt(), u * d.sqrt(), evals.flip(0)
+
+
+def jacobian_second_moment(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int = 256) -> Tensor:
+    """``E[J^T J]`` ``(k_in, k_in)`` of ``fn`` ``(k_in,) -> (k_out,)`` over the rows of ``x`` ``(N, k_in)``:
+    per-row Jacobians from ``vmap(jacrev(fn))`` in chunks."""
+    jac = torch.func.vmap(torch.func.jacrev(fn))
+    m = torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype)
+    for s in range(0, len(x), chunk):
+        j = jac(x[s: s + chunk])  # (n, k_out, k_in)
+        m += torch.einsum("noi,noj->ij", j, j)
+    return m / len(x)
+
+
+def _pca(f: Tensor, centred: bool, tol: float) -> LayerBasis:
+    evals, evecs = torch.linalg.eigh(_gram(f, centred))
+    keep = evals > tol * evals.max().clamp_min(1e-300)
+    u, d = evecs[:, keep].flip(1), evals[keep].flip(0)
+    return LayerBasis(u, u, d, False, evals.flip(0))
+
+
+def _neurons(f: Tensor, centred: bool) -> LayerBasis:
+    power = (f**2).mean(0)
+    order = torch.argsort(power, descending=True)
+    eye = torch.eye(f.shape[1], dtype=f.dtype)[:, order]
+    return LayerBasis(eye, eye, power[order], False, torch.linalg.eigvalsh(_gram(f, centred)).flip(0))
+
+
+def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", centred: bool = False,
+                      tol: float = 1e-10, chunk: int = 256) -> list[LayerBasis]:
+    """Bases of every layer ``0..L`` (inputs to outputs) of the segment chain on inputs ``x`` ``(N, d_0)``."""
+    if kind not in ("lib", "pca", "neuron"):
+        raise ParamLensError(f"unknown basis '{kind}'; choose lib, pca or neuron")
+    with torch.no_grad():
+        acts = augmented_activations(segments, x)
+    if kind == "pca":
+        return [_pca(f, centred, tol) for f in acts]
+    if kind == "neuron":
+        return [_neurons(f, centred) for f in acts]
+    bases: list[LayerBasis | None] = [None] * len(acts)
+    bases[-1] = _pca(acts[-1], centred, tol)
+    for layer in reversed(range(len(segments))):
+        r, p, gram_evals = _whitening(acts[layer], centred, tol)
+        nxt = bases[layer + 1].coords
+        seg = segments[layer]
+
+        def fn(z: Tensor, seg: Segment = seg, p: Tensor = p, nxt: Tensor = nxt) -> Tensor:
+            return seg(z @ p.T) @ nxt
+
+        m = jacobian_second_moment(fn, acts[layer] @ r, chunk)
+        lam, v = torch.linalg.eigh(m)
+        lam, v = lam.flip(0).clamp_min(0), v.flip(1)
+        bases[layer] = LayerBasis(r @ v, p @ v, lam, True, gram_evals)
+    return bases

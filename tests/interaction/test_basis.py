@@ -1,0 +1,63 @@
+import pytest
+import torch
+from torch import nn
+
+from paramlens.errors import ParamLensError
+from paramlens.interaction.basis import augmented_activations, interaction_basis, segments_of
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    segs = segments_of(list(net))
+    x = torch.randn(500, 6)
+    return net, segs, x
+
+
+def test_activations_are_the_networks(mlp):
+    net, segs, x = mlp
+    acts = augmented_activations(segs, x)
+    assert torch.allclose(acts[-1][:, :3].float(), net(x), atol=1e-5) and torch.all(acts[1][:, -1] == 1)
+
+
+@pytest.mark.parametrize("kind", ["lib", "pca", "neuron"])
+def test_every_basis_reconstructs_the_activations(mlp, kind):
+    _, segs, x = mlp
+    acts = augmented_activations(segs, x)
+    for f, b in zip(acts, interaction_basis(segs, x, kind)):
+        assert torch.allclose((f @ b.dual) @ b.vectors.T, f, atol=1e-9)
+        assert torch.all(b.importance[:-1] >= b.importance[1:])
+
+
+def test_lib_whitens_and_its_m_matches_the_closed_form_for_relu(mlp):
+    """For a ReLU layer, E[J^T J] = P^T W^T [(C C^T) * E[m m^T]] W P (m: the firing pattern); in the LIB's
+    own rotation it is diagonal with the importances."""
+    _, segs, x = mlp
+    acts = augmented_activations(segs, x)
+    bases = interaction_basis(segs, x)
+    for layer in range(len(segs)):
+        b, nxt = bases[layer], bases[layer + 1]
+        y = acts[layer] @ b.dual
+        assert torch.allclose(y.T @ y / len(y), torch.eye(b.size, dtype=torch.float64), atol=1e-8)
+        w = segs[layer].weight_aug()
+        fires = (acts[layer] @ w.T > 0).double() if segs[layer].act is torch.relu else torch.ones(len(x), w.shape[0])
+        c = nxt.coords[:-1]  # the constant output has no derivative
+        middle = (c @ c.T) * (fires.T @ fires / len(x))
+        m = b.vectors.T @ w.T @ middle @ w @ b.vectors
+        assert torch.allclose(m, torch.diag(b.importance), atol=1e-10 * float(b.importance[0]) + 1e-14)
+
+
+def test_null_directions_are_dropped():
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    x = torch.randn(300, 4)
+    x[:, 3] = x[:, 0] + x[:, 1]  # inputs span 3 dimensions (+ the constant)
+    bases = interaction_basis(segments_of(list(net)), x)
+    assert bases[0].size == 4 and bases[0].gram_eigenvalues[4] < 1e-10 * bases[0].gram_eigenvalues[0]
+
+
+def test_unsupported_layers_are_a_clear_error():
+    with pytest.raises(ParamLensError, match="only Linear"):
+        segments_of([nn.Linear(2, 2), nn.Tanh()])
+    with pytest.raises(ParamLensError, match="unknown basis"):
+        interaction_basis(segments_of([nn.Linear(2, 2)]), torch.randn(4, 2), kind="ica")
