@@ -1,0 +1,60 @@
+import pytest
+import torch
+from torch import nn
+
+from paramlens.errors import ParamLensError
+from paramlens.interaction.basis import interaction_basis, segments_of
+from paramlens.interaction.edges import ablated_output, edges
+from paramlens.interaction.modularity import modules
+
+
+def two_independent_networks():
+    """Block-diagonal weights: inputs 0-3 feed hidden 0-7 feed output 0; inputs 4-7 feed hidden 8-15 feed
+    output 1. Two modules with no interaction between them."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    with torch.no_grad():
+        mask1 = torch.zeros(16, 8)
+        mask1[:8, :4] = 1
+        mask1[8:, 4:] = 1
+        net[0].weight.mul_(mask1)
+        net[0].bias.zero_()
+        mask2 = torch.zeros(2, 16)
+        mask2[0, :8] = 1
+        mask2[1, 8:] = 1
+        net[2].weight.mul_(mask2)
+        net[2].bias.zero_()
+    return net
+
+
+@pytest.mark.parametrize("transform", ["identity", "sqrt", "log"])
+def test_neuron_basis_graph_splits_two_independent_networks(transform):
+    net = two_independent_networks()
+    segs = segments_of(list(net))
+    x = torch.randn(400, 8)
+    bases = interaction_basis(segs, x, "neuron")
+    m = modules(edges(segs, bases, x), transform)
+    assert m.q > 0.4 and m.method == "leiden"
+    names = [torch.argmax(b.dual, dim=0) for b in bases]  # neuron index behind each basis direction
+    for layer, (labels, idx) in enumerate(zip(m.membership, names)):
+        side = {int(i): lab for i, lab in zip(idx, labels)}
+        cut = {0: 4, 1: 8, 2: 1}[layer]
+        real = [i for i in side if i < (8, 16, 2)[layer]]  # leave out the constant unit
+        left = {side[i] for i in real if i < cut}
+        right = {side[i] for i in real if i >= cut}
+        assert not left & right, (layer, left, right)
+
+
+def test_keeping_every_edge_reproduces_the_network():
+    net = two_independent_networks()
+    segs = segments_of(list(net))
+    x = torch.randn(50, 8)
+    for kind in ("lib", "pca", "neuron"):
+        bases = interaction_basis(segs, x, kind)
+        keep = [torch.ones(w.shape, dtype=torch.bool) for w in edges(segs, bases, x)]
+        assert torch.allclose(ablated_output(segs, bases, x, keep).float(), net(x), atol=1e-5)
+
+
+def test_unknown_transform_is_a_clear_error():
+    with pytest.raises(ParamLensError, match="transform"):
+        modules([torch.ones(2, 2)], "cube")
