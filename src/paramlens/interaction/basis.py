@@ -12,8 +12,8 @@ activation). Activations get a constant 1 appended (the bias folded in), so ever
 3. ``M = V L V^T`` (descending); the interaction basis is ``C = R V L^{1/2}`` (coordinates ``f C``); the
    directions in activation space are the columns of ``P V``.
 
-The output layer keeps its PCA basis (coordinates in output units), so importance is measured in what the
-network outputs.
+The output layer's basis is the network's outputs themselves (the constant left out), so importance is
+measured in output units.
 """
 
 from __future__ import annotations
@@ -136,6 +136,14 @@ def _pca(f: Tensor, centred: bool, tol: float) -> LayerBasis:
     return LayerBasis(u, u, d, False, evals.flip(0))
 
 
+def _outputs(f: Tensor, centred: bool) -> LayerBasis:
+    """The network's own outputs as the last layer's basis (the constant unit left out), so importance
+    upstream is measured in output units."""
+    d = f.shape[1] - 1
+    eye = torch.eye(d + 1, d, dtype=f.dtype)
+    return LayerBasis(eye, eye, (f[:, :d] ** 2).mean(0), False, torch.linalg.eigvalsh(_gram(f, centred)).flip(0))
+
+
 def _neurons(f: Tensor, centred: bool) -> LayerBasis:
     power = (f**2).mean(0)
     order = torch.argsort(power, descending=True)
@@ -144,7 +152,7 @@ def _neurons(f: Tensor, centred: bool) -> LayerBasis:
 
 
 def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", centred: bool = False,
-                      tol: float = 1e-10, chunk: int = 256) -> list[LayerBasis]:
+                      tol: float = 1e-12, chunk: int = 256) -> list[LayerBasis]:
     """Bases of every layer ``0..L`` (inputs to outputs) of the segment chain on inputs ``x`` ``(N, d_0)``."""
     if kind not in ("lib", "pca", "neuron"):
         raise ParamLensError(f"unknown basis '{kind}'; choose lib, pca or neuron")
@@ -155,7 +163,7 @@ def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", ce
     if kind == "neuron":
         return [_neurons(f, centred) for f in acts]
     bases: list[LayerBasis | None] = [None] * len(acts)
-    bases[-1] = _pca(acts[-1], centred, tol)
+    bases[-1] = _outputs(acts[-1], centred)
     for layer in reversed(range(len(segments))):
         r, p, gram_evals = _whitening(acts[layer], centred, tol)
         nxt = bases[layer + 1].coords
