@@ -281,6 +281,55 @@ def rotation_command(
 
 
 @app.command()
+def interaction(
+    model: str = typer.Argument("modular-addition", help="'modular-addition' (trained in-project)."),
+    p: int = typer.Option(59, help="Modulus."),
+    seed: int = typer.Option(0),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Local interaction basis vs PCA vs neurons: edges needed to keep accuracy, modules (Leiden) and Q."""
+    from paramlens.interaction.cli_run import run_interaction
+
+    result, folder = run_interaction(model, p, seed, out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
+@app.command("degeneracy")
+def degeneracy_command(
+    model: str = typer.Argument("modular-addition", help="'modular-addition' (trained in-project)."),
+    p: int = typer.Option(59, help="Modulus."),
+    seed: int = typer.Option(0),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Null activation directions, null gradient directions, and dead / always-on / duplicate ReLUs per layer."""
+    from paramlens.interaction.cli_run import run_degeneracy
+
+    result, folder = run_degeneracy(model, p, seed, out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
+@app.command()
+def information(
+    model: str = typer.Argument("modular-addition", help="'modular-addition' (trained in-project)."),
+    p: int = typer.Option(59, help="Modulus."),
+    seed: int = typer.Option(0),
+    shuffled: bool = typer.Option(False, help="Train and measure on shuffled labels (memorisation)."),
+    beta: float = typer.Option(1e-3, help="Weight of the information term."),
+    steps: int = typer.Option(1000, help="Steps learning the noise."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+) -> None:
+    """Information in the weights: learned log-normal noise per weight, per layer, with the curvature bound."""
+    from paramlens.information.weights_info import InformationConfig
+    from paramlens.information.cli_run import run_information
+
+    result, folder = run_information(model, p, seed, shuffled, InformationConfig(beta=beta, steps=steps), out_dir)
+    out.print(result.summary())
+    out.print(f"report: {folder / 'index.html'}")
+
+
+@app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),
     trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),

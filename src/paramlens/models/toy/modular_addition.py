@@ -16,7 +16,17 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from paramlens.errors import ParamLensError
 from paramlens.models.train import TrainConfig, seeded, train
+
+
+BUILTIN = "modular-addition"
+
+
+def check_builtin(name: str) -> None:
+    """The command line trains this model itself; any other name is an error that says where to go."""
+    if name != BUILTIN:
+        raise ParamLensError(f"'{name}': the command line knows '{BUILTIN}'; other models go through the Python API")
 
 
 class ModularConfig(TrainConfig):
@@ -59,9 +69,12 @@ def split(cfg: ModularConfig) -> tuple[Tensor, Tensor]:
     return perm[:n], perm[n:]
 
 
-def train_modular(cfg: ModularConfig, progress: bool = True) -> tuple[ModularMLP, dict[str, float]]:
-    """Train; returns the model and ``{"train_acc", "test_acc"}``."""
+def train_modular(cfg: ModularConfig, progress: bool = True, labels: Tensor | None = None) -> tuple[ModularMLP, dict[str, float]]:
+    """Train; returns the model and ``{"train_acc", "test_acc"}``. ``labels`` ``(p^2,)`` replaces the true
+    labels (e.g. shuffled ones, to measure memorisation)."""
     x, y = all_pairs(cfg.p)
+    if labels is not None:
+        y = labels
     train_idx, test_idx = split(cfg)
     model = seeded(lambda: ModularMLP(cfg), cfg.seed)
 
