@@ -179,6 +179,19 @@ def scan_section(folder: Path) -> tuple[Section, dict[str, Any]]:
     return section_of(folder, result, prefix="scan_"), row
 
 
+def interaction_demo_section(folder: Path, quick: bool, seed: int, progress: bool) -> tuple[Section, dict[str, Any]]:
+    """The interaction basis of a modular-addition MLP against PCA and the neuron basis."""
+    from paramlens.interaction.cli_run import interaction_section
+
+    result, section = interaction_section(folder, p=17 if quick else 31, seed=seed, progress=progress)
+    rows = {r["basis"]: r for r in result.rows}
+    row = {"model": "Modular addition MLP (interaction basis)", "parameters": "", "loss": 1 - result.test_acc,
+           "baseline": "", "loss / baseline": "",
+           "check": f"edges to keep accuracy: LIB {rows['lib']['edges needed']}, PCA {rows['pca']['edges needed']}, "
+                    f"neurons {rows['neuron']['edges needed']}"}
+    return section, row
+
+
 SECTIONS: dict[str, Callable[[Path, Trained], tuple[Section, dict[str, Any]]]] = {
     "tms": tms_section,
     "residual_mlp": residual_section,
@@ -210,6 +223,10 @@ def run_demo(root: str | Path = "runs", *, seed: int = 0, quick: bool = False, p
     summary.append(row)
     console.print("  scanning a compiled network")
     section, row = scan_section(folder)
+    sections.append(section)
+    summary.append(row)
+    console.print("  interaction basis of a modular-addition MLP")
+    section, row = interaction_demo_section(folder, quick, seed, progress)
     sections.append(section)
     summary.append(row)
     index = write_report(folder, "ParamLens demo: toy models with known mechanisms", summary, sections)
