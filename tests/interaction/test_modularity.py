@@ -58,3 +58,21 @@ def test_keeping_every_edge_reproduces_the_network():
 def test_unknown_transform_is_a_clear_error():
     with pytest.raises(ParamLensError, match="transform"):
         modules([torch.ones(2, 2)], "cube")
+
+
+def test_ablation_curves_end_at_the_full_network_and_start_from_nothing():
+    from paramlens.interaction.edges import direction_curve, edge_curve
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    segs = segments_of(list(net))
+    x = torch.randn(300, 4)
+    labels = net(x).argmax(-1)  # the network's own decisions: full accuracy is 1
+    for kind in ("lib", "pca"):
+        bases = interaction_basis(segs, x, kind)
+        weights = edges(segs, bases, x)
+        total = sum(w.numel() for w in weights)
+        curve = edge_curve(segs, bases, x, labels, weights, [0, total])
+        assert curve[-1] == 1.0 and curve[0] < 0.9
+        dirs = direction_curve(segs, bases, x, labels, 1, [0, bases[1].size])
+        assert dirs[-1] == 1.0 and dirs[0] < 0.9

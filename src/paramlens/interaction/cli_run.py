@@ -3,6 +3,7 @@ MLPs through the Python API: :func:`paramlens.interaction.basis.segments_of`).""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from paramlens.core.runs import Result, new_run_dir
 from paramlens.interaction.basis import Segment, identity, interaction_basis
 from paramlens.interaction.degeneracy import Degeneracy, degeneracy
-from paramlens.interaction.edges import edges, edges_needed
+from paramlens.interaction.edges import direction_curve, edge_curve, edges, edges_needed
 from paramlens.interaction.modularity import modules
 from paramlens.models.toy.modular_addition import ModularConfig, ModularMLP, all_pairs, check_builtin, train_modular
 from paramlens.report import Section, write_report
@@ -25,12 +26,35 @@ def modular_model(name: str, p: int, seed: int, progress: bool = True) -> tuple[
 
 @dataclass
 class InteractionSummary(Result):
-    """Per basis (lib, pca, neuron): edges needed to keep accuracy within 0.1%, total edges, modules and Q."""
+    """Per basis (lib, pca, neuron): edges needed to keep accuracy within 0.1%, total edges, modules and Q;
+    ``edge_counts`` / ``edge_curves[basis]``: accuracy keeping the strongest edges; ``direction_curves[basis]``:
+    accuracy keeping the top-n directions of the hidden layer (``n = 1..``)."""
 
     kind = "interaction_summary"
     rows: list[dict]
     train_acc: float
     test_acc: float
+    edge_counts: list[int]
+    edge_curves: dict[str, list[float]]
+    direction_curves: dict[str, list[float]]
+
+    def figures(self, folder: Path) -> list[tuple[str, str]]:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        for basis, curve in self.edge_curves.items():
+            axes[0].semilogx([max(n, 1) for n in self.edge_counts], curve, marker=".", label=basis)
+            axes[1].plot(range(1, len(self.direction_curves[basis]) + 1), self.direction_curves[basis], label=basis)
+        axes[0].set_xlabel("strongest edges kept")
+        axes[1].set_xlabel("top directions kept (hidden layer)")
+        for ax in axes:
+            ax.set_ylabel("accuracy (all pairs)")
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / "interaction_curves.png", dpi=120)
+        plt.close(fig)
+        return [("interaction_curves.png", "Ablation curves: accuracy when only the strongest edges, or only the "
+                 "top basis directions of the hidden layer, are kept.")]
 
     def summary(self) -> str:
         lines = [f"modular addition: train acc {self.train_acc:.4f}, test acc {self.test_acc:.4f}"]
@@ -42,17 +66,21 @@ class InteractionSummary(Result):
 def interaction_section(folder: Path, p: int = 59, seed: int = 0, progress: bool = True) -> tuple[InteractionSummary, Section]:
     _, segs, acc = modular_model("modular-addition", p, seed, progress)
     x, y = all_pairs(p)
-    rows = []
-    for kind in ("lib", "pca", "neuron"):
-        bases = interaction_basis(segs, x, kind)
-        weights = edges(segs, bases, x)
-        needed, total, reached = edges_needed(segs, bases, x, y, weights)
-        mods = modules(weights, "sqrt", seed)
+    found = {kind: interaction_basis(segs, x, kind) for kind in ("lib", "pca", "neuron")}
+    weights = {kind: edges(segs, bases, x) for kind, bases in found.items()}
+    most = max(sum(w.numel() for w in ws) for ws in weights.values())
+    counts = sorted({int(v) for v in torch.logspace(0, math.log10(most), 16)})
+    rows, edge_curves, direction_curves = [], {}, {}
+    for kind, bases in found.items():
+        needed, total, reached = edges_needed(segs, bases, x, y, weights[kind])
+        mods = modules(weights[kind], "sqrt", seed)
         rows.append({"basis": kind, "edges needed": needed, "edges": total, "accuracy": reached,
                      "modules": mods.n_communities, "Q": mods.q})
-    result = InteractionSummary(rows, acc["train_acc"], acc["test_acc"])
+        edge_curves[kind] = edge_curve(segs, bases, x, y, weights[kind], counts)
+        direction_curves[kind] = direction_curve(segs, bases, x, y, 2, list(range(1, bases[2].size + 1)))
+    result = InteractionSummary(rows, acc["train_acc"], acc["test_acc"], counts, edge_curves, direction_curves)
     return result, Section(title=f"Interaction basis of a modular-addition MLP (p = {p})", text=result.summary(),
-                           table=rows)
+                           figures=result.figures(folder), table=rows)
 
 
 def run_interaction(model: str, p: int, seed: int, out_dir: Path) -> tuple[InteractionSummary, Path]:

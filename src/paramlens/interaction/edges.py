@@ -56,6 +56,40 @@ def ablated_output(segments: list[Segment], bases: list[LayerBasis], x: Tensor, 
     return (y @ bases[-1].vectors.T)[:, :-1]
 
 
+def _keep_strongest(weights: list[Tensor], order: Tensor, n: int) -> list[Tensor]:
+    chosen = torch.zeros(len(order), dtype=torch.bool)
+    chosen[order[:n]] = True
+    keep, start = [], 0
+    for w in weights:
+        keep.append(chosen[start: start + w.numel()].view(w.shape))
+        start += w.numel()
+    return keep
+
+
+def edge_curve(segments: list[Segment], bases: list[LayerBasis], x: Tensor, labels: Tensor, weights: list[Tensor],
+               counts: list[int]) -> list[float]:
+    """Accuracy when only the ``n`` strongest edges (over all layers) are kept, for each ``n`` in ``counts``."""
+    order = torch.argsort(torch.cat([w.flatten() for w in weights]), descending=True)
+    return [float((ablated_output(segments, bases, x, _keep_strongest(weights, order, n)).argmax(-1) == labels)
+                  .double().mean()) for n in counts]
+
+
+def direction_curve(segments: list[Segment], bases: list[LayerBasis], x: Tensor, labels: Tensor, layer: int,
+                    counts: list[int]) -> list[float]:
+    """Accuracy when layer ``layer``'s activation is rebuilt from its ``n`` most important basis directions
+    (the rest set to zero), for each ``n`` in ``counts``."""
+    acts = augmented_activations(segments, x)
+    b = bases[layer]
+    y = acts[layer] @ b.dual
+    out = []
+    for n in counts:
+        f = y[:, :n] @ b.vectors[:, :n].T
+        for seg in segments[layer:]:
+            f = seg(f)
+        out.append(float((f[:, :-1].argmax(-1) == labels).double().mean()))
+    return out
+
+
 def edges_needed(segments: list[Segment], bases: list[LayerBasis], x: Tensor, labels: Tensor,
                  weights: list[Tensor], tolerance: float = 0.001) -> tuple[int, int, float]:
     """Fewest strongest edges (ranked over all layers) that keep accuracy within ``tolerance`` of the full
@@ -66,12 +100,7 @@ def edges_needed(segments: list[Segment], bases: list[LayerBasis], x: Tensor, la
                   .argmax(-1) == labels).double().mean())
 
     def accuracy(n: int) -> float:
-        chosen = torch.zeros(len(flat), dtype=torch.bool)
-        chosen[order[:n]] = True
-        keep, start = [], 0
-        for w in weights:
-            keep.append(chosen[start: start + w.numel()].view(w.shape))
-            start += w.numel()
+        keep = _keep_strongest(weights, order, n)
         return float((ablated_output(segments, bases, x, keep).argmax(-1) == labels).double().mean())
 
     lo, hi = 0, len(flat)
