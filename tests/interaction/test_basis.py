@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from paramlens.errors import ParamLensError
-from paramlens.interaction.basis import augmented_activations, interaction_basis, segments_of
+from paramlens.interaction.basis import Segment, augmented_activations, interaction_basis, segments_of
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +32,23 @@ def test_every_basis_reconstructs_the_activations(mlp, kind):
         assert torch.all(b.importance[:-1] >= b.importance[1:])
 
 
-def test_lib_whitens_and_its_m_matches_the_closed_form_for_relu(mlp):
-    """For a ReLU layer, E[J^T J] = P^T W^T [(C C^T) * E[m m^T]] W P (m: the firing pattern); in the LIB's
-    own rotation it is diagonal with the importances."""
-    _, segs, x = mlp
+@pytest.mark.parametrize("act", [torch.relu, torch.tanh])
+def test_lib_whitens_and_diagonalises_the_per_row_jacobian_second_moment(act):
+    """Reference: per-row Jacobians from torch.func (vmap of jacrev), averaged; in the LIB's own rotation
+    E[J^T J] must be diagonal with the importances, for any elementwise activation."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    segs = [Segment(s.linear, act if s.act is torch.relu else s.act) for s in segments_of(list(net))]
+    x = torch.randn(400, 6)
     acts = augmented_activations(segs, x)
     bases = interaction_basis(segs, x)
-    for layer in range(len(segs)):
+    for layer, seg in enumerate(segs):
         b, nxt = bases[layer], bases[layer + 1]
         y = acts[layer] @ b.dual
         assert torch.allclose(y.T @ y / len(y), torch.eye(b.size, dtype=torch.float64), atol=1e-8)
-        w = segs[layer].weight_aug()
-        fires = (acts[layer] @ w.T > 0).double() if segs[layer].act is torch.relu else torch.ones(len(x), w.shape[0])
-        c = nxt.coords[:-1]  # the constant output has no derivative
-        middle = (c @ c.T) * (fires.T @ fires / len(x))
-        m = b.vectors.T @ w.T @ middle @ w @ b.vectors
-        assert torch.allclose(m, torch.diag(b.importance), atol=1e-10 * float(b.importance[0]) + 1e-14)
+        jac = torch.func.vmap(torch.func.jacrev(lambda v, seg=seg, b=b, c=nxt.coords: seg(v @ b.vectors.T) @ c))(y)
+        m = torch.einsum("noi,noj->ij", jac, jac) / len(y)
+        assert torch.allclose(m, torch.diag(b.importance), atol=1e-9 * float(b.importance[0]) + 1e-14)
 
 
 def test_null_directions_are_dropped():

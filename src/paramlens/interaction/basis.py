@@ -7,8 +7,10 @@ activation). Activations get a constant 1 appended (the bias folded in), so ever
 1. ``G = E[f f^T]`` (optionally centred) is eigendecomposed, ``G = U D U^T``; directions with
    ``D < tol * max D`` are dropped (the null space); ``R = U D^{-1/2}`` whitens, ``P = U D^{1/2}`` maps back.
 2. ``M = E[J^T J]``, with ``J`` the Jacobian of the next layer's basis coordinates with respect to the
-   whitened coordinates of this layer, computed for a whole batch at once with ``torch.func.vmap`` of
-   ``jacrev`` (batched vector-Jacobian products, no backward pass per output).
+   whitened coordinates of this layer. For a segment ``act(W f)`` with an elementwise activation,
+   ``J = C'^T diag(act') W P`` per row, so ``M`` needs only the second moment of the activation slopes (one
+   vector-Jacobian product for the whole batch) and a few matrix products: no per-row Jacobians and no
+   backward pass per output.
 3. ``M = V L V^T`` (descending); the interaction basis is ``C = R V L^{1/2}`` (coordinates ``f C``); the
    directions in activation space are the columns of ``P V``.
 
@@ -118,15 +120,25 @@ def _whitening(f: Tensor, centred: bool, tol: float) -> tuple[Tensor, Tensor, Te
     return u / d.sqrt(), u * d.sqrt(), evals.flip(0)
 
 
-def jacobian_second_moment(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int = 256) -> Tensor:
-    """``E[J^T J]`` ``(k_in, k_in)`` of ``fn`` ``(k_in,) -> (k_out,)`` over the rows of ``x`` ``(N, k_in)``:
-    per-row Jacobians from ``vmap(jacrev(fn))`` in chunks."""
-    jac = torch.func.vmap(torch.func.jacrev(fn))
-    m = torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype)
-    for s in range(0, len(x), chunk):
-        j = jac(x[s: s + chunk])  # (n, k_out, k_in)
-        m += torch.einsum("noi,noj->ij", j, j)
-    return m / len(x)
+def activation_slopes(seg: Segment, z: Tensor) -> Tensor:
+    """``act'(z)`` elementwise ``(N, d_out)``: one vector-Jacobian product of ``sum(act(z))``."""
+    z = z.detach().requires_grad_(True)
+    (slopes,) = torch.autograd.grad(seg.act(z).sum(), z)
+    return slopes.detach()
+
+
+def jacobian_second_moment(seg: Segment, p: Tensor, c_next: Tensor, f: Tensor) -> Tensor:
+    """``E[J^T J]`` ``(k, k)`` of ``y -> seg(y P^T) C_next`` over the rows of ``f`` ``(N, d + 1)``.
+
+    Per row ``J = C'^T diag(a') W P`` (``C'``: ``C_next`` without the constant row, ``a'``: the activation's
+    slopes), so ``E[J^T J] = P^T W^T [(C' C'^T) * E[a' a'^T]] W P``: one pass over the data for the slopes'
+    second moment, no per-row Jacobians and no backward pass per output."""
+    w = seg.weight_aug()
+    slopes = activation_slopes(seg, f @ w.T)
+    c = c_next[:-1]
+    middle = (c @ c.T) * (slopes.T @ slopes / len(f))
+    wp = w @ p
+    return wp.T @ middle @ wp
 
 
 def _pca(f: Tensor, centred: bool, tol: float) -> LayerBasis:
@@ -152,7 +164,7 @@ def _neurons(f: Tensor, centred: bool) -> LayerBasis:
 
 
 def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", centred: bool = False,
-                      tol: float = 1e-12, chunk: int = 256) -> list[LayerBasis]:
+                      tol: float = 1e-12) -> list[LayerBasis]:
     """Bases of every layer ``0..L`` (inputs to outputs) of the segment chain on inputs ``x`` ``(N, d_0)``."""
     if kind not in ("lib", "pca", "neuron"):
         raise ParamLensError(f"unknown basis '{kind}'; choose lib, pca or neuron")
@@ -166,13 +178,7 @@ def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", ce
     bases[-1] = _outputs(acts[-1], centred)
     for layer in reversed(range(len(segments))):
         r, p, gram_evals = _whitening(acts[layer], centred, tol)
-        nxt = bases[layer + 1].coords
-        seg = segments[layer]
-
-        def fn(z: Tensor, seg: Segment = seg, p: Tensor = p, nxt: Tensor = nxt) -> Tensor:
-            return seg(z @ p.T) @ nxt
-
-        m = jacobian_second_moment(fn, acts[layer] @ r, chunk)
+        m = jacobian_second_moment(segments[layer], p, bases[layer + 1].coords, acts[layer])
         lam, v = torch.linalg.eigh(m)
         lam, v = lam.flip(0).clamp_min(0), v.flip(1)
         bases[layer] = LayerBasis(r @ v, p @ v, lam, True, gram_evals)
