@@ -10,7 +10,6 @@ from torch import nn
 
 from paramlens.core.runs import new_run_dir
 from paramlens.core.text import corpus_token_ids
-from paramlens.errors import ParamLensError
 from paramlens.geometry.layer_updates import GeometryConfig, LayerGeometry, layer_geometry
 from paramlens.geometry.rotation import Rotation, rotation
 from paramlens.models.lm.pretrained import load_lm
