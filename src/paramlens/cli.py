@@ -227,7 +227,7 @@ def geometry(
     primary: str = typer.Option("ridge", help="Class whose T replaces the update in the KL intervention."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
 ) -> None:
-    """Per layer: how much of the update h[l+1] - h[l] is a function of the current token alone (cosines,
+    """Per layer: how much of the update h_(l+1) - h_l is a function of the current token alone (cosines,
     angles, dominant-subspace energy, explained variance), and what replacing it does to the output."""
     from paramlens.geometry.cli_run import run_geometry
     from paramlens.geometry.layer_updates import GeometryConfig
