@@ -77,3 +77,21 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path, monk
 def without_time(history):
     """The log minus wall-clock seconds, which differ between runs."""
     return [{k: v for k, v in entry.items() if k != "seconds"} for entry in history]
+
+
+def test_result_dict_of_tensors_round_trips_even_with_an_empty_key(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from paramlens.core.runs import Result
+
+    @dataclasses.dataclass
+    class Masks(Result):
+        kind = "masks_for_test"
+        masks: dict
+
+    r = Masks({"": torch.ones(2, 3), "layer.0": torch.zeros(1)})  # "" is a root module's name
+    r.save(tmp_path)
+    back = Masks.load(tmp_path)
+    assert set(back.masks) == {"", "layer.0"} and torch.equal(back.masks[""], torch.ones(2, 3))

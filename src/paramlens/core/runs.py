@@ -107,8 +107,8 @@ class Result:
         values: dict[str, Any] = dict(plain)
         if (folder / TENSORS).is_file():
             for key, t in load_file(folder / TENSORS).items():
-                name, _, sub = key.partition("/")
-                if sub:
+                name, slash, sub = key.partition("/")
+                if slash:  # a dict field (its key may be "", e.g. the root module's name)
                     values.setdefault(name, {})[sub] = t
                 else:
                     values[name] = t
