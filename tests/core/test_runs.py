@@ -80,12 +80,6 @@ def without_time(history):
 
 
 def test_result_dict_of_tensors_round_trips_even_with_an_empty_key(tmp_path):
-    import dataclasses
-
-    import torch
-
-    from paramlens.core.runs import Result
-
     @dataclasses.dataclass
     class Masks(Result):
         kind = "masks_for_test"
