@@ -3,7 +3,7 @@ import torch
 
 from paramlens.core.weights import select
 from paramlens.errors import ParamLensError
-from paramlens.models.lm.streams import block_prefix, residual_streams, stream_batches
+from paramlens.models.lm.streams import block_prefix, residual_streams, stream_batches, token_embeddings, unembedding
 
 
 def gpt2():
@@ -52,3 +52,24 @@ def test_streams_with_substituted_weights_and_in_batches():
 def test_unsupported_models_are_a_clear_error():
     with pytest.raises(ParamLensError, match="no transformer blocks"):
         block_prefix(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("build", [gpt2, llama])
+def test_embeddings_and_unembedding_of_each_architecture(build):
+    model = build()
+    assert token_embeddings(model).shape == unembedding(model).shape == (50, 32)
+    ids = torch.randint(0, 50, (2, 5))
+    streams = residual_streams(model, ids)
+    final_norm = model.transformer.ln_f if hasattr(model, "transformer") else model.model.norm
+    logits = final_norm(streams[-1]) @ unembedding(model).T
+    assert torch.allclose(logits, model(input_ids=ids).logits, atol=1e-4)
+
+
+def test_an_encoder_has_no_unembedding():
+    from transformers import BertConfig, BertModel
+
+    enc = BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                               vocab_size=30))
+    assert token_embeddings(enc).shape == (30, 16)
+    with pytest.raises(ParamLensError, match="no unembedding"):
+        unembedding(enc)

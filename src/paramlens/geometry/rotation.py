@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from paramlens.core.runs import Result
 from paramlens.geometry.ridge import RidgeSums
-from paramlens.models.lm.streams import stream_batches
+from paramlens.models.lm.streams import stream_batches, token_embeddings
 
 
 def map_rotation(w: Tensor) -> float:
@@ -67,7 +67,7 @@ def rotation(model: nn.Module, tokens: Tensor, context: int = 128, batch: int = 
              name: str = "model", weights: Mapping | None = None) -> Rotation:
     """Rotation toward input and toward output of every layer, from ``tokens`` ``(n,)``; ``weights``: matrices
     to substitute (e.g. a subnetwork's masked weights), as in :func:`paramlens.core.weights.run_with`."""
-    embed = model.get_input_embeddings().weight.detach().float()
+    embed = token_embeddings(model).float()
     to_in: list[RidgeSums] = []
     to_out: list[RidgeSums] = []
     n = 0

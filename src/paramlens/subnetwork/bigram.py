@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from paramlens.core.runs import Result
 from paramlens.core.weights import Target, run_with, select
 from paramlens.errors import ParamLensError
-from paramlens.models.lm.streams import block_prefix
+from paramlens.models.lm.streams import block_prefix, token_embeddings
 from paramlens.subnetwork.sparsify import SparseMask, SparsifyConfig, sparsify
 
 
@@ -151,7 +151,7 @@ def bigram_subnetwork(model: nn.Module, tokens: Tensor, cfg: BigramConfig | None
                       progress: bool = True) -> BigramSubnetwork:
     """Find and evaluate the bigram subnetwork of ``model`` on the token stream ``tokens`` ``(n,)``."""
     cfg = cfg or BigramConfig()
-    vocab = model.get_input_embeddings().weight.shape[0]
+    vocab = token_embeddings(model).shape[0]
     if int(tokens.max()) >= vocab:
         raise ParamLensError(f"token id {int(tokens.max())} is outside the model's vocabulary of {vocab}")
     split = int(len(tokens) * (1 - cfg.held_out))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from paramlens.errors import ParamLensError
+from paramlens.models.lm.streams import token_embeddings, unembedding
 
 
 @dataclass
@@ -37,11 +38,11 @@ class LMParts:
 
     def embedding(self) -> Tensor:
         """``(vocab, d_model)`` token embeddings."""
-        return self.inner.embed_tokens.weight.detach()
+        return token_embeddings(self.model)
 
     def unembedding(self) -> Tensor:
         """``(vocab, d_model)`` unembedding with the final RMSNorm gain folded in (logit = row . h / rms(h))."""
-        return self.model.lm_head.weight.detach() * self.inner.norm.weight.detach()
+        return unembedding(self.model) * self.inner.norm.weight.detach()
 
     def block(self, index: int) -> Block:
         if not 0 <= index < self.n_layers:

@@ -38,6 +38,19 @@ def blocks_of(model: nn.Module) -> nn.ModuleList:
     return model.get_submodule(block_prefix(model))
 
 
+def token_embeddings(model: nn.Module) -> Tensor:
+    """``(vocab, d_model)`` input token embeddings (no positions), detached."""
+    return model.get_input_embeddings().weight.detach()
+
+
+def unembedding(model: nn.Module) -> Tensor:
+    """``(vocab, d_model)`` unembedding (the LM head; the final norm is not folded in), detached."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        raise ParamLensError(f"{type(model).__name__} has no unembedding (an encoder?); a causal LM is needed")
+    return head.weight.detach()
+
+
 def _first(out: object) -> Tensor:
     return out[0] if isinstance(out, tuple) else out
 
