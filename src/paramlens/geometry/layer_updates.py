@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
+from rich.progress import track
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
@@ -230,6 +231,75 @@ def _logprobs_with_replaced(model: nn.Module, ids: Tensor, layer: int, replace) 
             h.remove()
 
 
+@dataclass
+class _Fitted:
+    """What the held-in pass leaves: per layer the ridge sums, a bounded token sample ``(h, D)`` for the MLP
+    class, the fitted maps and the top-k subspace of ``T`` per class."""
+
+    sums: list[RidgeSums]
+    samples: list[tuple[Tensor, Tensor]]
+    maps: TokenwiseMaps
+    subspace: dict[tuple[int, str], Tensor]
+
+
+def _fit(model: nn.Module, ids: Tensor, n_layers: int, cfg: GeometryConfig, progress: bool) -> _Fitted:
+    sums: list[RidgeSums] = []
+    parts: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(n_layers)]
+    kept = 0
+    batches = range(0, len(ids) // cfg.context, cfg.batch)
+    stream = stream_batches(model, ids, cfg.context, cfg.batch)
+    for (_, h), _ in zip(stream, track(batches, description="fitting tokenwise maps", disable=not progress)):
+        flat = h.flatten(1, 2)  # (L + 1, N, d)
+        if not sums:
+            sums = [RidgeSums(flat.shape[-1], flat.shape[-1]) for _ in range(n_layers)]
+        take = min(len(flat[0]), cfg.mlp_tokens - kept) if "mlp" in cfg.classes else 0
+        for layer in range(n_layers):
+            delta = flat[layer + 1] - flat[layer]
+            sums[layer].add(flat[layer], delta)
+            if take > 0:
+                parts[layer].append((flat[layer][:take], delta[:take]))
+        kept += max(take, 0)
+    samples = [(torch.cat([a for a, _ in p]), torch.cat([b for _, b in p])) if p else (None, None) for p in parts]
+    affine = [_affine_maps(s, cfg) for s in sums]
+    mlps = [_fit_mlp(x, y, cfg) if "mlp" in cfg.classes else None for x, y in samples]
+    maps = TokenwiseMaps(affine, mlps)
+    subspace = {}
+    for layer in range(n_layers):
+        for cls in cfg.classes:
+            if cls == "mlp":
+                t = maps.apply(layer, cls, samples[layer][0]).double()
+                second = t.T @ t
+            else:
+                w = affine[layer][cls]
+                second = w.T @ sums[layer].xx @ w
+            vecs = torch.linalg.eigh(second)[1]
+            subspace[layer, cls] = vecs[:, -min(cfg.top_k, vecs.shape[0]):].float()
+    return _Fitted(sums, samples, maps, subspace)
+
+
+STATS = ("cos_DT", "cos_DR", "angle_DT", "angle_DR", "eD", "eR", "D", "R", "var", "rel")
+
+
+def _accumulate(a: dict[str, float], delta: Tensor, t: Tensor, centre: Tensor, u: Tensor) -> Tensor:
+    """Add one batch's sums to ``a``; returns the per-token relative error ``|R| / |D|``."""
+    r = delta - t
+    cos_t = F.cosine_similarity(delta, t, dim=1)
+    cos_r = F.cosine_similarity(delta, r, dim=1)
+    rel = r.norm(dim=1) / delta.norm(dim=1).clamp_min(1e-12)
+    for key, value in (("cos_DT", cos_t), ("cos_DR", cos_r), ("angle_DT", _angle(cos_t)), ("angle_DR", _angle(cos_r)),
+                       ("eD", (delta @ u) ** 2), ("eR", (r @ u) ** 2), ("D", delta**2), ("R", r**2),
+                       ("var", (delta - centre) ** 2), ("rel", rel)):
+        a[key] += float(value.sum())
+    return rel
+
+
+def _row(layer: int, cls: str, a: dict[str, float], n: int) -> dict:
+    return {"layer": layer, "class": cls, "cos_DT": a["cos_DT"] / n, "cos_DR": a["cos_DR"] / n,
+            "angle_DT": a["angle_DT"] / n, "angle_DR": a["angle_DR"] / n, "energy_D_topk": a["eD"] / a["D"],
+            "energy_R_topk": a["eR"] / max(a["R"], 1e-30), "explained_variance": 1 - a["R"] / max(a["var"], 1e-30),
+            "rel_error": a["rel"] / n}
+
+
 def layer_geometry(model: nn.Module, tokens: Tensor, cfg: GeometryConfig | None = None, name: str = "model",
                    progress: bool = True) -> LayerGeometry:
     """Fit tokenwise maps of every layer's update on ``tokens`` ``(n,)`` and measure the geometry."""
@@ -239,103 +309,40 @@ def layer_geometry(model: nn.Module, tokens: Tensor, cfg: GeometryConfig | None 
     n_windows = len(tokens) // cfg.context
     held = _split(n_windows, cfg)
     windows = tokens[: n_windows * cfg.context].view(n_windows, cfg.context)
-    fit_ids, eval_ids = windows[~held].flatten(), windows[held].flatten()
     n_layers = len(blocks_of(model))
-    sums: list[RidgeSums] = []
-    samples: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(n_layers)]
-    kept = 0
-    from rich.progress import track
-
-    fit_batches = list(range(0, len(fit_ids) // cfg.context, cfg.batch))
-    stream = stream_batches(model, fit_ids, cfg.context, cfg.batch)
-    for (_, h), _ in zip(stream, track(fit_batches, description="fitting tokenwise maps", disable=not progress)):
-        flat = h.flatten(1, 2)  # (L + 1, N, d)
-        if not sums:
-            sums = [RidgeSums(flat.shape[-1], flat.shape[-1]) for _ in range(n_layers)]
-        take = min(len(flat[0]), cfg.mlp_tokens - kept) if "mlp" in cfg.classes else 0
-        for layer in range(n_layers):
-            delta = flat[layer + 1] - flat[layer]
-            sums[layer].add(flat[layer], delta)
-            if take > 0:
-                samples[layer].append((flat[layer][:take], delta[:take]))
-        kept += max(take, 0)
-    affine = [_affine_maps(s, cfg) for s in sums]
-    mlps: list[nn.Module | None] = [None] * n_layers
-    if "mlp" in cfg.classes or cfg.primary == "mlp":
-        for layer in range(n_layers):
-            x = torch.cat([a for a, _ in samples[layer]])
-            y = torch.cat([b for _, b in samples[layer]])
-            mlps[layer] = _fit_mlp(x, y, cfg)
-    maps = TokenwiseMaps(affine, mlps)
-    subspace = {}  # top-k eigenvectors of T's second moment, per layer and class (from held-in data)
-    for layer in range(n_layers):
-        for cls in cfg.classes:
-            if cls == "mlp":
-                x = torch.cat([a for a, _ in samples[layer]])
-                t = maps.apply(layer, cls, x).double()
-                second = t.T @ t
-            else:
-                w = affine[layer][cls]
-                second = w.T @ sums[layer].xx @ w
-            _, vecs = torch.linalg.eigh(second)
-            subspace[layer, cls] = vecs[:, -min(cfg.top_k, vecs.shape[0]):].float()
-    acc = {(layer, cls): dict.fromkeys(("cos_DT", "cos_DR", "angle_DT", "angle_DR", "eD", "eR", "D", "R", "var", "rel"),
-                                       0.0) for layer in range(n_layers) for cls in cfg.classes}
-    centre = [s.xy[-1] / s.n for s in sums]  # mean update (held-in), for explained variance
-    kl_sum = np.zeros(n_layers)
-    errors, kls = [], []
-    n_eval = 0
-    eval_batches = list(range(0, len(eval_ids) // cfg.context, cfg.batch))
+    fit = _fit(model, windows[~held].flatten(), n_layers, cfg, progress)
+    acc = {(layer, cls): dict.fromkeys(STATS, 0.0) for layer in range(n_layers) for cls in cfg.classes}
+    centre = [(s.xy[-1] / s.n).float() for s in fit.sums]  # mean update (held-in), for explained variance
+    kl_sum, errors, kls, n_eval = np.zeros(n_layers), [], [], 0
+    eval_ids = windows[held].flatten()
+    batches = range(0, len(eval_ids) // cfg.context, cfg.batch)
     stream = stream_batches(model, eval_ids, cfg.context, cfg.batch)
-    for (ids, h), _ in zip(stream, track(eval_batches, description="evaluating", disable=not progress)):
+    for (ids, h), _ in zip(stream, track(batches, description="evaluating", disable=not progress)):
         flat = h.flatten(1, 2)
         n_eval += flat.shape[1]
         with torch.no_grad():
             logits = getattr(model(input_ids=ids), "logits", None)  # encoders have none: no KL intervention
-        base = None if logits is None else F.log_softmax(logits.float(), dim=-1)
         for layer in range(n_layers):
             delta = flat[layer + 1] - flat[layer]
-            dn = delta.norm(dim=1).clamp_min(1e-12)
             for cls in cfg.classes:
-                t = maps.apply(layer, cls, flat[layer])
-                r = delta - t
-                a = acc[layer, cls]
-                cos_t = F.cosine_similarity(delta, t, dim=1)
-                cos_r = F.cosine_similarity(delta, r, dim=1)
-                a["cos_DT"] += float(cos_t.sum())
-                a["cos_DR"] += float(cos_r.sum())
-                a["angle_DT"] += float(_angle(cos_t).sum())
-                a["angle_DR"] += float(_angle(cos_r).sum())
-                u = subspace[layer, cls]
-                a["eD"] += float(((delta @ u) ** 2).sum())
-                a["eR"] += float(((r @ u) ** 2).sum())
-                a["D"] += float((delta**2).sum())
-                a["R"] += float((r**2).sum())
-                a["rel"] += float((r.norm(dim=1) / dn).sum())
-                a["var"] += float(((delta - centre[layer].float()) ** 2).sum())
+                t = fit.maps.apply(layer, cls, flat[layer])
+                rel = _accumulate(acc[layer, cls], delta, t, centre[layer], fit.subspace[layer, cls])
                 if cls == cfg.primary:
-                    errors.append((r.norm(dim=1) / dn).view(ids.shape))
-            if base is None:
+                    errors.append(rel.view(ids.shape))
+            if logits is None:
                 continue
-            replaced = _logprobs_with_replaced(model, ids, layer, lambda z, layer=layer: maps.apply(layer, cfg.primary, z))
+            base = F.log_softmax(logits.float(), dim=-1)
+            replaced = _logprobs_with_replaced(model, ids, layer,
+                                               lambda z, layer=layer: fit.maps.apply(layer, cfg.primary, z))
             kl = (base.exp() * (base - replaced)).sum(-1)  # (B, T)
             kl_sum[layer] += float(kl.sum())
             kls.append(kl)
-    rows = []
-    for layer in range(n_layers):
-        for cls in cfg.classes:
-            a = acc[layer, cls]
-            rows.append({"layer": layer, "class": cls, "cos_DT": a["cos_DT"] / n_eval, "cos_DR": a["cos_DR"] / n_eval,
-                         "angle_DT": a["angle_DT"] / n_eval, "angle_DR": a["angle_DR"] / n_eval,
-                         "energy_D_topk": a["eD"] / a["D"], "energy_R_topk": a["eR"] / max(a["R"], 1e-30),
-                         "explained_variance": 1 - a["R"] / max(a["var"], 1e-30), "rel_error": a["rel"] / n_eval})
+    rows = [_row(layer, cls, acc[layer, cls], n_eval) for layer in range(n_layers) for cls in cfg.classes]
     if not kls:  # an encoder: no next-token distribution to perturb
         return LayerGeometry(name, list(cfg.classes), cfg.primary, rows, [float("nan")] * n_layers, float("nan"),
-                             int(sums[0].n), n_eval)
+                             int(fit.sums[0].n), n_eval)
     err = torch.cat([e.flatten() for e in errors]).numpy()
     kl_all = torch.cat([k.flatten() for k in kls]).numpy()
     rho = float(spearmanr(err, kl_all)[0]) if len(err) > 2 else float("nan")
     return LayerGeometry(name, list(cfg.classes), cfg.primary, rows, (kl_sum / n_eval).tolist(), rho,
-                         int(sums[0].n), n_eval)
-
-
+                         int(fit.sums[0].n), n_eval)
