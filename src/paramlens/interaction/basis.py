@@ -112,9 +112,10 @@ def _gram(f: Tensor, centred: bool) -> Tensor:
     return g.T @ g / len(f)
 
 
-def _whitening(f: Tensor, centred: bool, tol: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``(R, P, all eigenvalues)`` of the Gram matrix, null directions dropped."""
-    evals, evecs = torch.linalg.eigh(_gram(f, centred))
+def whiten_gram(gram: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(R, P, all eigenvalues descending)`` of a Gram matrix: ``R = U D^{-1/2}`` whitens, ``P = U D^{1/2}``
+    maps back; directions with ``D < tol * max D`` (the null space) are dropped."""
+    evals, evecs = torch.linalg.eigh(gram)
     keep = evals > tol * evals.max().clamp_min(1e-300)
     u, d = evecs[:, keep], evals[keep]
     return u / d.sqrt(), u * d.sqrt(), evals.flip(0)
@@ -177,7 +178,7 @@ def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", ce
     bases: list[LayerBasis | None] = [None] * len(acts)
     bases[-1] = _outputs(acts[-1], centred)
     for layer in reversed(range(len(segments))):
-        r, p, gram_evals = _whitening(acts[layer], centred, tol)
+        r, p, gram_evals = whiten_gram(_gram(acts[layer], centred), tol)
         m = jacobian_second_moment(segments[layer], p, bases[layer + 1].coords, acts[layer])
         lam, v = torch.linalg.eigh(m)
         lam, v = lam.flip(0).clamp_min(0), v.flip(1)

@@ -1,0 +1,54 @@
+import torch
+
+from paramlens.interaction.residual import residual_basis, run_block
+from tests.geometry.toy_lm import PreviousToken, Tokenwise, ToyLM
+
+D, T = 6, 16
+
+
+def toy():
+    g = torch.Generator().manual_seed(0)
+    a = 0.4 * torch.randn(D, D, generator=g)
+    b = 0.4 * torch.randn(D, D, generator=g)
+    model = ToyLM([Tokenwise(a), PreviousToken(b)], D, vocab=40).eval()
+    return model, a.detach(), b.detach(), torch.randint(0, 40, (T * 64,), generator=g)
+
+
+def test_running_one_block_in_place_matches_the_block():
+    model, a, _, tokens = toy()
+    ids = tokens[: 2 * T].view(2, T)
+    h = torch.randn(2, T, D)
+    assert torch.allclose(run_block(model, 0, ids, h), h + h @ a, atol=1e-6)
+
+
+def test_jacobian_second_moments_match_their_closed_forms():
+    """Block 0 (tokenwise, h -> h (I + A)): M = P'^T (I + A) C' C'^T (I + A)^T P'. Block 1 (h_t -> h_t +
+    h_(t-1) B): M = P'^T C' C'^T P' + (T - 1) / T * P'^T B C' C'^T B^T P' (P', C': the stream rows, the
+    constant row dropped). In the LIB's own rotation both must be diag(importance), up to the sampling error of
+    the random sources."""
+    model, a, b, tokens = toy()
+    bases = residual_basis(model, tokens, context=T, batch=16, sources=64)
+    eye = torch.eye(D, dtype=torch.float64)
+    maps = {0: [(eye + a.double(), 1.0)], 1: [(eye, 1.0), (b.double(), (T - 1) / T)]}
+    for layer, terms in maps.items():
+        basis, nxt = bases[layer], bases[layer + 1]
+        p, c = basis.vectors[:D], nxt.coords[:D]
+        m = sum(w * p.T @ j @ c @ c.T @ j.T @ p for j, w in terms)
+        top = float(basis.importance[0])
+        assert torch.allclose(m, torch.diag(basis.importance), atol=0.08 * top), (layer, m, basis.importance)
+
+
+def test_a_llama_model_runs_block_by_block_with_its_positional_machinery():
+    from tests.models.test_streams import llama
+
+    from paramlens.models.lm.streams import residual_streams
+
+    model = llama()
+    ids = torch.randint(0, 50, (2, 8))
+    streams = residual_streams(model, ids)
+    for layer in range(2):
+        with torch.no_grad():
+            assert torch.allclose(run_block(model, layer, ids, streams[layer]), streams[layer + 1], atol=1e-5)
+    bases = residual_basis(model, torch.randint(0, 50, (256,)), context=8, sources=4)
+    assert len(bases) == 3 and all(b.size > 0 for b in bases)
+    assert torch.all(bases[0].importance[:-1] >= bases[0].importance[1:])
