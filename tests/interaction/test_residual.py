@@ -52,3 +52,20 @@ def test_a_llama_model_runs_block_by_block_with_its_positional_machinery():
     bases = residual_basis(model, torch.randint(0, 50, (256,)), context=8, sources=4)
     assert len(bases) == 3 and all(b.size > 0 for b in bases)
     assert torch.all(bases[0].importance[:-1] >= bases[0].importance[1:])
+
+
+def test_edges_summed_over_token_pairs_match_their_closed_forms():
+    """Unit coordinates y are white, so edge (j -> i) = sum over the token offsets the block reads of K_ji^2,
+    with K = V'^T J C' per offset: (I + A) for the tokenwise block; I and, for all but the first token, B for
+    the previous-token block."""
+    from paramlens.interaction.residual import residual_edges
+
+    model, a, b, tokens = toy()
+    bases = residual_basis(model, tokens, context=T, batch=16, sources=16)
+    edges = residual_edges(model, tokens, bases, context=T, batch=16, sources=32)
+    eye = torch.eye(D, dtype=torch.float64)
+    maps = {0: [(eye + a.double(), 1.0)], 1: [(eye, 1.0), (b.double(), (T - 1) / T)]}
+    for layer, terms in maps.items():
+        v, c = bases[layer].vectors[:D], bases[layer + 1].coords[:D]
+        expected = sum(w * (v.T @ j @ c).T ** 2 for j, w in terms)
+        assert torch.allclose(edges[layer], expected, atol=0.1 * float(expected.max())), layer

@@ -89,3 +89,31 @@ def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: i
         lam, v = lam.flip(0).clamp_min(0), v.flip(1)
         bases[layer] = LayerBasis(r_mat @ v, p_mat @ v, lam, True, gram_evals)
     return bases
+
+
+def residual_edges(model: nn.Module, tokens: Tensor, bases: list[LayerBasis], context: int = 64, batch: int = 8,
+                   sources: int = 8, seed: int = 0) -> list[Tensor]:
+    """Edge weights ``(k_{l+1}, k_l)`` between consecutive residual-stream layers: for direction ``j`` of layer
+    ``l`` and ``i`` of layer ``l + 1``, the mean over tokens of ``sum_(t, s) (d c_(i,t) / d y_(j,s) * y_(j,s))^2``
+    (gradient times activation, squared, summed over token pairs). The sum over output tokens ``t`` is taken
+    with random signs (Rademacher sources: the cross terms vanish in expectation), so each output direction
+    costs ``sources`` vector-Jacobian products per batch."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for layer in range(len(bases) - 1):
+        b, nxt = bases[layer], bases[layer + 1]
+        d = b.vectors.shape[0] - 1
+        total = torch.zeros(nxt.size, b.size, dtype=torch.float64)
+        n = 0
+        for ids, h in stream_batches(model, tokens, context, batch):
+            y = (_with_one(h[layer].double()) @ b.dual).requires_grad_(True)  # (B, T, k) unit coordinates
+            stream = run_block(model, layer, ids, (y @ b.vectors.T)[..., :d].to(h.dtype)).double()
+            coords = _with_one(stream) @ nxt.coords  # (B, T, k_next)
+            for i in range(nxt.size):
+                for _ in range(sources):
+                    signs = torch.randint(0, 2, coords.shape[:2], generator=g).to(coords.dtype) * 2 - 1
+                    (grad,) = torch.autograd.grad((coords[..., i] * signs).sum(), y, retain_graph=True)
+                    total[i] += ((grad * y.detach()) ** 2).sum((0, 1)) / sources
+            n += y.shape[0] * y.shape[1]
+        out.append(total / n)
+    return out
