@@ -89,6 +89,9 @@ class Move:
     def apply(self, order: list[int]) -> list[int]:
         return order[: self.lo] + list(self.window) + order[self.hi + 1:]
 
+    def overlaps(self, other: Move) -> bool:
+        return not (self.hi < other.lo or other.hi < self.lo)
+
 
 def moves(order: list[int], reach: int) -> list[Move]:
     """Every swap and every single-block move between positions at most ``reach`` apart."""
@@ -142,6 +145,11 @@ def _mse(blocks: Blocks, order: list[int], x: Tensor, y: Tensor) -> float:
     return float(((blocks.output(blocks.streams(order, x)[-1]) - y) ** 2).mean())
 
 
+def _rounding_level(y: Tensor) -> float:
+    """The mean squared error below which an order counts as reproducing ``y`` exactly."""
+    return 1e-10 * float((y.double() ** 2).mean()) + 1e-12
+
+
 def _predicted_changes(blocks: Blocks, cands: list[Move], h: Tensor, g: Tensor, chunk: int) -> Tensor:
     """``(len(cands), R * o)``: each move's first-order change of the output."""
     out = torch.empty(len(cands), h.shape[1] * g.shape[2], dtype=h.dtype)
@@ -191,12 +199,12 @@ class _Work:
     run: int = 0
 
 
-def _descend(fast: Blocks, order: list[int], xs: Tensor, ys: Tensor, floor: float, reach: int, reach_floor: int,
-             tries: int, max_rounds: int, top: int, chunk: int, work: _Work, history: list[float],
+def _descend(fast: Blocks, order: list[int], cur: float, xs: Tensor, ys: Tensor, floor: float, reach: int,
+             reach_floor: int, tries: int, max_rounds: int, top: int, chunk: int, work: _Work, history: list[float],
              progress) -> tuple[list[int], float]:
-    """Improve ``order`` by rounds of scored moves until the error reaches ``floor`` or nothing helps."""
+    """Improve ``order`` (error ``cur``) by rounds of scored moves until the error reaches ``floor`` or nothing
+    helps."""
     n = fast.n
-    cur = _mse(fast, order, xs, ys)
     span = n  # reach of this round's moves: the longest move accepted lately, widened when stuck
     for _ in range(max_rounds):
         if cur <= floor:
@@ -212,7 +220,7 @@ def _descend(fast: Blocks, order: list[int], xs: Tensor, ys: Tensor, floor: floa
         runs = 0
         for _, combo in _best_combinations(d, e, cands, top):
             chosen = [cands[i] for i in combo]
-            if any(not (m.hi < t.lo or t.hi < m.lo) for m in chosen for t in taken):
+            if any(m.overlaps(t) for m in chosen for t in taken):
                 continue
             if runs == tries:
                 break
@@ -252,14 +260,14 @@ def order_blocks(blocks: Blocks, x: Tensor, y: Tensor, *, search_rows: int = 256
     xs, ys = x[:search_rows].to(torch.float32), y[:search_rows].to(torch.float32)
     seeds = _seeds(fast, xs)
     scored = sorted((_mse(fast, o, xs, ys), name) for name, o in seeds.items())
-    floor = 1e-10 * float((ys**2).mean()) + 1e-12
+    floor = _rounding_level(ys)
     work = _Work(run=len(seeds))
     best = (float("inf"), [], "")
     history: list[list[float]] = []
     for start_mse, name in scored[:starts]:
         history.append([start_mse])
-        order, cur = _descend(fast, seeds[name], xs, ys, floor, reach, reach_floor, tries, max_rounds, top, chunk,
-                              work, history[-1], progress)
+        order, cur = _descend(fast, seeds[name], start_mse, xs, ys, floor, reach, reach_floor, tries, max_rounds,
+                              top, chunk, work, history[-1], progress)
         if cur < best[0]:
             best = (cur, order, name)
         if cur <= floor:
@@ -267,5 +275,5 @@ def order_blocks(blocks: Blocks, x: Tensor, y: Tensor, *, search_rows: int = 256
     _, order, seed = best
     exact64 = blocks.to(torch.float64)
     mse = _mse(exact64, order, x.double(), y.double())
-    exact = mse <= 1e-10 * float((y.double() ** 2).mean()) + 1e-12
+    exact = mse <= _rounding_level(y)
     return OrderSearch(order, mse, exact, seed, work.rounds, work.scored, work.run, history)
