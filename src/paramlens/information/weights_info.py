@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from pydantic import BaseModel, Field
@@ -121,7 +122,7 @@ def weight_information(model: nn.Module, targets: list[Target], task_loss: Calla
     opt = torch.optim.Adam(log_alpha.values(), lr=cfg.lr)
     for step in track(range(cfg.steps), description="learning weight noise", disable=not progress):
         noisy = _noisy(w, log_alpha, targets)
-        task = task_loss(lambda *a, **k: run_with(model, noisy, *a, **k), step)
+        task = task_loss(partial(run_with, model, noisy), step)
         info = sum(-0.5 * la.sum() for la in log_alpha.values())
         loss = task + cfg.beta * info
         if not torch.isfinite(loss):
@@ -130,9 +131,9 @@ def weight_information(model: nn.Module, targets: list[Target], task_loss: Calla
         loss.backward()
         opt.step()
     with torch.no_grad():
-        clean = float(task_loss(lambda *a, **k: run_with(model, {t: w[t.name] for t in targets}, *a, **k), -1))
-        noisy_loss = float(task_loss(lambda *a, **k: run_with(model, _noisy(w, log_alpha, targets), *a, **k), -1))
-    diag = hessian_diagonal(lambda ws: task_loss(lambda *a, **k: run_with(model, ws, *a, **k), -1), w, targets,
+        clean = float(task_loss(partial(run_with, model, {t: w[t.name] for t in targets}), -1))
+        noisy_loss = float(task_loss(partial(run_with, model, _noisy(w, log_alpha, targets)), -1))
+    diag = hessian_diagonal(lambda ws: task_loss(partial(run_with, model, ws), -1), w, targets,
                             cfg.hutchinson_samples, g)
     info = {n: float(-0.5 * la.detach().sum()) for n, la in log_alpha.items()}
     per_weight = {n: info[n] / log_alpha[n].numel() for n in info}

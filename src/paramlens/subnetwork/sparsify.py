@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from pydantic import BaseModel, Field
@@ -77,7 +78,7 @@ def sparsify(model: nn.Module, targets: list[Target], task_loss: Callable[[Calla
         for step in range(1, cfg.max_steps + 1):
             soft = {name: torch.sigmoid(temp * m) for name, m in logits.items()}
             replaced = {t: weights[t.name] * soft[t.name] for t in targets}
-            task = task_loss(lambda *args, **kwargs: run_with(model, replaced, *args, **kwargs), step)
+            task = task_loss(partial(run_with, model, replaced), step)
             density = sum(s.sum() for s in soft.values()) / total
             loss = task + cfg.lam * density
             if not torch.isfinite(loss):
