@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table, timed  # noqa: E402
 
-from paramlens.interaction.basis import Segment, augmented_activations, identity, interaction_basis  # noqa: E402
+from paramlens.interaction.basis import augmented_activations, interaction_basis, segments_of  # noqa: E402
 from paramlens.interaction.edges import edges, edges_needed  # noqa: E402
 from paramlens.interaction.modularity import modules  # noqa: E402
 from paramlens.models.toy.modular_addition import ModularConfig, all_pairs, train_modular  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> None:
     model, acc = train_modular(cfg, progress=False)
     print(f"modular addition p={cfg.p}: train acc {acc['train_acc']:.4f}, test acc {acc['test_acc']:.4f}", flush=True)
     x, y = all_pairs(cfg.p)
-    segs = [Segment(model.embed, identity), Segment(model.hidden, torch.relu), Segment(model.unembed, identity)]
+    segs = segments_of(model.layers())
     rows = []
     for kind in ("lib", "pca", "neuron"):
         (bases, weights), seconds = timed(lambda kind=kind: (lambda b: (b, edges(segs, b, x)))(interaction_basis(segs, x, kind)))

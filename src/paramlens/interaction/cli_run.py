@@ -10,18 +10,18 @@ from pathlib import Path
 import torch
 
 from paramlens.core.runs import Result, new_run_dir
-from paramlens.interaction.basis import Segment, identity, interaction_basis
+from paramlens.interaction.basis import Segment, interaction_basis, segments_of
 from paramlens.interaction.degeneracy import Degeneracy, degeneracy
 from paramlens.interaction.edges import direction_curve, edge_curve, edges, edges_needed
 from paramlens.interaction.modularity import modules
 from paramlens.models.toy.modular_addition import ModularConfig, ModularMLP, all_pairs, check_builtin, train_modular
 from paramlens.report import Section, write_report
 
+
 def modular_model(name: str, p: int, seed: int, progress: bool = True) -> tuple[ModularMLP, list[Segment], dict]:
     check_builtin(name)
     model, acc = train_modular(ModularConfig(p=p, seed=seed), progress=progress)
-    segs = [Segment(model.embed, identity), Segment(model.hidden, torch.relu), Segment(model.unembed, identity)]
-    return model, segs, acc
+    return model, segments_of(model.layers()), acc
 
 
 @dataclass

@@ -47,11 +47,18 @@ class ModularMLP(nn.Module):
         self.cfg = cfg
         self.embed = nn.Linear(2 * cfg.p, cfg.d_embed, bias=False)
         self.hidden = nn.Linear(cfg.d_embed, cfg.d_hidden)
+        self.act = nn.ReLU()
         self.unembed = nn.Linear(cfg.d_hidden, cfg.p)
+
+    def layers(self) -> list[nn.Module]:
+        """The forward pass as a flat list of modules, in order."""
+        return [self.embed, self.hidden, self.act, self.unembed]
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, 2p)`` one-hot pairs -> ``(N, p)`` logits."""
-        return self.unembed(torch.relu(self.hidden(self.embed(x))))
+        for layer in self.layers():
+            x = layer(x)
+        return x
 
 
 def all_pairs(p: int) -> tuple[Tensor, Tensor]:
