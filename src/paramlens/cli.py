@@ -23,6 +23,11 @@ out = Console()
 err = Console(stderr=True)
 _state = {"debug": False}
 
+# Options shared by several commands (typer reads them as defaults; one definition each)
+OUT_DIR = typer.Option(Path("runs"), "--out", help="Folder for the new run folder.")
+BUILTIN_MLP = typer.Argument("modular-addition", help="'modular-addition' (trained in-project).")
+MODULUS = typer.Option(59, help="Modulus.")
+
 
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
@@ -56,7 +61,7 @@ def train_toy(
     steps: Optional[int] = typer.Option(None, help="Training steps."),
     identity: bool = typer.Option(False, help="TMS with a hidden identity layer."),
     seed: int = typer.Option(0),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
 ) -> None:
     """Train a toy model with known mechanisms and save it to a run folder."""
@@ -104,7 +109,7 @@ def decompose_cmd(
     settings: list[str] = typer.Option([], "--set", help="Any other config field as key=value; repeat."),
     text: Optional[Path] = typer.Option(None, help="Text file to draw token windows from (language models)."),
     seq_len: int = typer.Option(64, help="Tokens per window (language models)."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
     trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),
 ) -> None:
@@ -133,7 +138,7 @@ def bilinear(
     noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training (new model)."),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay (new model)."),
     seed: Optional[int] = typer.Option(None, help="Seed (new model)."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Read a bilinear image classifier from its weights: class spectra, eigenvector images, truncation,
     adversarial masks; writes an HTML report."""
@@ -152,7 +157,7 @@ app.add_typer(reverse_app, name="reverse")
 @reverse_app.command("scan")
 def reverse_scan(
     path: Path = typer.Argument(..., help="A checkpoint: .safetensors, or a torch archive (its code never runs)."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Layer sizes, value sets, row signatures, repeating blocks, known constants, and what the output tests."""
     from paramlens.reverse.cli_run import run_scan
@@ -165,7 +170,7 @@ def reverse_scan(
 @reverse_app.command("circuit")
 def reverse_circuit(
     path: Path = typer.Argument(..., help="An integer ReLU network over 0/1 inputs (.safetensors or torch archive)."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Lift every neuron to a threshold gate, simplify to named gates, prove equivalence, export
     circuit.json, circuit.dot and circuit.py."""
@@ -204,7 +209,7 @@ def reverse_reassemble(
     pieces: Path = typer.Argument(..., help="Folder of piece files, one linear layer (weight, bias) each."),
     data: Path = typer.Option(..., "--data", help="CSV with a header: inputs first, then the network's outputs."),
     search_rows: int = typer.Option(256, help="Rows used while searching (all rows are used to verify)."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Pair expand/contract pieces from their weights, order the blocks with the data, verify on every row,
     and print the permutation (piece indices in network order)."""
@@ -225,7 +230,7 @@ def geometry(
     context: int = typer.Option(128, help="Tokens per window."),
     classes: str = typer.Option("ridge,lowrank,diagonal,mlp", help="Tokenwise function classes to fit."),
     primary: str = typer.Option("ridge", help="Class whose T replaces the update in the KL intervention."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Per layer: how much of the update h_(l+1) - h_l is a function of the current token alone (cosines,
     angles, dominant-subspace energy, explained variance), and what replacing it does to the output."""
@@ -246,7 +251,7 @@ def bigram(
     steps: int = typer.Option(5000, help="Most sparsification steps (stops earlier when masks are decided)."),
     lam: float = typer.Option(1.0, help="Weight of the mean mask in the loss."),
     context: int = typer.Option(64, help="Tokens per window."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Find the bigram subnetwork by continuous sparsification of every block matrix; report surprisal
     correlation with the bigram model, where its parameters sit, and ablations."""
@@ -265,7 +270,7 @@ def rotation_command(
     tokens: int = typer.Option(4096, help="Tokens to analyse."),
     context: int = typer.Option(128, help="Tokens per window."),
     subnetwork: Path | None = typer.Option(None, help="A `paramlens bigram` run folder: compare with its subnetwork."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Per layer: rotation (median |arg eigenvalue|) of ridge maps from hidden states to the input token
     embeddings and to the final hidden states; with --subnetwork, also for the model reduced to a bigram
@@ -282,10 +287,10 @@ def rotation_command(
 
 @app.command()
 def interaction(
-    model: str = typer.Argument("modular-addition", help="'modular-addition' (trained in-project)."),
-    p: int = typer.Option(59, help="Modulus."),
+    model: str = BUILTIN_MLP,
+    p: int = MODULUS,
     seed: int = typer.Option(0),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Local interaction basis vs PCA vs neurons: edges needed to keep accuracy, modules (Leiden) and Q."""
     from paramlens.interaction.cli_run import run_interaction
@@ -297,10 +302,10 @@ def interaction(
 
 @app.command("degeneracy")
 def degeneracy_command(
-    model: str = typer.Argument("modular-addition", help="'modular-addition' (trained in-project)."),
-    p: int = typer.Option(59, help="Modulus."),
+    model: str = BUILTIN_MLP,
+    p: int = MODULUS,
     seed: int = typer.Option(0),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Null activation directions, null gradient directions, and dead / always-on / duplicate ReLUs per layer."""
     from paramlens.interaction.cli_run import run_degeneracy
@@ -312,13 +317,13 @@ def degeneracy_command(
 
 @app.command()
 def information(
-    model: str = typer.Argument("modular-addition", help="'modular-addition' (trained in-project)."),
-    p: int = typer.Option(59, help="Modulus."),
+    model: str = BUILTIN_MLP,
+    p: int = MODULUS,
     seed: int = typer.Option(0),
     shuffled: bool = typer.Option(False, help="Train and measure on shuffled labels (memorisation)."),
     beta: float = typer.Option(1e-3, help="Weight of the information term."),
     steps: int = typer.Option(1000, help="Steps learning the noise."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the new run folder."),
+    out_dir: Path = OUT_DIR,
 ) -> None:
     """Information in the weights: learned log-normal noise per weight, per layer, with the curvature bound."""
     from paramlens.information.weights_info import InformationConfig
