@@ -21,7 +21,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table, timed  # noqa: E402
 
-from paramlens.core.weights import matrices, select  # noqa: E402
 from paramlens.geometry.rotation import rotation  # noqa: E402
 from paramlens.models.lm.tiny import TinyLMConfig, corpus_tokens, train_tiny_lm  # noqa: E402
 from paramlens.subnetwork.bigram import BigramConfig, bigram_subnetwork  # noqa: E402
@@ -52,9 +51,7 @@ def main() -> None:
         {"measure": "seconds", "ours": seconds, "paper": "-"}])
     print_table("Active parameters per layer and matrix (share of the subnetwork)",
                 [{k: row[k] for k in ("target", "active", "share")} for row in r.per_matrix])
-    targets = select(model, list(r.masks))
-    current = matrices(model, targets)
-    masked = {t: current[t.name] * r.masks[t.name].float() for t in targets}
+    masked = r.weights(model)
     ids = tokens[-8192:]
     full, sub = rotation(model, ids, context=64), rotation(model, ids, context=64, weights=masked)
     print_table("Rotation (degrees): full model vs bigram subnetwork; paper GPT-2 large layer 1: to output 70.5 -> 46.3, "

@@ -276,9 +276,9 @@ def rotation_command(
     embeddings and to the final hidden states; with --subnetwork, also for the model reduced to a bigram
     subnetwork found by `paramlens bigram`."""
     from paramlens.geometry.cli_run import run_rotation
-    from paramlens.subnetwork.cli_run import masked_weights
+    from paramlens.subnetwork.bigram import BigramSubnetwork
 
-    weights_from = (lambda net: masked_weights(net, subnetwork)) if subnetwork else None
+    weights_from = BigramSubnetwork.load(subnetwork).weights if subnetwork else None
     results, folder = run_rotation(model, corpus, tokens, context, out_dir, weights_from)
     for result in results:
         out.print(result.summary())

@@ -1,9 +1,11 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from paramlens.core.weights import select
-from paramlens.subnetwork.sparsify import SparsifyConfig, sparsify
+from paramlens.errors import ParamLensError
+from paramlens.subnetwork.sparsify import SparseMask, SparsifyConfig, sparsify
 
 
 def test_sparsification_keeps_exactly_the_weights_the_task_needs():
@@ -28,3 +30,11 @@ def test_sparsification_keeps_exactly_the_weights_the_task_needs():
                     progress=False)
     assert torch.equal(mask.masks[targets[0].name], needed)
     assert mask.undecided < 0.01 and mask.active == int(needed.sum())
+
+
+def test_masks_for_another_models_matrices_are_a_clear_error():
+    mask = SparseMask({"0": torch.ones(3, 8, dtype=torch.bool)}, 1, 0.0, [])
+    kept = mask.weights(nn.Sequential(nn.Linear(8, 3)))
+    assert [t.name for t in kept] == ["0"]
+    with pytest.raises(ParamLensError, match="another model"):
+        mask.weights(nn.Sequential(nn.Linear(4, 3)))

@@ -21,7 +21,7 @@ def run_geometry(model: str, corpus: str, n_tokens: int, cfg: GeometryConfig, ou
     result = layer_geometry(net, corpus_token_ids(tokenizer, corpus, n_tokens), cfg, name=name)
     folder = new_run_dir(out_dir, "geometry")
     result.save(folder)
-    rows = [{k: v for k, v in r.items()} | {"KL": result.kl[r["layer"]]} for r in result.rows(cfg.primary)]
+    rows = [{**r, "KL": result.kl[r["layer"]]} for r in result.rows(cfg.primary)]
     write_report(folder, f"ParamLens geometry: {name}", [], [Section(
         title=f"Layer-update geometry of {name}", text=result.summary(), figures=result.figures(folder), table=rows)])
     return result, folder

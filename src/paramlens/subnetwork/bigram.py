@@ -93,6 +93,10 @@ class BigramSubnetwork(Result):
     steps: int
     undecided: float
 
+    def weights(self, model: nn.Module) -> dict:
+        """``{target: W * mask}``: ``model`` reduced to this subnetwork (for :func:`paramlens.core.weights.run_with`)."""
+        return SparseMask(self.masks, self.steps, self.undecided, []).weights(model)
+
     def per_layer(self) -> dict[int, int]:
         out: dict[int, int] = {}
         for row in self.per_matrix:
@@ -130,12 +134,12 @@ def _layer_of(name: str, prefix: str) -> int:
     return int(rest.split(".")[0])
 
 
-def _lm_loss(model: nn.Module, ids: Tensor, weights: dict | None = None) -> tuple[Tensor, Tensor]:
-    """Per-token next-token surprisal ``(B, T - 1)`` in nats, and the logits."""
+def _surprisal(model: nn.Module, ids: Tensor, weights: dict | None = None) -> Tensor:
+    """Per-token next-token surprisal ``(B, T - 1)`` in nats (with ``weights`` substituted, if given)."""
     with torch.no_grad():
         out = run_with(model, weights, input_ids=ids) if weights else model(input_ids=ids)
         logp = F.log_softmax(out.logits.float(), dim=-1)
-    return -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0], logp
+    return -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
 
 
 def _random_like(mask: SparseMask, g: torch.Generator) -> SparseMask:
@@ -174,10 +178,10 @@ def bigram_subnetwork(model: nn.Module, tokens: Tensor, cfg: BigramConfig | None
 
     mask = sparsify(model, targets, task_loss, cfg, progress=progress)
     eval_windows = eval_ids[: n_eval * cfg.context].view(n_eval, cfg.context)
-    s_full, _ = _lm_loss(model, eval_windows)
-    s_sub, _ = _lm_loss(model, eval_windows, mask.weights(model, targets))
-    s_without, _ = _lm_loss(model, eval_windows, mask.weights(model, targets, keep=False))
-    s_random, _ = _lm_loss(model, eval_windows, _random_like(mask, g).weights(model, targets, keep=False))
+    s_full = _surprisal(model, eval_windows)
+    s_sub = _surprisal(model, eval_windows, mask.weights(model))
+    s_without = _surprisal(model, eval_windows, mask.weights(model, keep=False))
+    s_random = _surprisal(model, eval_windows, _random_like(mask, g).weights(model, keep=False))
     s_bigram = bigram.surprisal(eval_windows[:, :-1], eval_windows[:, 1:]).float()
     active = mask.active
     per_matrix = [{"target": t.name, "layer": _layer_of(t.name, prefix), "kind": t.name.split(".")[-1],

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from paramlens.core.runs import new_run_dir
 from paramlens.core.text import corpus_token_ids
-from paramlens.core.weights import matrices, select
-from paramlens.errors import ParamLensError
 from paramlens.models.lm.pretrained import load_lm
 from paramlens.report import Section, write_report
 from paramlens.subnetwork.bigram import BigramConfig, BigramSubnetwork, bigram_subnetwork
@@ -24,13 +20,3 @@ def run_bigram(model: str, corpus: str, n_tokens: int, cfg: BigramConfig, out_di
         title=f"Bigram subnetwork of {name}", text=result.summary(), figures=result.figures(folder),
         table=result.per_matrix)])
     return result, folder
-
-
-def masked_weights(model: torch.nn.Module, run: Path) -> dict:
-    """``{target: W * mask}`` for the subnetwork saved in the bigram run folder ``run``."""
-    sub = BigramSubnetwork.load(run)
-    targets = select(model, list(sub.masks))
-    current = matrices(model, targets)
-    if any(current[t.name].shape != sub.masks[t.name].shape for t in targets):
-        raise ParamLensError(f"{run}: the subnetwork's masks do not fit this model's matrices")
-    return {t: current[t.name] * sub.masks[t.name].to(current[t.name].dtype) for t in targets}

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from rich.progress import Progress
 from torch import Tensor, nn
 
-from paramlens.core.weights import Target, matrices, run_with
+from paramlens.core.weights import Target, matrices, run_with, select
 from paramlens.errors import ParamLensError
 
 
@@ -52,9 +52,15 @@ class SparseMask:
     def total(self) -> int:
         return int(sum(m.numel() for m in self.masks.values()))
 
-    def weights(self, model: nn.Module, targets: list[Target], keep: bool = True) -> dict[Target, Tensor]:
-        """Replacement matrices: ``W * mask`` (``keep``) or ``W * (1 - mask)`` (the model without the subnetwork)."""
+    def weights(self, model: nn.Module, keep: bool = True) -> dict[Target, Tensor]:
+        """Replacement matrices of ``model``: ``W * mask`` (``keep``) or ``W * (1 - mask)`` (the model without
+        the subnetwork)."""
+        targets = select(model, list(self.masks))
         current = matrices(model, targets)
+        for t in targets:
+            if current[t.name].shape != self.masks[t.name].shape:
+                raise ParamLensError(f"the mask for '{t.name}' is {tuple(self.masks[t.name].shape)} but the model's "
+                                     f"matrix is {tuple(current[t.name].shape)}: the masks belong to another model")
         return {t: current[t.name] * (self.masks[t.name] if keep else ~self.masks[t.name]).to(current[t.name].dtype)
                 for t in targets}
 
