@@ -57,6 +57,7 @@ def ablated_output(segments: list[Segment], bases: list[LayerBasis], x: Tensor, 
 
 
 def _keep_strongest(weights: list[Tensor], order: Tensor, n: int) -> list[Tensor]:
+    """Boolean masks shaped like ``weights`` keeping the first ``n`` edges of ``order`` (flat indices)."""
     chosen = torch.zeros(len(order), dtype=torch.bool)
     chosen[order[:n]] = True
     keep, start = [], 0
@@ -66,12 +67,24 @@ def _keep_strongest(weights: list[Tensor], order: Tensor, n: int) -> list[Tensor
     return keep
 
 
+def _accuracy(logits: Tensor, labels: Tensor) -> float:
+    return float((logits.argmax(-1) == labels).double().mean())
+
+
+def _strongest_first(weights: list[Tensor]) -> Tensor:
+    return torch.argsort(torch.cat([w.flatten() for w in weights]), descending=True)
+
+
+def _accuracy_keeping(segments: list[Segment], bases: list[LayerBasis], x: Tensor, labels: Tensor,
+                      weights: list[Tensor], order: Tensor, n: int) -> float:
+    return _accuracy(ablated_output(segments, bases, x, _keep_strongest(weights, order, n)), labels)
+
+
 def edge_curve(segments: list[Segment], bases: list[LayerBasis], x: Tensor, labels: Tensor, weights: list[Tensor],
                counts: list[int]) -> list[float]:
     """Accuracy when only the ``n`` strongest edges (over all layers) are kept, for each ``n`` in ``counts``."""
-    order = torch.argsort(torch.cat([w.flatten() for w in weights]), descending=True)
-    return [float((ablated_output(segments, bases, x, _keep_strongest(weights, order, n)).argmax(-1) == labels)
-                  .double().mean()) for n in counts]
+    order = _strongest_first(weights)
+    return [_accuracy_keeping(segments, bases, x, labels, weights, order, n) for n in counts]
 
 
 def direction_curve(segments: list[Segment], bases: list[LayerBasis], x: Tensor, labels: Tensor, layer: int,
@@ -86,7 +99,7 @@ def direction_curve(segments: list[Segment], bases: list[LayerBasis], x: Tensor,
         f = y[:, :n] @ b.vectors[:, :n].T
         for seg in segments[layer:]:
             f = seg(f)
-        out.append(float((f[:, :-1].argmax(-1) == labels).double().mean()))
+        out.append(_accuracy(f[:, :-1], labels))
     return out
 
 
@@ -94,20 +107,17 @@ def edges_needed(segments: list[Segment], bases: list[LayerBasis], x: Tensor, la
                  weights: list[Tensor], tolerance: float = 0.001) -> tuple[int, int, float]:
     """Fewest strongest edges (ranked over all layers) that keep accuracy within ``tolerance`` of the full
     network's: ``(edges kept, total edges, accuracy reached)``; found by bisection over the count."""
-    flat = torch.cat([w.flatten() for w in weights])
-    order = torch.argsort(flat, descending=True)
-    full = float((ablated_output(segments, bases, x, [torch.ones_like(w, dtype=torch.bool) for w in weights])
-                  .argmax(-1) == labels).double().mean())
+    order = _strongest_first(weights)
 
     def accuracy(n: int) -> float:
-        keep = _keep_strongest(weights, order, n)
-        return float((ablated_output(segments, bases, x, keep).argmax(-1) == labels).double().mean())
+        return _accuracy_keeping(segments, bases, x, labels, weights, order, n)
 
-    lo, hi = 0, len(flat)
+    full = accuracy(len(order))
+    lo, hi = 0, len(order)
     while lo < hi:
         mid = (lo + hi) // 2
         if accuracy(mid) >= full - tolerance:
             hi = mid
         else:
             lo = mid + 1
-    return lo, len(flat), accuracy(lo)
+    return lo, len(order), accuracy(lo)
