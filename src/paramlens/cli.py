@@ -25,8 +25,12 @@ _state = {"debug": False}
 
 # Options shared by several commands (typer reads them as defaults; one definition each)
 OUT_DIR = typer.Option(Path("runs"), "--out", help="Folder for the new run folder.")
-BUILTIN_MLP = typer.Argument("modular-addition", help="'modular-addition' (trained in-project).")
-MODULUS = typer.Option(59, help="Modulus.")
+MODEL_OR_BUILTIN = typer.Argument("modular-addition", help="'modular-addition' (an MLP trained in-project), or a "
+                                   "language model: 'smollm2', 'minilm', a Hugging Face folder or a .gguf file.")
+MODULUS = typer.Option(59, help="Modulus of the built-in model.")
+CORPUS = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file.")
+LM_TOKENS = typer.Option(2048, help="Language models: corpus tokens to read.")
+LM_CONTEXT = typer.Option(64, help="Language models: tokens per window.")
 
 
 @app.callback()
@@ -225,7 +229,7 @@ def reverse_reassemble(
 @app.command()
 def geometry(
     model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
-    corpus: str = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file."),
+    corpus: str = CORPUS,
     tokens: int = typer.Option(4096, help="Tokens to analyse (a quarter of the windows are held out)."),
     context: int = typer.Option(128, help="Tokens per window."),
     classes: str = typer.Option("ridge,lowrank,diagonal,mlp", help="Tokenwise function classes to fit."),
@@ -246,7 +250,7 @@ def geometry(
 @app.command()
 def bigram(
     model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
-    corpus: str = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file."),
+    corpus: str = CORPUS,
     tokens: int = typer.Option(200_000, help="Corpus tokens: bigram counts and training windows (10% held out)."),
     steps: int = typer.Option(5000, help="Most sparsification steps (stops earlier when masks are decided)."),
     lam: float = typer.Option(1.0, help="Weight of the mean mask in the loss."),
@@ -266,7 +270,7 @@ def bigram(
 @app.command("rotation")
 def rotation_command(
     model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
-    corpus: str = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file."),
+    corpus: str = CORPUS,
     tokens: int = typer.Option(4096, help="Tokens to analyse."),
     context: int = typer.Option(128, help="Tokens per window."),
     subnetwork: Path | None = typer.Option(None, help="A `paramlens bigram` run folder: compare with its subnetwork."),
@@ -287,40 +291,56 @@ def rotation_command(
 
 @app.command()
 def interaction(
-    model: str = BUILTIN_MLP,
+    model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
     seed: int = typer.Option(0),
+    corpus: str = CORPUS,
+    tokens: int = LM_TOKENS,
+    context: int = LM_CONTEXT,
+    sources: int = typer.Option(4, help="Language models: random vectors per batch for Jacobian moments and edges."),
+    top: int = typer.Option(16, help="Language models: edges among this many top directions per layer."),
     out_dir: Path = OUT_DIR,
 ) -> None:
-    """Local interaction basis vs PCA vs neurons: edges needed to keep accuracy, modules (Leiden) and Q."""
-    from paramlens.interaction.cli_run import run_interaction
+    """Local interaction basis vs PCA (vs neurons on the MLP): edges, modules (Leiden) and Q, ablation curves;
+    on the built-in MLP also the edges needed to keep accuracy."""
+    from paramlens.interaction.cli_run import LMOptions, run_interaction
 
-    result, folder = run_interaction(model, p, seed, out_dir)
+    lm = LMOptions(corpus=corpus, tokens=tokens, context=context, sources=sources, top=top)
+    result, folder = run_interaction(model, p, seed, out_dir, lm)
     out.print(result.summary())
     out.print(f"report: {folder / 'index.html'}")
 
 
 @app.command("degeneracy")
 def degeneracy_command(
-    model: str = BUILTIN_MLP,
+    model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
     seed: int = typer.Option(0),
+    corpus: str = CORPUS,
+    tokens: int = LM_TOKENS,
+    context: int = LM_CONTEXT,
     out_dir: Path = OUT_DIR,
 ) -> None:
-    """Null activation directions, null gradient directions, and dead / always-on / duplicate ReLUs per layer."""
-    from paramlens.interaction.cli_run import run_degeneracy
+    """Null activation directions, null gradient directions, and dead / always-on / duplicate units per layer
+    (language models: the residual stream, and the MLP units of every block)."""
+    from paramlens.interaction.cli_run import LMOptions, run_degeneracy
 
-    result, folder = run_degeneracy(model, p, seed, out_dir)
+    result, folder = run_degeneracy(model, p, seed, out_dir, LMOptions(corpus=corpus, tokens=tokens, context=context))
     out.print(result.summary())
     out.print(f"report: {folder / 'index.html'}")
 
 
 @app.command()
 def information(
-    model: str = BUILTIN_MLP,
+    model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
     seed: int = typer.Option(0),
-    shuffled: bool = typer.Option(False, help="Train and measure on shuffled labels (memorisation)."),
+    shuffled: bool = typer.Option(False, help="Built-in model: train and measure on shuffled labels (memorisation)."),
+    targets: list[str] = typer.Option(None, "--targets", help="Language models: weight patterns (default: the "
+                                      "first block's matrices)."),
+    corpus: str = CORPUS,
+    tokens: int = LM_TOKENS,
+    context: int = LM_CONTEXT,
     beta: float = typer.Option(1e-3, help="Weight of the information term."),
     steps: int = typer.Option(1000, help="Steps learning the noise."),
     out_dir: Path = OUT_DIR,
@@ -329,7 +349,8 @@ def information(
     from paramlens.information.weights_info import InformationConfig
     from paramlens.information.cli_run import run_information
 
-    result, folder = run_information(model, p, seed, shuffled, InformationConfig(beta=beta, steps=steps), out_dir)
+    result, folder = run_information(model, p, seed, shuffled, InformationConfig(beta=beta, steps=steps, seed=seed),
+                                     out_dir, targets, corpus, tokens, context)
     out.print(result.summary())
     out.print(f"report: {folder / 'index.html'}")
 

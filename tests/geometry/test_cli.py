@@ -5,16 +5,6 @@ from paramlens.cli import app
 from paramlens.errors import ParamLensError
 from paramlens.geometry.layer_updates import LayerGeometry
 from paramlens.geometry.rotation import Rotation
-from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm
-
-
-@pytest.fixture(scope="module")
-def lm_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lm") / "tiny"
-    cfg = TinyLMConfig(max_chars=40_000, vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_mlp=64, context=16,
-                       n_steps=60, batch_size=16, mlp="swiglu")
-    train_tiny_lm(cfg, folder=folder, progress=False)
-    return folder
 
 
 def test_geometry_and_rotation_run_on_a_hugging_face_folder(lm_folder, tmp_path):

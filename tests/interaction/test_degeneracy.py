@@ -34,7 +34,7 @@ def test_planted_degeneracy_is_counted_exactly(tmp_path):
     d = degeneracy(segments_of(list(net)), x)
     assert d.activation_null == [1, 4, 5]  # outputs: 12 linear readouts of 8 live hidden directions
     assert d.gradient_null == [1, 1]
-    assert (d.relu_layers, d.dead, d.always_on) == ([1], [2], [1])
+    assert (d.unit_layers, d.dead, d.always_on) == ([1], [2], [1])
     assert (d.duplicate_groups, d.duplicate_units, d.near_duplicate_units) == ([2], [2], [0])
     d.save(tmp_path)
     assert Degeneracy.load(tmp_path) == d and (tmp_path / d.figures(tmp_path)[0][0]).is_file()
@@ -47,3 +47,24 @@ def test_a_generic_network_has_no_degeneracy():
     assert d.activation_null == [0, 0, 2]  # 10 linear readouts of 8 hidden units + bias: 11 - 9
     assert d.gradient_null == [0, 0]
     assert d.dead == [0] and d.duplicate_units == [0]
+
+
+def test_planted_degeneracy_in_a_transformer_is_counted_exactly():
+    """Tiny Llama: 5 embedding columns zeroed (5 null directions of the stream before block 0); in block 1's
+    MLP, 3 gate rows zeroed (their SiLU input is 0: dead) and gate row 10 copied to rows 11 and 12 (one group
+    firing identically, two redundant units)."""
+    from paramlens.interaction.degeneracy import residual_degeneracy
+    from tests.models.test_streams import llama
+
+    model = llama()
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, -5:] = 0
+        gate = model.model.layers[1].mlp.gate_proj.weight
+        gate[:3] = 0
+        gate[11] = gate[10]
+        gate[12] = gate[10]
+    d = residual_degeneracy(model, torch.randint(0, 50, (512,)), context=16, sources=2)
+    assert d.widths == [32, 32, 32] and d.activation_null[0] == 5 and d.units == "MLP of block"
+    assert d.unit_layers == [0, 1] and d.dead == [0, 3]
+    assert (d.duplicate_groups[1], d.duplicate_units[1]) == (1, 2)
+    assert d.duplicate_units[0] == 0 and d.activation_null[1:] == [0, 0]

@@ -69,3 +69,49 @@ def test_edges_summed_over_token_pairs_match_their_closed_forms():
         v, c = bases[layer].vectors[:D], bases[layer + 1].coords[:D]
         expected = sum(w * (v.T @ j @ c).T ** 2 for j, w in terms)
         assert torch.allclose(edges[layer], expected, atol=0.1 * float(expected.max())), layer
+
+
+def test_edges_among_the_top_directions_are_the_top_block_of_all_edges():
+    from paramlens.interaction.residual import residual_edges
+
+    model, _, _, tokens = toy()
+    tokens = tokens[: 8 * T]  # one batch: the random signs are drawn in the same order either way
+    bases = residual_basis(model, tokens, context=T, batch=8, sources=8)
+    full = residual_edges(model, tokens, bases, context=T, batch=8, sources=4)
+    top = residual_edges(model, tokens, bases, context=T, batch=8, sources=4, top=3)
+    for f, t in zip(full, top):
+        assert t.shape == (3, 3) and torch.allclose(t, f[:3, :3])
+
+
+def low_rank_toy(rank: int = 3):
+    """The toy LM with token embeddings in a ``rank``-dimensional subspace: every stream spans at most
+    ``rank + 1`` directions (with the constant), so keeping that many loses nothing."""
+    model, _, _, tokens = toy()
+    with torch.no_grad():
+        model.embed.weight[:, rank:] = 0
+    return model, tokens
+
+
+def test_ablation_curves_recover_the_intact_loss_once_the_planted_rank_is_kept():
+    from paramlens.interaction.residual import stream_ablation_curve
+
+    model, tokens = low_rank_toy(3)
+    for kind in ("lib", "pca"):
+        bases = residual_basis(model, tokens, context=T, batch=16, sources=8, kind=kind)
+        assert bases[1].size == 4, kind  # rank 3 + the constant
+        full, losses = stream_ablation_curve(model, tokens, 1, bases[1], [1, 2, 4], context=T, batch=16)
+        assert abs(losses[2] - full) < 1e-5 and abs(losses[0] - full) > 1e-3, (kind, full, losses)  # untrained: lower or higher
+
+
+def test_an_encoder_curve_is_the_fraction_of_the_final_stream_lost():
+    from transformers import BertConfig, BertModel
+
+    from paramlens.interaction.residual import stream_ablation_curve
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=32)).eval()
+    tokens = torch.randint(0, 50, (128,))
+    bases = residual_basis(bert, tokens, context=16, kind="pca")
+    full, losses = stream_ablation_curve(bert, tokens, 1, bases[1], [1, 17], context=16)
+    assert full == 0.0 and losses[1] < 1e-8 and 0.05 < losses[0] <= 2.0

@@ -142,8 +142,9 @@ def jacobian_second_moment(seg: Segment, p: Tensor, c_next: Tensor, f: Tensor) -
     return wp.T @ middle @ wp
 
 
-def _pca(f: Tensor, centred: bool, tol: float) -> LayerBasis:
-    evals, evecs = torch.linalg.eigh(_gram(f, centred))
+def pca_of_gram(gram: Tensor, tol: float) -> LayerBasis:
+    """The principal directions of a Gram matrix ``(d + 1, d + 1)`` as a basis (null directions dropped)."""
+    evals, evecs = torch.linalg.eigh(gram)
     keep = evals > tol * evals.max().clamp_min(1e-300)
     u, d = evecs[:, keep].flip(1), evals[keep].flip(0)
     return LayerBasis(u, u, d, False, evals.flip(0))
@@ -172,7 +173,7 @@ def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", ce
     with torch.no_grad():
         acts = augmented_activations(segments, x)
     if kind == "pca":
-        return [_pca(f, centred, tol) for f in acts]
+        return [pca_of_gram(_gram(f, centred), tol) for f in acts]
     if kind == "neuron":
         return [_neurons(f, centred) for f in acts]
     bases: list[LayerBasis | None] = [None] * len(acts)

@@ -1,5 +1,6 @@
-"""What ``paramlens interaction`` and ``paramlens degeneracy`` do on the built-in modular-addition MLP (other
-MLPs through the Python API: :func:`paramlens.interaction.basis.segments_of`)."""
+"""What ``paramlens interaction`` and ``paramlens degeneracy`` do: on the built-in modular-addition MLP, or on
+a language model's residual stream (``smollm2``, ``minilm``, a Hugging Face folder or a ``.gguf`` file). Other
+MLPs go through the Python API (:func:`paramlens.interaction.basis.segments_of`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,36 @@ import torch
 
 from paramlens.core.runs import Result, new_run_dir
 from paramlens.interaction.basis import Segment, interaction_basis, segments_of
-from paramlens.interaction.degeneracy import Degeneracy, degeneracy
+from paramlens.interaction.degeneracy import Degeneracy, degeneracy, residual_degeneracy
 from paramlens.interaction.edges import direction_curve, edge_curve, edges, edges_needed
 from paramlens.interaction.modularity import modules
-from paramlens.models.toy.modular_addition import ModularConfig, ModularMLP, all_pairs, check_builtin, train_modular
+from paramlens.interaction.lm_summary import LMInteraction, lm_interaction
+from paramlens.models.toy.modular_addition import BUILTIN, ModularConfig, ModularMLP, all_pairs, train_modular
 from paramlens.report import Section, write_report
 
 
-def modular_model(name: str, p: int, seed: int, progress: bool = True) -> tuple[ModularMLP, list[Segment], dict]:
-    check_builtin(name)
+@dataclass
+class LMOptions:
+    """How a language model is read: ``tokens`` from ``corpus`` in windows of ``context``; ``sources`` random
+    vectors per batch for Jacobian moments and edges; edges among the ``top`` directions per layer."""
+
+    corpus: str = "fortunes"
+    tokens: int = 2048
+    context: int = 64
+    sources: int = 4
+    top: int = 16
+
+
+def _lm_tokens(model: str, opts: LMOptions):
+    from paramlens.core.text import corpus_token_ids
+    from paramlens.models.lm.pretrained import load_lm
+
+    net, tokenizer, name = load_lm(model)
+    return net, corpus_token_ids(tokenizer, opts.corpus, opts.tokens), name
+
+
+def modular_model(p: int, seed: int, progress: bool = True) -> tuple[ModularMLP, list[Segment], dict]:
+    """The built-in modular-addition MLP (trained), its segments, and its train / test accuracy."""
     model, acc = train_modular(ModularConfig(p=p, seed=seed), progress=progress)
     return model, segments_of(model.layers()), acc
 
@@ -64,7 +86,7 @@ class InteractionSummary(Result):
 
 
 def interaction_section(folder: Path, p: int = 59, seed: int = 0, progress: bool = True) -> tuple[InteractionSummary, Section]:
-    _, segs, acc = modular_model("modular-addition", p, seed, progress)
+    _, segs, acc = modular_model(p, seed, progress)
     x, y = all_pairs(p)
     found = {kind: interaction_basis(segs, x, kind) for kind in ("lib", "pca", "neuron")}
     weights = {kind: edges(segs, bases, x) for kind, bases in found.items()}
@@ -83,20 +105,35 @@ def interaction_section(folder: Path, p: int = 59, seed: int = 0, progress: bool
                            figures=result.figures(folder), table=rows)
 
 
-def run_interaction(model: str, p: int, seed: int, out_dir: Path) -> tuple[InteractionSummary, Path]:
-    check_builtin(model)
-    folder = new_run_dir(out_dir, "interaction")
-    result, section = interaction_section(folder, p, seed)
+def run_interaction(model: str, p: int, seed: int, out_dir: Path,
+                    lm: LMOptions | None = None) -> tuple[InteractionSummary | LMInteraction, Path]:
+    """The built-in modular-addition MLP (``p``), or any language model read as ``lm`` says."""
+    if model == BUILTIN:
+        folder = new_run_dir(out_dir, "interaction")
+        result, section = interaction_section(folder, p, seed)
+    else:
+        opts = lm or LMOptions()
+        net, ids, name = _lm_tokens(model, opts)
+        result = lm_interaction(net, ids, name, opts.context, sources=opts.sources, top=opts.top, seed=seed)
+        folder = new_run_dir(out_dir, "interaction")
+        section = Section(title=f"Interaction basis of {name}'s residual stream", text=result.summary(),
+                          figures=result.figures(folder), table=result.rows)
     result.save(folder)
     write_report(folder, "ParamLens interaction basis", [], [section])
     return result, folder
 
 
-def run_degeneracy(model: str, p: int, seed: int, out_dir: Path) -> tuple[Degeneracy, Path]:
-    _, segs, _ = modular_model(model, p, seed)
-    result = degeneracy(segs, all_pairs(p)[0])
+def run_degeneracy(model: str, p: int, seed: int, out_dir: Path, lm: LMOptions | None = None) -> tuple[Degeneracy, Path]:
+    """The built-in modular-addition MLP (``p``), or any language model read as ``lm`` says."""
+    if model == BUILTIN:
+        _, segs, _ = modular_model(p, seed)
+        result, name = degeneracy(segs, all_pairs(p)[0]), model
+    else:
+        opts = lm or LMOptions()
+        net, ids, name = _lm_tokens(model, opts)
+        result = residual_degeneracy(net, ids, opts.context, sources=opts.sources, seed=seed, progress=True)
     folder = new_run_dir(out_dir, "degeneracy")
     result.save(folder)
-    write_report(folder, "ParamLens degeneracy", [], [Section(title=f"Degeneracy of {model}", text=result.summary(),
+    write_report(folder, "ParamLens degeneracy", [], [Section(title=f"Degeneracy of {name}", text=result.summary(),
                                                                figures=result.figures(folder))])
     return result, folder

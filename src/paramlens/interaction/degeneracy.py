@@ -7,6 +7,11 @@
 3. ReLUs that fire on the same inputs: dead units (never fire), always-on units (act linearly), and groups of
    units with identical firing patterns (their outgoing weights can be traded against each other); near-
    identical patterns (Jaccard similarity at least ``near``) are counted separately.
+
+For a transformer (:func:`residual_degeneracy`) kinds 1 and 2 are read on the residual stream before every
+block and after the last (with :func:`paramlens.interaction.residual.residual_basis`), kind 3 on the hidden
+units of every block's MLP, where a unit "fires" when the input of its activation is positive (for GELU or
+SiLU this is the ReLU-like reading: below zero the unit passes almost nothing).
 """
 
 from __future__ import annotations
@@ -14,30 +19,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from paramlens.core.runs import Result
-from paramlens.interaction.basis import Segment, augmented_activations, interaction_basis
+from paramlens.errors import ParamLensError
+from paramlens.interaction.basis import LayerBasis, Segment, augmented_activations, interaction_basis
+from paramlens.interaction.residual import residual_basis
+from paramlens.models.lm.streams import blocks_of, windows_of
 
 
 @dataclass
 class Degeneracy(Result):
     """Per layer ``l`` (``0``: inputs): ``activation_null[l]`` (kind 1), ``gradient_null[l]`` (kind 2, for the
-    layers before the output); per ReLU layer: ``dead``, ``always_on``, ``duplicate_groups`` (groups of 2+
-    units with identical firing), ``duplicate_units`` (units in those groups beyond one per group),
-    ``near_duplicate_units`` (the same with Jaccard >= ``near``)."""
+    layers before the output); per layer of units (``unit_layers``, named by ``units``: "ReLU layer" or
+    "MLP of block"): ``dead``, ``always_on``, ``duplicate_groups`` (groups of 2+ units with identical firing),
+    ``duplicate_units`` (units in those groups beyond one per group), ``near_duplicate_units`` (the same with
+    Jaccard >= ``near``)."""
 
     kind = "degeneracy"
     widths: list[int]
     activation_null: list[int]
     gradient_null: list[int]
-    relu_layers: list[int]
+    unit_layers: list[int]
     dead: list[int]
     always_on: list[int]
     duplicate_groups: list[int]
     duplicate_units: list[int]
     near_duplicate_units: list[int]
     near: float
+    units: str = "ReLU layer"
 
     def summary(self) -> str:
         lines = ["degeneracy per layer (0 = inputs; widths without the constant unit):"]
@@ -45,8 +55,8 @@ class Degeneracy(Result):
             grad = self.gradient_null[l] if l < len(self.gradient_null) else "-"
             lines.append(f"  layer {l} (width {w}): null activation directions {self.activation_null[l]}, "
                          f"null gradient directions {grad}")
-        for i, l in enumerate(self.relu_layers):
-            lines.append(f"  ReLU layer {l}: dead {self.dead[i]}, always on {self.always_on[i]}, "
+        for i, l in enumerate(self.unit_layers):
+            lines.append(f"  {self.units} {l}: dead {self.dead[i]}, always on {self.always_on[i]}, "
                          f"{self.duplicate_groups[i]} groups firing identically ({self.duplicate_units[i]} redundant "
                          f"units), {self.near_duplicate_units[i]} more redundant at Jaccard >= {self.near}")
         return "\n".join(lines)
@@ -58,9 +68,9 @@ class Degeneracy(Result):
         layers = range(len(self.widths))
         ax.plot(layers, self.activation_null, marker="o", label="null activation directions")
         ax.plot(range(len(self.gradient_null)), self.gradient_null, marker="s", label="null gradient directions")
-        for i, l in enumerate(self.relu_layers):
+        for i, l in enumerate(self.unit_layers):
             ax.bar(l, self.dead[i] + self.always_on[i] + self.duplicate_units[i], alpha=0.3, color="C2",
-                   label="dead + always-on + duplicate ReLUs" if i == 0 else None)
+                   label="dead + always-on + duplicate units" if i == 0 else None)
         ax.set_xlabel("layer")
         ax.set_ylabel("count")
         ax.legend(fontsize=7)
@@ -104,23 +114,68 @@ def _firing_groups(fires: Tensor, near: float) -> tuple[int, int, int]:
     return groups, redundant, extra
 
 
+def _unit_counts(fires: Tensor, near: float) -> tuple[int, int, int, int, int]:
+    """``fires`` ``(N, units)`` bool -> (dead, always on, identical groups, redundant units, extra redundant
+    units at Jaccard >= near)."""
+    on = fires.sum(0)
+    middle = fires[:, (on > 0) & (on < len(fires))]
+    return (int((on == 0).sum()), int((on == len(fires)).sum()), *_firing_groups(middle, near))
+
+
+def _per_count(counts: list[tuple[int, ...]]) -> list[list[int]]:
+    """Per-layer tuples of :func:`_unit_counts` -> one list per count (five empty lists for no layers)."""
+    return [list(c) for c in zip(*counts)] if counts else [[] for _ in range(5)]
+
+
+def _null_counts(bases: list[LayerBasis], tol: float) -> tuple[list[int], list[int]]:
+    """(null activation directions per layer, null gradient directions per layer but the last)."""
+    act_null = [int((b.gram_eigenvalues <= tol * b.gram_eigenvalues[0]).sum()) for b in bases]
+    grad_null = [int((b.importance <= tol * b.importance[0].clamp_min(1e-300)).sum()) for b in bases[:-1]]
+    return act_null, grad_null
+
+
 def degeneracy(segments: list[Segment], x: Tensor, tol: float = 1e-12, near: float = 0.95) -> Degeneracy:
     """All three measures for the segment chain on inputs ``x`` ``(N, d_0)``."""
     acts = augmented_activations(segments, x)
-    bases = interaction_basis(segments, x, "lib", tol=tol)
-    act_null = [int((b.gram_eigenvalues <= tol * b.gram_eigenvalues[0]).sum()) for b in bases]
-    grad_null = [int((b.importance <= tol * b.importance[0].clamp_min(1e-300)).sum()) for b in bases[:-1]]
+    act_null, grad_null = _null_counts(interaction_basis(segments, x, "lib", tol=tol), tol)
     relu = [l + 1 for l, s in enumerate(segments) if s.act is torch.relu]
-    dead, always, groups, dup, near_dup = [], [], [], [], []
-    for l in relu:
-        fires = acts[l][:, :-1] > 0
-        on = fires.sum(0)
-        dead.append(int((on == 0).sum()))
-        always.append(int((on == len(x)).sum()))
-        middle = fires[:, (on > 0) & (on < len(x))]
-        g, r, e = _firing_groups(middle, near)
-        groups.append(g)
-        dup.append(r)
-        near_dup.append(e)
-    return Degeneracy([a.shape[1] - 1 for a in acts], act_null, grad_null, relu, dead, always, groups, dup,
-                      near_dup, near)
+    counts = [_unit_counts(acts[l][:, :-1] > 0, near) for l in relu]
+    return Degeneracy([a.shape[1] - 1 for a in acts], act_null, grad_null, relu, *_per_count(counts), near)
+
+
+def _activation_modules(block: nn.Module) -> list[nn.Module]:
+    """The parameter-free activation modules of a block's MLP (``act_fn``, ``act``, ``intermediate_act_fn``)."""
+    return [m for name, m in block.named_modules()
+            if name.rsplit(".", 1)[-1] in ("act_fn", "act", "intermediate_act_fn") and not list(m.parameters())]
+
+
+@torch.no_grad()
+def mlp_firing(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8) -> list[Tensor]:
+    """Per block: ``(N, units)`` bool, where the input of the MLP's activation is positive, over all tokens."""
+    blocks = blocks_of(model)
+    found = [_activation_modules(b) for b in blocks]
+    if not all(len(f) == 1 for f in found):
+        raise ParamLensError(f"{type(model).__name__}: expected one MLP activation module per block (act_fn, act or "
+                             f"intermediate_act_fn), found {[len(f) for f in found]}")
+    fires: list[list[Tensor]] = [[] for _ in blocks]
+    hooks = [f[0].register_forward_hook(lambda _m, args, _o, i=i: fires[i].append((args[0] > 0).flatten(0, -2)))
+             for i, f in enumerate(found)]
+    model.eval()
+    try:
+        for ids in windows_of(tokens, context, batch):
+            model(input_ids=ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [torch.cat(f) for f in fires]
+
+
+def residual_degeneracy(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8, sources: int = 4,
+                        tol: float = 1e-12, near: float = 0.95, seed: int = 0, progress: bool = False) -> Degeneracy:
+    """All three measures for a transformer on ``tokens`` ``(n,)``: residual-stream layers ``0..L``, and the MLP
+    units of every block."""
+    bases = residual_basis(model, tokens, context, batch, sources, tol, seed, progress=progress)
+    act_null, grad_null = _null_counts(bases, tol)
+    counts = [_unit_counts(f, near) for f in mlp_firing(model, tokens, context, batch)]
+    return Degeneracy([b.vectors.shape[0] - 1 for b in bases], act_null, grad_null, list(range(len(counts))),
+                      *_per_count(counts), near, units="MLP of block")

@@ -9,15 +9,27 @@ for ``r ~ N(0, I)`` over all output tokens and directions, ``g = J^T r`` is one 
 through the block and ``E[g g^T] = M`` exactly in expectation. Blocks are run in place inside the model
 (their input replaced through a hook, the forward stopped after them), so any model that
 :func:`paramlens.models.lm.streams.blocks_of` understands works, positional machinery included.
+
+PCA of each stream (same interface) is the baseline. Ablation curves rebuild the stream before one block from
+its top-n basis directions and run the rest of the model: next-token cross-entropy for a causal LM, the
+fraction of the final stream's mean square lost for an encoder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+from rich.progress import track
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paramlens.interaction.basis import LayerBasis, whiten_gram
-from paramlens.models.lm.streams import blocks_of, stream_batches
+from paramlens.errors import ParamLensError
+from paramlens.interaction.basis import LayerBasis, pca_of_gram, whiten_gram
+from paramlens.models.lm.streams import blocks_of, stream_batches, windows_of
 
 
 class _Stop(Exception):
@@ -25,27 +37,37 @@ class _Stop(Exception):
         self.output = output
 
 
-def run_block(model: nn.Module, layer: int, ids: Tensor, stream: Tensor) -> Tensor:
-    """Output stream ``(B, T, d)`` of block ``layer`` when its input is ``stream`` (differentiable); the rest
-    of the model after the block is not run."""
-    block = blocks_of(model)[layer]
+@contextmanager
+def _input_replaced(block: nn.Module, fn: Callable[[Tensor], Tensor], stop: bool) -> Iterator[None]:
+    """While active, ``block`` reads ``fn(its input stream)``; with ``stop`` the forward ends after it
+    (raising :class:`_Stop` with its output)."""
 
     def pre(_m, args, kwargs):
         if args:
-            return (stream, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": stream}
+            return (fn(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
 
     def post(_m, _a, out):
         raise _Stop(out[0] if isinstance(out, tuple) else out)
 
-    hooks = [block.register_forward_pre_hook(pre, with_kwargs=True), block.register_forward_hook(post)]
+    hooks = [block.register_forward_pre_hook(pre, with_kwargs=True)]
+    if stop:
+        hooks.append(block.register_forward_hook(post))
     try:
-        model(input_ids=ids)
-    except _Stop as stop:
-        return stop.output
+        yield
     finally:
         for h in hooks:
             h.remove()
+
+
+def run_block(model: nn.Module, layer: int, ids: Tensor, stream: Tensor) -> Tensor:
+    """Output stream ``(B, T, d)`` of block ``layer`` when its input is ``stream`` (differentiable); the rest
+    of the model after the block is not run."""
+    try:
+        with _input_replaced(blocks_of(model)[layer], lambda _h: stream, stop=True):
+            model(input_ids=ids)
+    except _Stop as stop:
+        return stop.output
     raise RuntimeError("the block did not run")
 
 
@@ -53,24 +75,34 @@ def _with_one(h: Tensor) -> Tensor:
     return torch.cat([h, torch.ones(*h.shape[:-1], 1, dtype=h.dtype)], dim=-1)
 
 
-def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8, sources: int = 8,
-                   tol: float = 1e-12, seed: int = 0) -> list[LayerBasis]:
-    """LIB of every residual-stream layer ``0..L`` from ``tokens`` ``(n,)`` (consecutive windows of
-    ``context``); ``sources``: random vectors per batch for the Jacobian second moments."""
-    n_layers = len(blocks_of(model))
+def _stream_grams(model: nn.Module, tokens: Tensor, context: int, batch: int) -> Tensor:
+    """``(L + 1, d + 1, d + 1)`` float64: ``E[f f^T]`` of every residual-stream layer (constant 1 appended)."""
     grams, n = None, 0
     for _, h in stream_batches(model, tokens, context, batch):
         f = _with_one(h.double()).flatten(1, 2)  # (L + 1, N, d + 1)
         grams = f.transpose(1, 2) @ f if grams is None else grams + f.transpose(1, 2) @ f
         n += f.shape[1]
-    grams = grams / n
-    evals, evecs = torch.linalg.eigh(grams[-1])
-    keep = evals > tol * evals.max()
-    u = evecs[:, keep].flip(1)
+    return grams / n
+
+
+def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8, sources: int = 8,
+                   tol: float = 1e-12, seed: int = 0, kind: Literal["lib", "pca"] = "lib",
+                   progress: bool = False) -> list[LayerBasis]:
+    """Basis of every residual-stream layer ``0..L`` from ``tokens`` ``(n,)`` (consecutive windows of
+    ``context``): the LIB, or with ``kind="pca"`` the principal directions of each stream; ``sources``:
+    random vectors per batch for the Jacobian second moments."""
+    if kind not in ("lib", "pca"):
+        raise ParamLensError(f"unknown residual-stream basis '{kind}'; choose lib or pca")
+    n_layers = len(blocks_of(model))
+    grams = _stream_grams(model, tokens, context, batch)
+    if kind == "pca":
+        return [pca_of_gram(g, tol) for g in grams]
+    n = (len(tokens) // context) * context  # tokens in whole windows
     bases: list[LayerBasis | None] = [None] * (n_layers + 1)
-    bases[-1] = LayerBasis(u, u, evals[keep].flip(0), False, evals.flip(0))
+    bases[-1] = pca_of_gram(grams[-1], tol)
     g = torch.Generator().manual_seed(seed)
-    for layer in reversed(range(n_layers)):
+    for layer in track(reversed(range(n_layers)), total=n_layers, description="interaction basis",
+                       disable=not progress):
         r_mat, p_mat, gram_evals = whiten_gram(grams[layer], tol)
         c_next = bases[layer + 1].coords
         d = p_mat.shape[0] - 1
@@ -92,28 +124,64 @@ def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: i
 
 
 def residual_edges(model: nn.Module, tokens: Tensor, bases: list[LayerBasis], context: int = 64, batch: int = 8,
-                   sources: int = 8, seed: int = 0) -> list[Tensor]:
+                   sources: int = 8, seed: int = 0, top: int | None = None, progress: bool = False) -> list[Tensor]:
     """Edge weights ``(k_{l+1}, k_l)`` between consecutive residual-stream layers: for direction ``j`` of layer
     ``l`` and ``i`` of layer ``l + 1``, the mean over tokens of ``sum_(t, s) (d c_(i,t) / d y_(j,s) * y_(j,s))^2``
     (gradient times activation, squared, summed over token pairs). The sum over output tokens ``t`` is taken
     with random signs (Rademacher sources: the cross terms vanish in expectation), so each output direction
-    costs ``sources`` vector-Jacobian products per batch."""
-    g = torch.Generator().manual_seed(seed)
+    costs ``sources`` vector-Jacobian products per batch. ``top``: only the ``top`` most important directions
+    of every layer (``k = min(top, size)``), which bounds the cost on wide models."""
     out = []
-    for layer in range(len(bases) - 1):
+    for layer in track(range(len(bases) - 1), description="interaction edges", disable=not progress):
+        g = torch.Generator().manual_seed(seed + layer)  # per layer: a layer's edges do not depend on the others'
         b, nxt = bases[layer], bases[layer + 1]
+        k_in, k_out = (b.size, nxt.size) if top is None else (min(top, b.size), min(top, nxt.size))
         d = b.vectors.shape[0] - 1
-        total = torch.zeros(nxt.size, b.size, dtype=torch.float64)
-        n = 0
+        total = torch.zeros(k_out, k_in, dtype=torch.float64)
         for ids, h in stream_batches(model, tokens, context, batch):
             y = (_with_one(h[layer].double()) @ b.dual).requires_grad_(True)  # (B, T, k) unit coordinates
             stream = run_block(model, layer, ids, (y @ b.vectors.T)[..., :d].to(h.dtype)).double()
-            coords = _with_one(stream) @ nxt.coords  # (B, T, k_next)
-            for i in range(nxt.size):
+            coords = _with_one(stream) @ nxt.coords[:, :k_out]  # (B, T, k_out)
+            for i in range(k_out):
                 for _ in range(sources):
                     signs = torch.randint(0, 2, coords.shape[:2], generator=g).to(coords.dtype) * 2 - 1
                     (grad,) = torch.autograd.grad((coords[..., i] * signs).sum(), y, retain_graph=True)
-                    total[i] += ((grad * y.detach()) ** 2).sum((0, 1)) / sources
-            n += y.shape[0] * y.shape[1]
-        out.append(total / n)
+                    total[i] += ((grad[..., :k_in] * y.detach()[..., :k_in]) ** 2).sum((0, 1)) / sources
+        out.append(total / ((len(tokens) // context) * context))
     return out
+
+
+def _stream_loss(out: object, ids: Tensor, reference: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(loss, final stream)``: next-token cross-entropy when the model has logits; otherwise (an encoder)
+    the mean square of ``final - reference`` over the mean square of ``reference``."""
+    logits = getattr(out, "logits", None)
+    final = out.last_hidden_state if logits is None else logits
+    if logits is not None:
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten()), final
+    if reference is None:
+        return torch.zeros(()), final
+    return ((final - reference) ** 2).mean() / (reference**2).mean(), final
+
+
+@torch.no_grad()
+def stream_ablation_curve(model: nn.Module, tokens: Tensor, layer: int, basis: LayerBasis, counts: list[int],
+                          context: int = 64, batch: int = 8) -> tuple[float, list[float]]:
+    """``(loss of the full model, [loss with the stream before block layer rebuilt from its top-n directions
+    of basis, for n in counts])``; the loss as in the module docstring (0 for the full encoder)."""
+    if not 0 <= layer < len(blocks_of(model)):
+        raise ParamLensError(f"layer {layer}: ablation curves need the stream before a block (0..{len(blocks_of(model)) - 1})")
+    block = blocks_of(model)[layer]
+    model.eval()
+    full, losses, windows = 0.0, [0.0] * len(counts), 0
+    for ids in windows_of(tokens, context, batch):
+        clean, reference = _stream_loss(model(input_ids=ids), ids, None)
+        full += float(clean) * len(ids)
+        for c, n in enumerate(counts):
+            def keep_top(h: Tensor, n: int = n) -> Tensor:
+                y = _with_one(h.double()) @ basis.dual[:, :n]
+                return (y @ basis.vectors[:, :n].T)[..., :-1].to(h.dtype)
+
+            with _input_replaced(block, keep_top, stop=False):
+                losses[c] += float(_stream_loss(model(input_ids=ids), ids, reference)[0]) * len(ids)
+        windows += len(ids)
+    return full / windows, [v / windows for v in losses]

@@ -78,16 +78,21 @@ def residual_streams(model: nn.Module, input_ids: Tensor, weights: Mapping | Non
     return torch.stack(captured)
 
 
-def stream_batches(model: nn.Module, tokens: Tensor, context: int, batch: int = 8,
-                   weights: Mapping | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """Cut ``tokens`` ``(n,)`` into consecutive windows of ``context`` and yield ``(ids (B, T), streams
-    (L + 1, B, T, d))`` a batch at a time, so only one batch of activations is held; ``weights`` as in
-    :func:`residual_streams`."""
+def windows_of(tokens: Tensor, context: int, batch: int = 8) -> Iterator[Tensor]:
+    """Consecutive windows of ``context`` tokens from ``tokens`` ``(n,)``, ``batch`` windows ``(B, T)`` at a
+    time (a trailing partial window is dropped)."""
     n = (len(tokens) // context) * context
     if n == 0:
         raise ParamLensError(f"{len(tokens)} tokens are fewer than one window of {context}")
     windows = tokens[:n].view(-1, context)
-    model.eval()
     for s in range(0, len(windows), batch):
-        ids = windows[s: s + batch]
+        yield windows[s: s + batch]
+
+
+def stream_batches(model: nn.Module, tokens: Tensor, context: int, batch: int = 8,
+                   weights: Mapping | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """:func:`windows_of` with each batch's residual streams: ``(ids (B, T), streams (L + 1, B, T, d))``, so
+    only one batch of activations is held; ``weights`` as in :func:`residual_streams`."""
+    model.eval()
+    for ids in windows_of(tokens, context, batch):
         yield ids, residual_streams(model, ids, weights)

@@ -16,17 +16,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from paramlens.errors import ParamLensError
 from paramlens.models.train import TrainConfig, seeded, train
 
-
-BUILTIN = "modular-addition"
-
-
-def check_builtin(name: str) -> None:
-    """The command line trains this model itself; any other name is an error that says where to go."""
-    if name != BUILTIN:
-        raise ParamLensError(f"'{name}': the command line knows '{BUILTIN}'; other models go through the Python API")
+BUILTIN = "modular-addition"  # the name the command line trains this model under
 
 
 class ModularConfig(TrainConfig):
