@@ -35,10 +35,10 @@ CASES = {
     "40-10": (TMSConfig(n_features=40, n_hidden=10), "spd",
               {**FAST_SPD, **TIED, "C": 200, "p": 2.0, "importance_minimality_coeff": 1e-4, "steps": 10_000,
                "batch_size": 2048}),
-    "apd-5-2": (TMSConfig(), "apd", {"C": 5, "rank": 3, "topk": 0.25, "steps": 20_000, "schatten_coeff": 1.0,
-                                     "lr": 3e-3}),
+    "apd-5-2": (TMSConfig(), "apd", {**TIED, "C": 5, "steps": 20_000}),  # APDConfig's defaults: the paper's
     "apd-40-10": (TMSConfig(n_features=40, n_hidden=10), "apd",
-                  {"C": 40, "rank": 11, "topk": 2.0, "steps": 20_000, "schatten_coeff": 15.0, "lr": 1e-3}),
+                  {**TIED, "C": 40, "rank": 11, "topk": 2.0, "topk_recon_coeff": 10.0, "schatten_p": 0.9,
+                   "schatten_coeff": 15.0, "lr": 1e-3, "lr_schedule": "cosine", "steps": 20_000}),
 }
 
 

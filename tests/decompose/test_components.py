@@ -92,3 +92,25 @@ def test_faithfulness_warmup_fits_the_weights():
     before = loss()
     spd.warm_up(model, steps=300, lr=1e-2, weight_decay=0.0)
     assert loss() < 1e-3 * before
+
+
+def test_apd_tied_targets_use_the_owner_components_transposed():
+    from paramlens import ParamLensError
+    from paramlens.decompose.apd import APDConfig, APDMethod
+    from paramlens.models.toy.tms import TMS, TMSConfig
+
+    torch.manual_seed(3)
+    model = TMS(TMSConfig(n_features=6, n_hidden=3))
+    targets = select(model, ["linear1", "linear2"])
+    dec = APDMethod.build(model, targets, APDConfig(C=4, rank=2, tied=model.tied_targets))
+    assert sorted(dec.state_dict()) == ["A.linear1", "B.linear1"]
+    assert torch.allclose(dec.weight(targets[1]), dec.weight(targets[0]).T)
+    x = torch.rand(5, 3)
+    mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    parts = dec.factors(targets[0])
+    kept = sum(parts[0][c] @ parts[1][c] for c in (0, 2))  # (d_in1, d_out1): linear2's kept matrix, transposed
+    assert torch.allclose(dec.masked(targets[1], mask)(x), x @ kept.T, atol=1e-6)
+    with torch.no_grad():
+        model.linear2.weight.add_(0.1)
+    with pytest.raises(ParamLensError, match="'linear2' is not the transpose of 'linear1'"):
+        APDMethod.build(model, targets, APDConfig(C=4, tied=model.tied_targets))

@@ -7,8 +7,12 @@
    of component ``c`` on each output ``o`` (``h_t``: target ``t``'s output, ``a_t``: its input);
 2. batch top-k: the ``topk * batch`` largest ``s_bc`` over the batch are active;
 3. losses: faithfulness ``||W - sum_c P_c||^2 / N``; top-k reconstruction (the model run with only the
-   active components vs the target output); Schatten-p simplicity ``sum (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2)``
-   over active components, mean over the batch.
+   active components vs the target output); Schatten-p simplicity ``sum (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2) / N``
+   over active components, mean over the batch (``N``: number of target weights, as in faithfulness, so a
+   coefficient means the same on models of any size).
+
+A target whose matrix is another's transpose (``tied``, e.g. TMS's ``W^T``) uses the owner's components
+transposed: ``A' = B^T``, ``B' = A^T``.
 
 With more than ``max_exact_outputs`` outputs (a language model's vocabulary), ``sum_o (.)^2`` is estimated
 with ``n_probes`` random sign vectors (Hutchinson): ``E[(r . J)^2] = |J|^2``.
@@ -25,28 +29,33 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from paramlens.core.weights import LinearMap, Target
-from paramlens.decompose.components import module_key
+from paramlens.decompose.components import check_tied_in, module_key, tied_owners
 from paramlens.decompose.forward import faithfulness, logits_of, output_loss, run_maps, weighted_total
 
 
 class APDConfig(BaseModel):
-    """APD settings; defaults follow the paper's TMS setup (set ``C`` and ``topk`` for your model)."""
+    """APD settings; the defaults are the paper's for TMS 5-2 (set ``C``, ``topk`` and the coefficients for your
+    model; the paper's TMS 40-10: ``C=40, topk=2, topk_recon_coeff=10, schatten_p=0.9, schatten_coeff=15,
+    lr=1e-3, lr_schedule="cosine"``)."""
 
     method: Literal["apd"] = "apd"
     C: int = Field(5, ge=1, description="parameter components (shared by all targets)")
     rank: int = Field(3, ge=1, description="rank m of each component in each target")
-    topk: float = Field(0.25, gt=0, description="mean number of active components per input (batch top-k)")
+    topk: float = Field(0.211, gt=0, description="mean number of active components per input (batch top-k)")
     steps: int = Field(20_000, ge=1)
     batch_size: int = Field(2048, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr: float = Field(3e-2, gt=0)
+    lr_schedule: Literal["cosine", "constant"] = "constant"
+    lr_warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of the steps with a linear learning-rate warm-up")
     faithfulness_coeff: float = Field(1.0, ge=0)
-    topk_recon_coeff: float = Field(10.0, ge=0)
-    schatten_coeff: float = Field(1.0, ge=0)
-    schatten_p: float = Field(0.9, gt=0)
+    topk_recon_coeff: float = Field(1.0, ge=0)
+    schatten_coeff: float = Field(0.7, ge=0)
+    schatten_p: float = Field(1.0, gt=0)
     max_exact_outputs: int = Field(64, ge=1)
     n_probes: int = Field(8, ge=1)
     output_loss: Literal["mse", "kl"] = "mse"
+    tied: dict[str, str] = Field(default_factory=dict, description="{target: owner}: target's matrix is owner's "
+                                 "transpose (tied weights); it uses the owner's components, transposed")
     seed: int = 0
 
 
@@ -56,26 +65,35 @@ class APDModel(nn.Module):
     def __init__(self, targets: Sequence[Target], cfg: APDConfig):
         super().__init__()
         self.targets, self.cfg = list(targets), cfg
+        self.tied = {name: module_key(t) for t in targets for name, owner in cfg.tied.items() if t.name == owner}
         C, rank = cfg.C, cfg.rank
         self.A = nn.ParameterDict()
         self.B = nn.ParameterDict()
-        for t in self.targets:
+        for t in tied_owners(self.targets, cfg.tied):
             d_out, d_in = t.shape
             self.A[module_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, d_in, rank)))
             self.B[module_key(t)] = nn.Parameter(nn.init.xavier_normal_(torch.empty(C, rank, d_out)))
 
+    def factors(self, t: Target) -> tuple[Tensor, Tensor]:
+        """``A`` ``(C, d_in, m)`` and ``B`` ``(C, m, d_out)`` of target ``t`` (a tied target: its owner's, swapped
+        and transposed)."""
+        if t.name in self.tied:
+            A, B = self.A[self.tied[t.name]], self.B[self.tied[t.name]]
+            return B.transpose(1, 2), A.transpose(1, 2)
+        return self.A[module_key(t)], self.B[module_key(t)]
+
     def weight(self, t: Target) -> Tensor:
         """Sum of the components in target ``t``, ``(d_out, d_in)``."""
-        return einsum(self.A[module_key(t)], self.B[module_key(t)], "c i m, c m o -> o i")
+        return einsum(*self.factors(t), "c i m, c m o -> o i")
 
     def _inner(self, t: Target, x: Tensor) -> Tensor:
         """``x A_c`` for every component, ``(..., C, m)``."""
-        A = self.A[module_key(t)]
+        A = self.factors(t)[0]
         return t.read_in(x, A.permute(1, 0, 2).flatten(1)).unflatten(-1, (A.shape[0], A.shape[2]))
 
     def component_acts(self, t: Target, x: Tensor) -> Tensor:
         """What each component writes, ``(..., C, d_out)``, for the module input ``x``."""
-        return einsum(self._inner(t, x), self.B[module_key(t)], "... c m, c m o -> ... c o")
+        return einsum(self._inner(t, x), self.factors(t)[1], "... c m, c m o -> ... c o")
 
     def masked(self, t: Target, mask: Tensor | None) -> LinearMap:
         """The layer map with component ``c`` scaled by ``mask[..., c]`` (None: all at 1)."""
@@ -84,7 +102,7 @@ class APDModel(nn.Module):
             inner = self._inner(t, x)
             if mask is not None:
                 inner = inner * mask.unsqueeze(-1)
-            return einsum(inner, self.B[module_key(t)], "... c m, c m o -> ... o")
+            return einsum(inner, self.factors(t)[1], "... c m, c m o -> ... o")
 
         return fn
 
@@ -92,13 +110,13 @@ class APDModel(nn.Module):
         return {t: self.masked(t, masks[t.name]) for t in self.targets}
 
     def schatten(self, mask: Tensor, p: float) -> Tensor:
-        """``sum_t sum_{c,k} mask_c (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2)``, mean over inputs; mask ``(..., C)``."""
+        """``sum_t sum_{c,k} mask_c (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2) / N``, mean over inputs; mask ``(..., C)``."""
         total = mask.new_zeros(())
         for t in self.targets:
-            A, B = self.A[module_key(t)], self.B[module_key(t)]
+            A, B = self.factors(t)
             per_c = (A.pow(2).sum(1) * B.pow(2).sum(2) + 1e-16).pow(p / 2).sum(-1)  # (C,)
             total = total + (mask * per_c).sum(-1).mean()
-        return total
+        return total / sum(t.shape[0] * t.shape[1] for t in self.targets)
 
 
 def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor], cfg: APDConfig,
@@ -170,7 +188,9 @@ class APDMethod:
 
     @staticmethod
     def build(model: nn.Module, targets: Sequence[Target], cfg: APDConfig) -> APDModel:
-        return APDMethod.build_empty(targets, cfg)
+        dec = APDMethod.build_empty(targets, cfg)
+        check_tied_in(model, targets, cfg.tied)
+        return dec
 
     @staticmethod
     def losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
@@ -190,11 +210,11 @@ class APDMethod:
     @staticmethod
     def outputs_along(dec: APDModel, target: Target, directions: Tensor) -> Tensor:
         """What each component writes for each unit input direction, ``(n, C, d_out)``."""
-        A, B = dec.A[module_key(target)].detach(), dec.B[module_key(target)].detach()
+        A, B = (f.detach() for f in dec.factors(target))
         return einsum(directions, A, B, "n i, c i m, c m o -> n c o")
 
     @staticmethod
     def read_directions(dec: APDModel, target: Target) -> Tensor:
         """``(d_in, C)``: each component's main input direction (top right-singular vector of ``P_c``)."""
-        P = einsum(dec.A[module_key(target)].detach(), dec.B[module_key(target)].detach(), "c i m, c m o -> c o i")
+        P = einsum(*(f.detach() for f in dec.factors(target)), "c i m, c m o -> c o i")
         return torch.linalg.svd(P, full_matrices=False).Vh[:, 0, :].T

@@ -9,6 +9,7 @@ For a target with matrix ``W`` ``(d_out, d_in)`` and ``C`` subcomponents, ``V`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from einops import einsum
 from torch import Tensor, nn
 
 from paramlens.core.weights import LinearMap, Target
+from paramlens.errors import ParamLensError
 
 
 def module_key(target: Target) -> str:
@@ -64,6 +66,27 @@ class Subcomponents(RankOne):
         self.target, self.C = target, C
         self.V = nn.Parameter(torch.randn(d_in, C) / math.sqrt(d_in))
         self.U = nn.Parameter(torch.randn(C, d_out) / math.sqrt(C))
+
+
+def tied_owners(targets: Sequence[Target], tied: dict[str, str]) -> list[Target]:
+    """The targets that own parameters, after checking ``tied`` (``{target: owner}``, target's matrix is the
+    owner's transpose): both must be targets, owners untied, shapes transposed."""
+    by_name = {t.name: t for t in targets}
+    for name, owner in tied.items():
+        if name not in by_name or owner not in by_name or owner in tied:
+            raise ParamLensError(f"tied target '{name}' -> '{owner}': both must be targets, and the owner untied")
+        if by_name[name].shape != by_name[owner].shape[::-1]:
+            raise ParamLensError(f"tied target '{name}' {by_name[name].shape} is not shaped like the transpose "
+                                 f"of '{owner}' {by_name[owner].shape}")
+    return [t for t in targets if t.name not in tied]
+
+
+def check_tied_in(model: nn.Module, targets: Sequence[Target], tied: dict[str, str]) -> None:
+    """Raise unless every tied target's matrix is its owner's transpose in ``model``."""
+    by_name = {t.name: t for t in targets}
+    for name, owner in tied.items():
+        if not torch.allclose(by_name[name].matrix(model), by_name[owner].matrix(model).T, atol=1e-6, rtol=1e-4):
+            raise ParamLensError(f"tied target '{name}' is not the transpose of '{owner}' in this model")
 
 
 class TiedSubcomponents(RankOne):

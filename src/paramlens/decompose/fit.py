@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,6 +76,18 @@ def check_targets(model: nn.Module, patterns: str | Sequence[str]) -> list[Targe
     return targets
 
 
+def lr_factor(cfg: BaseModel, step: int) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up over the first ``lr_warmup_frac`` of the steps, then
+    constant, or cosine decay to 0 at the last step."""
+    warm = int(cfg.lr_warmup_frac * cfg.steps)
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    span = max(cfg.steps - 1 - warm, 1)
+    return math.cos(0.5 * math.pi * min(step - warm, span) / span)
+
+
 def fit(
     method: Method,
     model: nn.Module,
@@ -107,11 +120,7 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     params = [p for p in dec.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    if cfg.lr_schedule == "cosine":
-        last = max(cfg.steps - 1, 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: math.cos(0.5 * math.pi * min(i, last) / last))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg))
     eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
     if eval_size is None:  # 4096 feature vectors for toy models; one batch of token windows for LMs
         eval_size = 4096 if data.sample(1, torch.Generator()).is_floating_point() else cfg.batch_size

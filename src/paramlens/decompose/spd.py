@@ -28,7 +28,9 @@ from paramlens.decompose.components import (
     RankOne,
     Subcomponents,
     TiedSubcomponents,
+    check_tied_in,
     hard_sigmoid,
+    tied_owners,
     lower_leaky_hard_sigmoid,
     module_key,
     upper_leaky_hard_sigmoid,
@@ -46,6 +48,7 @@ class SPDConfig(BaseModel):
     batch_size: int = Field(4096, ge=1)
     lr: float = Field(1e-3, gt=0)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_warmup_frac: float = Field(0.0, ge=0, lt=1, description="share of the steps with a linear learning-rate warm-up")
     p: float = Field(1.0, gt=0, description="exponent of the importance-minimality loss")
     faithfulness_coeff: float = Field(1.0, ge=0)
     stochastic_recon_coeff: float = Field(1.0, ge=0)
@@ -86,13 +89,7 @@ class SPDModel(nn.Module):
         self.targets = list(targets)
         self.tied = dict(tied or {})
         by_name = {t.name: t for t in self.targets}
-        for name, owner in self.tied.items():
-            if name not in by_name or owner not in by_name or owner in self.tied:
-                raise ParamLensError(f"tied target '{name}' -> '{owner}': both must be targets, and the owner untied")
-            if by_name[name].shape != by_name[owner].shape[::-1]:
-                raise ParamLensError(f"tied target '{name}' {by_name[name].shape} is not shaped like the transpose "
-                                     f"of '{owner}' {by_name[owner].shape}")
-        self.owners = [t for t in self.targets if t.name not in self.tied]
+        self.owners = tied_owners(self.targets, self.tied)
         self.components = nn.ModuleDict({module_key(t): Subcomponents(t, C) for t in self.owners})
         self.tied_components = {
             module_key(t): TiedSubcomponents(t, self.components[module_key(by_name[self.tied[t.name]])])
@@ -109,11 +106,7 @@ class SPDModel(nn.Module):
     def init_from(self, model: nn.Module) -> None:
         """Unit-norm random ``V`` columns and ``U`` rows, each ``U_c`` scaled by ``U_c^T W V_c`` so that the
         initial sum already points along ``W``'s action on each read direction. Checks tied targets."""
-        for name, owner in self.tied.items():
-            W, W_owner = (model.get_submodule(n).weight for n in (name, owner))
-            t, o = (next(x for x in self.targets if x.name == n) for n in (name, owner))
-            if not torch.allclose(t.to_matrix(W), o.to_matrix(W_owner).T, atol=1e-6, rtol=1e-4):
-                raise ParamLensError(f"tied target '{name}' is not the transpose of '{owner}' in this model")
+        check_tied_in(model, self.targets, self.tied)
         for t in self.owners:
             comp = self.components[module_key(t)]
             W = t.matrix(model).detach().float()
