@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from paramlens.core.runs import Result, new_run_dir
+from paramlens.core.weights import select
 from paramlens.interaction.basis import Segment, interaction_basis, segments_of
 from paramlens.interaction.degeneracy import Degeneracy, degeneracy, residual_degeneracy
 from paramlens.interaction.edges import direction_curve, edge_curve, edges, edges_needed
-from paramlens.interaction.modularity import modules
+from paramlens.interaction.llc import LLCConfig, local_learning_coefficient
 from paramlens.interaction.lm_summary import LMInteraction, lm_interaction
-from paramlens.models.toy.modular_addition import BUILTIN, ModularConfig, ModularMLP, all_pairs, train_modular
+from paramlens.interaction.modularity import modules
+from paramlens.models.toy.modular_addition import BUILTIN, ModularConfig, ModularMLP, all_pairs, split, train_modular
 from paramlens.report import Section, write_report
 
 
@@ -44,6 +47,22 @@ def modular_model(p: int, seed: int, progress: bool = True) -> tuple[ModularMLP,
     """The built-in modular-addition MLP (trained), its segments, and its train / test accuracy."""
     model, acc = train_modular(ModularConfig(p=p, seed=seed), progress=progress)
     return model, segments_of(model.layers()), acc
+
+
+def modular_llc(net: ModularMLP, p: int, seed: int) -> tuple[float, float, int]:
+    """``(LLC, its standard error, number of weights)`` of the trained modular-addition MLP on its training pairs
+    (cross-entropy, SGLD batches of 512 pairs, the default :class:`LLCConfig`)."""
+    x, y = all_pairs(p)
+    idx, _ = split(ModularConfig(p=p, seed=seed))
+    g = torch.Generator().manual_seed(seed)
+
+    def loss(run, step: int) -> torch.Tensor:
+        rows = idx if step < 0 else idx[torch.randint(0, len(idx), (512,), generator=g)]
+        return F.cross_entropy(run(x[rows]), y[rows])
+
+    targets = select(net, "*")
+    llc, err = local_learning_coefficient(net, targets, loss, len(idx), LLCConfig(seed=seed), progress=True)
+    return llc, err, sum(t.shape[0] * t.shape[1] for t in targets)
 
 
 @dataclass
@@ -126,8 +145,9 @@ def run_interaction(model: str, p: int, seed: int, out_dir: Path,
 def run_degeneracy(model: str, p: int, seed: int, out_dir: Path, lm: LMOptions | None = None) -> tuple[Degeneracy, Path]:
     """The built-in modular-addition MLP (``p``), or any language model read as ``lm`` says."""
     if model == BUILTIN:
-        _, segs, _ = modular_model(p, seed)
+        net, segs, _ = modular_model(p, seed)
         result, name = degeneracy(segs, all_pairs(p)[0]), model
+        result.llc, result.llc_error, result.n_weights = modular_llc(net, p, seed)
     else:
         opts = lm or LMOptions()
         net, ids, name = _lm_tokens(model, opts)

@@ -34,7 +34,8 @@ class Degeneracy(Result):
     layers before the output); per layer of units (``unit_layers``, named by ``units``: "ReLU layer" or
     "MLP of block"): ``dead``, ``always_on``, ``duplicate_groups`` (groups of 2+ units with identical firing),
     ``duplicate_units`` (units in those groups beyond one per group), ``near_duplicate_units`` (the same with
-    Jaccard >= ``near``)."""
+    Jaccard >= ``near``); ``llc`` / ``llc_error``: the local learning coefficient and its standard error over
+    SGLD chains (:mod:`paramlens.interaction.llc`), when estimated."""
 
     kind = "degeneracy"
     widths: list[int]
@@ -48,6 +49,9 @@ class Degeneracy(Result):
     near_duplicate_units: list[int]
     near: float
     units: str = "ReLU layer"
+    llc: float | None = None
+    llc_error: float | None = None
+    n_weights: int = 0
 
     def summary(self) -> str:
         lines = ["degeneracy per layer (0 = inputs; widths without the constant unit):"]
@@ -59,6 +63,9 @@ class Degeneracy(Result):
             lines.append(f"  {self.units} {l}: dead {self.dead[i]}, always on {self.always_on[i]}, "
                          f"{self.duplicate_groups[i]} groups firing identically ({self.duplicate_units[i]} redundant "
                          f"units), {self.near_duplicate_units[i]} more redundant at Jaccard >= {self.near}")
+        if self.llc is not None:
+            lines.append(f"  local learning coefficient {self.llc:.1f} +- {self.llc_error:.1f} (a regular model: half its "
+                         f"{self.n_weights} weights, {self.n_weights / 2:.0f})")
         return "\n".join(lines)
 
     def figures(self, folder) -> list[tuple[str, str]]:

@@ -69,10 +69,12 @@ class LMInteraction(Result):
         axes[1].set_ylabel("loss")
         axes[1].legend(fontsize=7)
         mid = len(lib) // 2 - 1
-        image = axes[2].imshow(self.edges[f"lib/{mid}"].sqrt().numpy(), cmap="viridis", aspect="auto")
+        edges = self.edges[f"lib/{mid}"]
+        image = axes[2].imshow(edges.clamp_min(1e-12 * float(edges.max())).log10().numpy(), cmap="viridis",
+                               aspect="auto")
         axes[2].set_xlabel(f"LIB direction, layer {mid}")
         axes[2].set_ylabel(f"LIB direction, layer {mid + 1}")
-        fig.colorbar(image, ax=axes[2], label="sqrt(edge)")
+        fig.colorbar(image, ax=axes[2], label="log10 edge")
         fig.tight_layout()
         fig.savefig(folder / "lm_interaction.png", dpi=120)
         plt.close(fig)
