@@ -68,3 +68,4 @@ def test_planted_degeneracy_in_a_transformer_is_counted_exactly():
     assert d.unit_layers == [0, 1] and d.dead == [0, 3]
     assert (d.duplicate_groups[1], d.duplicate_units[1]) == (1, 2)
     assert d.duplicate_units[0] == 0 and d.activation_null[1:] == [0, 0]
+    assert d.gradient_null == [0, 0]  # the constant unit, which no block reads, is not counted

@@ -9,7 +9,8 @@
    identical patterns (Jaccard similarity at least ``near``) are counted separately.
 
 For a transformer (:func:`residual_degeneracy`) kinds 1 and 2 are read on the residual stream before every
-block and after the last (with :func:`paramlens.interaction.residual.residual_basis`), kind 3 on the hidden
+block and after the last (with :func:`paramlens.interaction.residual.residual_basis`; directions that move only
+the constant unit, which no block reads, are not counted as null gradient directions), kind 3 on the hidden
 units of every block's MLP, where a unit "fires" when the input of its activation is positive (for GELU or
 SiLU this is the ReLU-like reading: below zero the unit passes almost nothing).
 """
@@ -183,6 +184,8 @@ def residual_degeneracy(model: nn.Module, tokens: Tensor, context: int = 64, bat
     units of every block."""
     bases = residual_basis(model, tokens, context, batch, sources, tol, seed, progress=progress)
     act_null, grad_null = _null_counts(bases, tol)
+    # no block reads the constant unit: directions that move only it are null by construction, not counted
+    grad_null = [g - (b.size - int(torch.linalg.matrix_rank(b.vectors[:-1]))) for g, b in zip(grad_null, bases)]
     counts = [_unit_counts(f, near) for f in mlp_firing(model, tokens, context, batch)]
     return Degeneracy([b.vectors.shape[0] - 1 for b in bases], act_null, grad_null, list(range(len(counts))),
                       *_per_count(counts), near, units="MLP of block")
