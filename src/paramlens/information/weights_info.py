@@ -93,10 +93,14 @@ def _noisy(w: dict[str, Tensor], log_alpha: dict[str, Tensor], targets: list[Tar
 
 def hessian_diagonal(loss_of: Callable[[dict[Target, Tensor]], Tensor], w: dict[str, Tensor], targets: list[Target],
                      samples: int, generator: torch.Generator) -> dict[str, Tensor]:
-    """Hutchinson estimate of ``diag H`` of ``loss_of(weights)`` at ``w``: mean of ``v * (H v)``."""
+    """Hutchinson estimate of ``diag H`` of ``loss_of(weights)`` at ``w``: mean of ``v * (H v)``. Attention runs
+    on PyTorch's plain ("math") kernel here: the fused CPU kernels have no second derivative."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     params = {t.name: w[t.name].clone().requires_grad_(True) for t in targets}
-    loss = loss_of({t: params[t.name] for t in targets})
-    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+    with sdpa_kernel(SDPBackend.MATH):
+        loss = loss_of({t: params[t.name] for t in targets})
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
     est = {name: torch.zeros_like(p) for name, p in params.items()}
     for _ in range(samples):
         vs = [torch.randint(0, 2, p.shape, generator=generator).to(p.dtype) * 2 - 1 for p in params.values()]
