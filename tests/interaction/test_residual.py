@@ -100,7 +100,8 @@ def test_ablation_curves_recover_the_intact_loss_once_the_planted_rank_is_kept()
         bases = residual_basis(model, tokens, context=T, batch=16, sources=8, kind=kind)
         assert bases[1].size == 4, kind  # rank 3 + the constant
         full, losses = stream_ablation_curve(model, tokens, 1, bases[1], [1, 2, 4], context=T, batch=16)
-        assert abs(losses[2] - full) < 1e-5 and abs(losses[0] - full) > 1e-3, (kind, full, losses)  # untrained: lower or higher
+        # untrained, so one direction may lower or raise the loss; rank + 1 directions leave it intact
+        assert abs(losses[2] - full) < 1e-5 and abs(losses[0] - full) > 1e-3, (kind, full, losses)
 
 
 def test_an_encoder_curve_is_the_fraction_of_the_final_stream_lost():

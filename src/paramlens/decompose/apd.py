@@ -46,7 +46,7 @@ class APDConfig(BaseModel):
     batch_size: int = Field(2048, ge=1)
     lr: float = Field(3e-2, gt=0)
     lr_schedule: Literal["cosine", "constant"] = "constant"
-    lr_warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of the steps with a linear learning-rate warm-up")
+    lr_warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of the steps with a linear lr warm-up")
     faithfulness_coeff: float = Field(1.0, ge=0)
     topk_recon_coeff: float = Field(1.0, ge=0)
     schatten_coeff: float = Field(0.7, ge=0)

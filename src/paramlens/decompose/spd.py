@@ -48,7 +48,7 @@ class SPDConfig(BaseModel):
     batch_size: int = Field(4096, ge=1)
     lr: float = Field(1e-3, gt=0)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
-    lr_warmup_frac: float = Field(0.0, ge=0, lt=1, description="share of the steps with a linear learning-rate warm-up")
+    lr_warmup_frac: float = Field(0.0, ge=0, lt=1, description="share of the steps with a linear lr warm-up")
     p: float = Field(1.0, gt=0, description="exponent of the importance-minimality loss")
     faithfulness_coeff: float = Field(1.0, ge=0)
     stochastic_recon_coeff: float = Field(1.0, ge=0)

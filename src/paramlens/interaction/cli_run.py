@@ -142,7 +142,8 @@ def run_interaction(model: str, p: int, seed: int, out_dir: Path,
     return result, folder
 
 
-def run_degeneracy(model: str, p: int, seed: int, out_dir: Path, lm: LMOptions | None = None) -> tuple[Degeneracy, Path]:
+def run_degeneracy(model: str, p: int, seed: int, out_dir: Path,
+                   lm: LMOptions | None = None) -> tuple[Degeneracy, Path]:
     """The built-in modular-addition MLP (``p``), or any language model read as ``lm`` says."""
     if model == BUILTIN:
         net, segs, _ = modular_model(p, seed)

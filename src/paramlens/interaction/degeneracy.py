@@ -65,8 +65,8 @@ class Degeneracy(Result):
                          f"{self.duplicate_groups[i]} groups firing identically ({self.duplicate_units[i]} redundant "
                          f"units), {self.near_duplicate_units[i]} more redundant at Jaccard >= {self.near}")
         if self.llc is not None:
-            lines.append(f"  local learning coefficient {self.llc:.1f} +- {self.llc_error:.1f} (a regular model: half its "
-                         f"{self.n_weights} weights, {self.n_weights / 2:.0f})")
+            lines.append(f"  local learning coefficient {self.llc:.1f} +- {self.llc_error:.1f} (a regular model: "
+                         f"half its {self.n_weights} weights, {self.n_weights / 2:.0f})")
         return "\n".join(lines)
 
     def figures(self, folder) -> list[tuple[str, str]]:

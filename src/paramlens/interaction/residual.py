@@ -169,7 +169,8 @@ def stream_ablation_curve(model: nn.Module, tokens: Tensor, layer: int, basis: L
     """``(loss of the full model, [loss with the stream before block layer rebuilt from its top-n directions
     of basis, for n in counts])``; the loss as in the module docstring (0 for the full encoder)."""
     if not 0 <= layer < len(blocks_of(model)):
-        raise ParamLensError(f"layer {layer}: ablation curves need the stream before a block (0..{len(blocks_of(model)) - 1})")
+        raise ParamLensError(f"layer {layer}: ablation curves need the stream before a block "
+                             f"(0..{len(blocks_of(model)) - 1})")
     block = blocks_of(model)[layer]
     model.eval()
     full, losses, windows = 0.0, [0.0] * len(counts), 0
