@@ -42,8 +42,8 @@ def one_backward_per_output(segments, bases, x) -> list[torch.Tensor]:
     out_m = []
     for layer, seg in enumerate(segments):
         b, nxt = bases[layer], bases[layer + 1]
-        y = (acts[layer] @ b.dual).requires_grad_(True)
-        out = seg(y @ b.vectors.T) @ nxt.coords
+        y = b.coordinates(acts[layer]).requires_grad_(True)
+        out = seg(b.rebuild(y)) @ nxt.coords
         m = torch.zeros(b.size, b.size, dtype=torch.float64)
         for i in range(out.shape[1]):
             (g,) = torch.autograd.grad(out[:, i].sum(), y, retain_graph=True)

@@ -21,13 +21,17 @@ def test_activations_are_the_networks(mlp):
     assert torch.allclose(acts[-1][:, :3].float(), net(x), atol=1e-5) and torch.all(acts[1][:, -1] == 1)
 
 
+@pytest.mark.parametrize("centred", [False, True])
 @pytest.mark.parametrize("kind", ["lib", "pca", "neuron"])
-def test_every_basis_reconstructs_the_activations(mlp, kind):
+def test_every_basis_reconstructs_the_activations(mlp, kind, centred):
     _, segs, x = mlp
     acts = augmented_activations(segs, x)
-    bases = interaction_basis(segs, x, kind)
+    bases = interaction_basis(segs, x, kind, centred=centred)
     for f, b in zip(acts, bases):
-        assert torch.allclose(((f @ b.dual) @ b.vectors.T)[:, :-1], f[:, :-1], atol=1e-9)
+        assert torch.allclose(b.rebuild(b.coordinates(f))[:, :-1], f[:, :-1], atol=1e-9)
+    if centred:  # the mean is the offset: coordinates average to 0 (the LIB's output layer is the raw outputs)
+        for f, b in zip(acts, bases[:-1] if kind == "lib" else bases):
+            assert torch.allclose(b.coordinates(f).mean(0), torch.zeros(b.size, dtype=f.dtype), atol=1e-9)
     for b in bases[:-1] if kind == "lib" else bases:  # (the LIB's output layer is the outputs, unsorted)
         assert torch.all(b.importance[:-1] >= b.importance[1:])
 

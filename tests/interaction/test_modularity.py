@@ -50,9 +50,10 @@ def test_keeping_every_edge_reproduces_the_network():
     segs = segments_of(list(net))
     x = torch.randn(50, 8)
     for kind in ("lib", "pca", "neuron"):
-        bases = interaction_basis(segs, x, kind)
-        keep = [torch.ones(w.shape, dtype=torch.bool) for w in edges(segs, bases, x)]
-        assert torch.allclose(ablated_output(segs, bases, x, keep).float(), net(x), atol=1e-5)
+        for centred in (False, True):
+            bases = interaction_basis(segs, x, kind, centred=centred)
+            keep = [torch.ones(w.shape, dtype=torch.bool) for w in edges(segs, bases, x)]
+            assert torch.allclose(ablated_output(segs, bases, x, keep).float(), net(x), atol=1e-5), (kind, centred)
 
 
 def test_unknown_transform_is_a_clear_error():

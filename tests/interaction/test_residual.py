@@ -96,10 +96,11 @@ def test_ablation_curves_recover_the_intact_loss_once_the_planted_rank_is_kept()
     from paramlens.interaction.residual import stream_ablation_curve
 
     model, tokens = low_rank_toy(3)
-    for kind in ("lib", "pca"):
-        bases = residual_basis(model, tokens, context=T, batch=16, sources=8, kind=kind)
-        assert bases[1].size == 4, kind  # rank 3 + the constant
-        full, losses = stream_ablation_curve(model, tokens, 1, bases[1], [1, 2, 4], context=T, batch=16)
+    for kind, centred in [("lib", False), ("pca", False), ("lib", True), ("pca", True)]:
+        bases = residual_basis(model, tokens, context=T, batch=16, sources=8, kind=kind, centred=centred)
+        rank = 3 if centred else 4  # rank 3, plus the constant unless centred (the mean is the offset)
+        assert bases[1].size == rank, (kind, centred)
+        full, losses = stream_ablation_curve(model, tokens, 1, bases[1], [1, 2, rank], context=T, batch=16)
         # untrained, so one direction may lower or raise the loss; rank + 1 directions leave it intact
         assert abs(losses[2] - full) < 1e-5 and abs(losses[0] - full) > 1e-3, (kind, full, losses)
 

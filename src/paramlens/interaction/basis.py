@@ -71,9 +71,14 @@ def segments_of(modules: list[nn.Module]) -> list[Segment]:
     return out
 
 
+def augment(h: Tensor) -> Tensor:
+    """``(..., d)`` -> ``(..., d + 1)`` float64 with the constant 1 last (the bias folded in)."""
+    return torch.cat([h.double(), torch.ones(*h.shape[:-1], 1, dtype=torch.float64)], dim=-1)
+
+
 def augmented_activations(segments: list[Segment], x: Tensor) -> list[Tensor]:
     """``[f_0, ..., f_L]``, each ``(N, d_l + 1)`` float64 with the constant 1 last."""
-    f = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    f = augment(x)
     out = [f]
     for s in segments:
         f = s(f)
@@ -85,10 +90,12 @@ def augmented_activations(segments: list[Segment], x: Tensor) -> list[Tensor]:
 class LayerBasis:
     """One layer's basis of the augmented activation space ``(d + 1)``.
 
-    ``dual`` ``(d + 1, k)``: unit-scale coordinates ``y = f @ dual``; ``vectors`` ``(d + 1, k)``: the
-    directions, ``f = y @ vectors.T`` on the data's span; ``importance`` ``(k,)`` descending (LIB: eigenvalues
-    of ``M``; PCA: of ``G``; neurons: mean square); ``scaled``: the basis coordinates are ``y * sqrt(importance)``
-    (LIB, ``C = R V L^{1/2}``) rather than ``y``; ``gram_eigenvalues``: all eigenvalues of ``G``, descending.
+    ``dual`` ``(d + 1, k)``: unit-scale coordinates ``y = (f - offset) @ dual``; ``vectors`` ``(d + 1, k)``: the
+    directions, ``f = offset + y @ vectors.T`` on the data's span; ``importance`` ``(k,)`` descending (LIB:
+    eigenvalues of ``M``; PCA: of ``G``; neurons: mean square); ``scaled``: the basis coordinates are
+    ``y * sqrt(importance)`` (LIB, ``C = R V L^{1/2}``) rather than ``y``; ``gram_eigenvalues``: all eigenvalues
+    of ``G``, descending; ``offset`` ``(d + 1,)``: the mean activation of a centred basis (``None``: not centred).
+    Use :meth:`coordinates` and :meth:`rebuild` rather than ``dual`` and ``vectors``, so the offset is applied.
     """
 
     dual: Tensor
@@ -96,6 +103,7 @@ class LayerBasis:
     importance: Tensor
     scaled: bool
     gram_eigenvalues: Tensor
+    offset: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -103,8 +111,18 @@ class LayerBasis:
 
     @property
     def coords(self) -> Tensor:
-        """``(d + 1, k)``: the basis ``C``; coordinates are ``f @ C``."""
+        """``(d + 1, k)``: the basis ``C``; coordinates are ``(f - offset) @ C``."""
         return self.dual * self.importance.sqrt() if self.scaled else self.dual
+
+    def coordinates(self, f: Tensor, n: int | None = None) -> Tensor:
+        """Unit-scale coordinates ``(..., n)`` (all ``k`` by default) of augmented activations ``f`` ``(..., d + 1)``."""
+        g = f if self.offset is None else f - self.offset
+        return g @ self.dual[:, :n]
+
+    def rebuild(self, y: Tensor) -> Tensor:
+        """Augmented activations ``(..., d + 1)`` from the first ``y.shape[-1]`` coordinates ``y``."""
+        f = y @ self.vectors[:, : y.shape[-1]].T
+        return f if self.offset is None else f + self.offset
 
 
 def _gram(f: Tensor, centred: bool) -> Tensor:
@@ -142,12 +160,13 @@ def jacobian_second_moment(seg: Segment, p: Tensor, c_next: Tensor, f: Tensor) -
     return wp.T @ middle @ wp
 
 
-def pca_of_gram(gram: Tensor, tol: float) -> LayerBasis:
-    """The principal directions of a Gram matrix ``(d + 1, d + 1)`` as a basis (null directions dropped)."""
+def pca_of_gram(gram: Tensor, tol: float, offset: Tensor | None = None) -> LayerBasis:
+    """The principal directions of a Gram matrix ``(d + 1, d + 1)`` as a basis (null directions dropped);
+    ``offset``: the mean a centred Gram matrix was taken around."""
     evals, evecs = torch.linalg.eigh(gram)
     keep = evals > tol * evals.max().clamp_min(1e-300)
     u, d = evecs[:, keep].flip(1), evals[keep].flip(0)
-    return LayerBasis(u, u, d, False, evals.flip(0))
+    return LayerBasis(u, u, d, False, evals.flip(0), offset)
 
 
 def _outputs(f: Tensor, centred: bool) -> LayerBasis:
@@ -159,10 +178,11 @@ def _outputs(f: Tensor, centred: bool) -> LayerBasis:
 
 
 def _neurons(f: Tensor, centred: bool) -> LayerBasis:
-    power = (f**2).mean(0)
+    offset = f.mean(0) if centred else None
+    power = ((f - f.mean(0) if centred else f) ** 2).mean(0)
     order = torch.argsort(power, descending=True)
     eye = torch.eye(f.shape[1], dtype=f.dtype)[:, order]
-    return LayerBasis(eye, eye, power[order], False, torch.linalg.eigvalsh(_gram(f, centred)).flip(0))
+    return LayerBasis(eye, eye, power[order], False, torch.linalg.eigvalsh(_gram(f, centred)).flip(0), offset)
 
 
 def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", centred: bool = False,
@@ -173,7 +193,7 @@ def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", ce
     with torch.no_grad():
         acts = augmented_activations(segments, x)
     if kind == "pca":
-        return [pca_of_gram(_gram(f, centred), tol) for f in acts]
+        return [pca_of_gram(_gram(f, centred), tol, f.mean(0) if centred else None) for f in acts]
     if kind == "neuron":
         return [_neurons(f, centred) for f in acts]
     bases: list[LayerBasis | None] = [None] * len(acts)
@@ -183,5 +203,5 @@ def interaction_basis(segments: list[Segment], x: Tensor, kind: Kind = "lib", ce
         m = jacobian_second_moment(segments[layer], p, bases[layer + 1].coords, acts[layer])
         lam, v = torch.linalg.eigh(m)
         lam, v = lam.flip(0).clamp_min(0), v.flip(1)
-        bases[layer] = LayerBasis(r @ v, p @ v, lam, True, gram_evals)
+        bases[layer] = LayerBasis(r @ v, p @ v, lam, True, gram_evals, acts[layer].mean(0) if centred else None)
     return bases

@@ -7,8 +7,8 @@ Edge ``(j -> i)`` from direction ``j`` of layer ``l`` to direction ``i`` of laye
 ``vmap(jacrev)``.
 
 Ablation: direction ``i`` of layer ``l + 1`` is recomputed from layer ``l``'s activation rebuilt from only the
-coordinates ``j`` whose edge ``(j -> i)`` is kept; layers are chained, so ablations compound like in the
-network.
+coordinates ``j`` whose edge ``(j -> i)`` is kept (a centred basis keeps the mean activation: the ablated
+coordinates are set to their mean, 0); layers are chained, so ablations compound like in the network.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from paramlens.interaction.basis import LayerBasis, Segment, augmented_activations
+from paramlens.interaction.basis import LayerBasis, Segment, augment, augmented_activations
 
 
 def edges(segments: list[Segment], bases: list[LayerBasis], x: Tensor, chunk: int = 256) -> list[Tensor]:
@@ -27,10 +27,10 @@ def edges(segments: list[Segment], bases: list[LayerBasis], x: Tensor, chunk: in
         b, nxt = bases[layer], bases[layer + 1]
 
         def fn(y: Tensor, seg: Segment = seg, b: LayerBasis = b, c: Tensor = nxt.coords) -> Tensor:
-            return seg(y @ b.vectors.T) @ c
+            return seg(b.rebuild(y)) @ c
 
         jac = torch.func.vmap(torch.func.jacrev(fn))
-        y_all = acts[layer] @ b.dual
+        y_all = b.coordinates(acts[layer])
         total = torch.zeros(nxt.size, b.size, dtype=torch.float64)
         for s in range(0, len(x), chunk):
             y = y_all[s: s + chunk]
@@ -43,17 +43,18 @@ def ablated_output(segments: list[Segment], bases: list[LayerBasis], x: Tensor, 
                    chunk: int = 128) -> Tensor:
     """Network output ``(N, d_L)`` when only the edges in ``keep`` (bool, shaped like :func:`edges`) carry
     signal."""
-    y = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1) @ bases[0].dual
+    y = bases[0].coordinates(augment(x))
     for layer, seg in enumerate(segments):
         b, nxt = bases[layer], bases[layer + 1]
         mask = keep[layer].double()  # (k_next, k)
         parts = []
         for s in range(0, len(y), chunk):
             yy = y[s: s + chunk]
-            f = (yy[:, None, :] * mask[None]) @ b.vectors.T  # (n, k_next, d + 1): one input per output direction
-            parts.append(torch.einsum("nio,oi->ni", seg(f), nxt.dual))
+            f = b.rebuild(yy[:, None, :] * mask[None])  # (n, k_next, d + 1): one input per output direction
+            out = seg(f) if nxt.offset is None else seg(f) - nxt.offset
+            parts.append(torch.einsum("nio,oi->ni", out, nxt.dual))
         y = torch.cat(parts)
-    return (y @ bases[-1].vectors.T)[:, :-1]
+    return bases[-1].rebuild(y)[:, :-1]
 
 
 def _keep_strongest(weights: list[Tensor], order: Tensor, n: int) -> list[Tensor]:
@@ -93,10 +94,10 @@ def direction_curve(segments: list[Segment], bases: list[LayerBasis], x: Tensor,
     (the rest set to zero), for each ``n`` in ``counts``."""
     acts = augmented_activations(segments, x)
     b = bases[layer]
-    y = acts[layer] @ b.dual
+    y = b.coordinates(acts[layer])
     out = []
     for n in counts:
-        f = y[:, :n] @ b.vectors[:, :n].T
+        f = b.rebuild(y[:, :n])
         for seg in segments[layer:]:
             f = seg(f)
         out.append(_accuracy(f[:, :-1], labels))

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paramlens.errors import ParamLensError
-from paramlens.interaction.basis import LayerBasis, pca_of_gram, whiten_gram
+from paramlens.interaction.basis import LayerBasis, augment, pca_of_gram, whiten_gram
 from paramlens.models.lm.streams import blocks_of, stream_batches, windows_of
 
 
@@ -71,46 +71,50 @@ def run_block(model: nn.Module, layer: int, ids: Tensor, stream: Tensor) -> Tens
     raise RuntimeError("the block did not run")
 
 
-def _with_one(h: Tensor) -> Tensor:
-    return torch.cat([h, torch.ones(*h.shape[:-1], 1, dtype=h.dtype)], dim=-1)
-
-
-def _stream_grams(model: nn.Module, tokens: Tensor, context: int, batch: int) -> Tensor:
-    """``(L + 1, d + 1, d + 1)`` float64: ``E[f f^T]`` of every residual-stream layer (constant 1 appended)."""
-    grams, n = None, 0
+def _stream_grams(model: nn.Module, tokens: Tensor, context: int, batch: int,
+                  centred: bool) -> tuple[Tensor, Tensor | None]:
+    """``(L + 1, d + 1, d + 1)`` float64 ``E[f f^T]`` of every residual-stream layer (constant 1 appended), and
+    with ``centred`` the covariance instead, with the means ``(L + 1, d + 1)``."""
+    grams, sums, n = 0, 0, 0
     for _, h in stream_batches(model, tokens, context, batch):
-        f = _with_one(h.double()).flatten(1, 2)  # (L + 1, N, d + 1)
-        grams = f.transpose(1, 2) @ f if grams is None else grams + f.transpose(1, 2) @ f
+        f = augment(h).flatten(1, 2)  # (L + 1, N, d + 1)
+        grams = grams + f.transpose(1, 2) @ f
+        sums = sums + f.sum(1)
         n += f.shape[1]
-    return grams / n
+    if not centred:
+        return grams / n, None
+    means = sums / n
+    return grams / n - means[:, :, None] * means[:, None, :], means
 
 
 def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8, sources: int = 8,
-                   tol: float = 1e-12, seed: int = 0, kind: Literal["lib", "pca"] = "lib",
+                   tol: float = 1e-12, seed: int = 0, kind: Literal["lib", "pca"] = "lib", centred: bool = False,
                    progress: bool = False) -> list[LayerBasis]:
     """Basis of every residual-stream layer ``0..L`` from ``tokens`` ``(n,)`` (consecutive windows of
     ``context``): the LIB, or with ``kind="pca"`` the principal directions of each stream; ``sources``:
-    random vectors per batch for the Jacobian second moments."""
+    random vectors per batch for the Jacobian second moments; ``centred``: from the covariance rather than
+    ``E[f f^T]`` (the bases then carry each stream's mean as their offset)."""
     if kind not in ("lib", "pca"):
         raise ParamLensError(f"unknown residual-stream basis '{kind}'; choose lib or pca")
     n_layers = len(blocks_of(model))
-    grams = _stream_grams(model, tokens, context, batch)
+    grams, means = _stream_grams(model, tokens, context, batch, centred)
+    offsets = [None] * (n_layers + 1) if means is None else list(means)
     if kind == "pca":
-        return [pca_of_gram(g, tol) for g in grams]
+        return [pca_of_gram(g, tol, o) for g, o in zip(grams, offsets)]
     n = (len(tokens) // context) * context  # tokens in whole windows
     bases: list[LayerBasis | None] = [None] * (n_layers + 1)
-    bases[-1] = pca_of_gram(grams[-1], tol)
+    bases[-1] = pca_of_gram(grams[-1], tol, offsets[-1])
     g = torch.Generator().manual_seed(seed)
     for layer in track(reversed(range(n_layers)), total=n_layers, description="interaction basis",
                        disable=not progress):
         r_mat, p_mat, gram_evals = whiten_gram(grams[layer], tol)
+        white = LayerBasis(r_mat, p_mat, torch.ones(r_mat.shape[1]), False, gram_evals, offsets[layer])
         c_next = bases[layer + 1].coords
-        d = p_mat.shape[0] - 1
         m = torch.zeros(p_mat.shape[1], p_mat.shape[1], dtype=torch.float64)
         for ids, h in stream_batches(model, tokens, context, batch):
-            z = (_with_one(h[layer].double()) @ r_mat).requires_grad_(True)  # (B, T, k) whitened
-            out = run_block(model, layer, ids, (z @ p_mat.T)[..., :d].to(h.dtype)).double()
-            coords = _with_one(out) @ c_next  # (B, T, k_next)
+            z = white.coordinates(augment(h[layer])).requires_grad_(True)  # (B, T, k) whitened
+            out = run_block(model, layer, ids, white.rebuild(z)[..., :-1].to(h.dtype))
+            coords = augment(out) @ c_next  # (B, T, k_next)
             for _ in range(sources):
                 noise = torch.randn(coords.shape, generator=g, dtype=coords.dtype)
                 (grad,) = torch.autograd.grad((coords * noise).sum(), z, retain_graph=True)
@@ -119,7 +123,7 @@ def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: i
         m /= n
         lam, v = torch.linalg.eigh(m)
         lam, v = lam.flip(0).clamp_min(0), v.flip(1)
-        bases[layer] = LayerBasis(r_mat @ v, p_mat @ v, lam, True, gram_evals)
+        bases[layer] = LayerBasis(r_mat @ v, p_mat @ v, lam, True, gram_evals, offsets[layer])
     return bases
 
 
@@ -136,12 +140,11 @@ def residual_edges(model: nn.Module, tokens: Tensor, bases: list[LayerBasis], co
         g = torch.Generator().manual_seed(seed + layer)  # per layer: a layer's edges do not depend on the others'
         b, nxt = bases[layer], bases[layer + 1]
         k_in, k_out = (b.size, nxt.size) if top is None else (min(top, b.size), min(top, nxt.size))
-        d = b.vectors.shape[0] - 1
         total = torch.zeros(k_out, k_in, dtype=torch.float64)
         for ids, h in stream_batches(model, tokens, context, batch):
-            y = (_with_one(h[layer].double()) @ b.dual).requires_grad_(True)  # (B, T, k) unit coordinates
-            stream = run_block(model, layer, ids, (y @ b.vectors.T)[..., :d].to(h.dtype)).double()
-            coords = _with_one(stream) @ nxt.coords[:, :k_out]  # (B, T, k_out)
+            y = b.coordinates(augment(h[layer])).requires_grad_(True)  # (B, T, k) unit coordinates
+            stream = run_block(model, layer, ids, b.rebuild(y)[..., :-1].to(h.dtype))
+            coords = augment(stream) @ nxt.coords[:, :k_out]  # (B, T, k_out)
             for i in range(k_out):
                 for _ in range(sources):
                     signs = torch.randint(0, 2, coords.shape[:2], generator=g).to(coords.dtype) * 2 - 1
@@ -179,8 +182,7 @@ def stream_ablation_curve(model: nn.Module, tokens: Tensor, layer: int, basis: L
         full += float(clean) * len(ids)
         for c, n in enumerate(counts):
             def keep_top(h: Tensor, n: int = n) -> Tensor:
-                y = _with_one(h.double()) @ basis.dual[:, :n]
-                return (y @ basis.vectors[:, :n].T)[..., :-1].to(h.dtype)
+                return basis.rebuild(basis.coordinates(augment(h), n))[..., :-1].to(h.dtype)
 
             with _input_replaced(block, keep_top, stop=False):
                 losses[c] += float(_stream_loss(model(input_ids=ids), ids, reference)[0]) * len(ids)
