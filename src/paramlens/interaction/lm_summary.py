@@ -84,6 +84,7 @@ class LMInteraction(Result):
 
 
 def _top_share(weights: list[Tensor], fraction: float = 0.1) -> float:
+    """Share of the total edge weight carried by the strongest ``fraction`` of all edges."""
     flat = torch.cat([w.flatten() for w in weights]).sort(descending=True).values
     return float(flat[: max(1, int(fraction * len(flat)))].sum() / flat.sum().clamp_min(1e-300))
 
