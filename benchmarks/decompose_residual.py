@@ -5,6 +5,9 @@ subcomponent whose read direction has |cosine| >= 0.9 with the feature's embeddi
 layers are reported as measured. Chance: the same metrics at the decomposition's random initialisation.
 
 Usage: python benchmarks/decompose_residual.py [--layers 1,2,3] [--steps 30000] [--batch-size 2048] [--threads 2]
+       [--out runs/bench-residual] [--resume]
+Each decomposition keeps a run folder (``OUT/layers-N``) with checkpoints and, every ``--eval-every`` steps,
+the metrics in its history, so a long run can be watched and, if stopped, resumed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-residual"))
+    parser.add_argument("--resume", action="store_true", help="continue the run folders under --out")
+    parser.add_argument("--eval-every", type=int, default=2000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -39,7 +45,8 @@ def main() -> None:
         r, seconds = timed(lambda: decompose(
             model, model.source(), ["layers.*.mlp_in", "layers.*.mlp_out"], C=100 * n_layers, p=2.0,
             importance_minimality_coeff=1e-5, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-            lr_schedule="constant", ground_truth=model.ground_truth(), seed=args.seed, progress=True))
+            lr_schedule="constant", ground_truth=model.ground_truth(), seed=args.seed, progress=True,
+            folder=args.out / f"layers-{n_layers}", resume=args.resume, eval_every=args.eval_every))
         m, c = r.metrics, r.chance
         for k in range(n_layers):
             t = f"layers.{k}.mlp_in"

@@ -89,3 +89,12 @@ def test_result_dict_of_tensors_round_trips_even_with_an_empty_key(tmp_path):
     r.save(tmp_path)
     back = Masks.load(tmp_path)
     assert set(back.masks) == {"", "layer.0"} and torch.equal(back.masks[""], torch.ones(2, 3))
+
+
+def test_result_with_one_tensor_under_two_names_saves(tmp_path):
+    shared = torch.rand(4, 3)  # e.g. one APD mask for every target
+    r = Example(shared[1:], {"a": shared, "b": shared}, "x", [])
+    r.save(tmp_path)
+    back = Example.load(tmp_path)
+    assert torch.equal(back.per_target["a"], shared) and torch.equal(back.per_target["b"], shared)
+    assert torch.equal(back.scores, shared[1:])

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,22 +15,23 @@ from paramlens.models.toy.tms import TMSConfig, train_tms
 ARGS = ["-t", "linear1", "-t", "linear2", "--steps", "30", "--batch-size", "64", "--set", "lr=0.01"]
 
 
-def run(prefix, model_dir, out):
+def run(prefix, model_dir, out, method):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([*prefix, "decompose", str(model_dir), *ARGS, "--out", str(out)], capture_output=True, text=True, env=env,
-                       timeout=300)
+    r = subprocess.run([*prefix, "decompose", str(model_dir), *ARGS, "--method", method, "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (folder,) = Path(out).iterdir()
     return load_file(folder / "tensors.safetensors")
 
 
-def test_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("method", ["spd", "apd"])  # APD: batch top-k over the global batch
+def test_two_processes_match_one(tmp_path, method):
     model, _ = train_tms(TMSConfig(n_steps=300), progress=False)
     save_model(tmp_path / "model", model, model.cfg)
     torchrun = Path(sys.executable).with_name("torchrun")
-    single = run([sys.executable, "-m", "paramlens"], tmp_path / "model", tmp_path / "single")
+    single = run([sys.executable, "-m", "paramlens"], tmp_path / "model", tmp_path / "single", method)
     multi = run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "paramlens"], tmp_path / "model",
-                tmp_path / "multi")
+                tmp_path / "multi", method)
     params = [k for k in single if k.startswith("params/")]
     assert params and set(single) == set(multi)
     moved = 0.0

@@ -91,6 +91,11 @@ class Result:
             else:
                 plain[f.name] = value
         _atomic_write(folder / RESULT, lambda p: p.write_text(json.dumps(plain, indent=2)))
+        seen: set[int] = set()
+        for key, t in tensors.items():  # safetensors refuses tensors that share memory (one mask for two targets)
+            if t.untyped_storage().data_ptr() in seen:
+                tensors[key] = t.clone()
+            seen.add(tensors[key].untyped_storage().data_ptr())
         if tensors:
             _atomic_write(folder / TENSORS, lambda p: save_file(tensors, str(p)))
         return folder

@@ -5,7 +5,9 @@
 
 1. attributions: ``s_bc = sum_o (sum_t <d out_o / d h_t, a_t P_c^T>)^2``, the squared first-order effect
    of component ``c`` on each output ``o`` (``h_t``: target ``t``'s output, ``a_t``: its input);
-2. batch top-k: the ``topk * batch`` largest ``s_bc`` over the batch are active;
+2. batch top-k: the ``topk * batch`` largest ``s_bc`` over the batch are active (under data parallelism, over
+   the global batch); a running mean of the smallest active score becomes the threshold that decides which
+   components are active on inputs outside training (one input at a time, a handful of probes);
 3. losses: faithfulness ``||W - sum_c P_c||^2 / N``; top-k reconstruction (the model run with only the
    active components vs the target output); Schatten-p simplicity ``sum (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2) / N``
    over active components, mean over the batch (``N``: number of target weights, as in faithfulness, so a
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 from einops import einsum
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
@@ -62,9 +65,13 @@ class APDConfig(BaseModel):
 class APDModel(nn.Module):
     """``A`` ``(C, d_in, m)`` and ``B`` ``(C, m, d_out)`` for every target."""
 
+    THRESHOLD_MOMENTUM = 0.01
+
     def __init__(self, targets: Sequence[Target], cfg: APDConfig):
         super().__init__()
         self.targets, self.cfg = list(targets), cfg
+        # attribution score above which a component is active; 0 until the first training step
+        self.register_buffer("threshold", torch.zeros(()))
         self.tied = {name: module_key(t) for t in targets for name, owner in cfg.tied.items() if t.name == owner}
         C, rank = cfg.C, cfg.rank
         self.A = nn.ParameterDict()
@@ -109,6 +116,19 @@ class APDModel(nn.Module):
     def maps(self, masks: dict[str, Tensor | None]) -> dict[Target, LinearMap]:
         return {t: self.masked(t, masks[t.name]) for t in self.targets}
 
+    @torch.no_grad()
+    def update_threshold(self, kth_score: Tensor) -> None:
+        """Fold the smallest active score of a training batch into the running threshold."""
+        first = bool(self.threshold == 0)
+        self.threshold.copy_(kth_score if first else torch.lerp(self.threshold, kth_score, self.THRESHOLD_MOMENTUM))
+
+    def active(self, scores: Tensor) -> Tensor:
+        """0/1 mask ``(..., C)`` of the components active on each input: score at or above the running threshold
+        (batch top-k over ``scores`` while no training step has set one, as at random initialisation)."""
+        if bool(self.threshold == 0):
+            return batch_topk(scores, self.cfg.topk)[0]
+        return (scores >= self.threshold).float()
+
     def schatten(self, mask: Tensor, p: float) -> Tensor:
         """``sum_t sum_{c,k} mask_c (|A_c[:, k]|^2 |B_c[k]|^2)^(p/2) / N``, mean over inputs; mask ``(..., C)``."""
         total = mask.new_zeros(())
@@ -119,9 +139,20 @@ class APDModel(nn.Module):
         return total / sum(t.shape[0] * t.shape[1] for t in self.targets)
 
 
-def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor], cfg: APDConfig,
-                 generator: torch.Generator | None = None) -> Tensor:
-    """``(..., C)`` attribution scores ``sum_o (sum_t <d out_o / d h_t, a_t P_c^T>)^2`` (see module doc)."""
+def output_probes(n_out: int, cfg: APDConfig, generator: torch.Generator) -> Tensor:
+    """``(n, n_out)`` output directions whose squared attributions sum to ``sum_o``: the unit vectors, or with more
+    than ``max_exact_outputs`` outputs ``n_probes`` random sign vectors scaled by ``1 / sqrt(n_probes)``."""
+    if n_out <= cfg.max_exact_outputs:
+        return torch.eye(n_out)
+    signs = torch.randint(0, 2, (cfg.n_probes, n_out), generator=generator).float() * 2 - 1
+    return signs / cfg.n_probes**0.5
+
+
+def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor],
+                 probes: Tensor | None = None) -> Tensor:
+    """``(..., C)`` attribution scores ``sum_o (sum_t <d out_o / d h_t, a_t P_c^T>)^2`` (see module doc).
+
+    ``probes``: from :func:`output_probes`; None draws them with the config's seed (evaluation)."""
     leaves: dict[str, Tensor] = {}
 
     def hook(module: nn.Module, args: tuple, out: Tensor, name: str) -> Tensor:
@@ -138,12 +169,8 @@ def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, T
             h.remove()
     names = [t.name for t in dec.targets]
     acts = {t.name: dec.component_acts(t, inputs[t.name]).detach() for t in dec.targets}
-    n_out = out.shape[-1]
-    if n_out <= cfg.max_exact_outputs:
-        probes = torch.eye(n_out)
-    else:
-        signs = torch.randint(0, 2, (cfg.n_probes, n_out), generator=generator).float() * 2 - 1
-        probes = signs / cfg.n_probes**0.5
+    if probes is None:
+        probes = output_probes(out.shape[-1], dec.cfg, torch.Generator().manual_seed(dec.cfg.seed))
     score = None
     for k, probe in enumerate(probes):
         grads = torch.autograd.grad((out * probe).sum(), [leaves[n] for n in names], retain_graph=k + 1 < len(probes))
@@ -152,19 +179,35 @@ def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, T
     return score
 
 
-def batch_topk(scores: Tensor, topk: float) -> Tensor:
-    """0/1 mask of the ``round(topk * n_inputs)`` largest scores over the whole batch; ``scores`` ``(..., C)``."""
-    flat = scores.reshape(-1)
+def batch_topk(scores: Tensor, topk: float) -> tuple[Tensor, Tensor]:
+    """``(mask, kth)``: 0/1 mask of the ``round(topk * n_inputs)`` largest scores over the whole batch, and the
+    smallest of them; ``scores`` ``(..., C)``.
+
+    Under ``torch.distributed`` the scores of every process are gathered first, so the chosen set is that of the
+    global batch (as in one process); each process gets the mask of its own inputs.
+    """
+    local = scores.detach()
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world > 1:
+        parts = [torch.empty_like(local) for _ in range(world)]
+        dist.all_gather(parts, local.contiguous())
+        local_rank, everything = dist.get_rank(), torch.cat(parts)
+    else:
+        local_rank, everything = 0, local
+    flat = everything.reshape(-1)
     n_inputs = flat.numel() // scores.shape[-1]
     k = max(1, min(flat.numel(), round(topk * n_inputs)))
+    top = flat.topk(k)
     mask = torch.zeros_like(flat)
-    mask[flat.topk(k).indices] = 1.0
-    return mask.view_as(scores)
+    mask[top.indices] = 1.0
+    mask = mask.view_as(everything)[local_rank * len(local) : (local_rank + 1) * len(local)]
+    return mask, top.values[-1]
 
 
 def apd_losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
-               cfg: APDConfig) -> dict[str, Tensor]:
-    mask = batch_topk(attributions(dec, model, x, inputs, cfg), cfg.topk)
+               cfg: APDConfig, probes: Tensor) -> dict[str, Tensor]:
+    mask, kth = batch_topk(attributions(dec, model, x, inputs, probes), cfg.topk)
+    dec.update_threshold(kth)
     losses = {
         "faithfulness": faithfulness(model, dec.targets, dec.weight),
         "topk_recon": output_loss(run_maps(model, dec.maps({t.name: mask for t in dec.targets}), x), target_out,
@@ -194,17 +237,20 @@ class APDMethod:
 
     @staticmethod
     def losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
-               cfg: APDConfig, noise: list) -> dict[str, Tensor]:
-        return apd_losses(dec, model, x, target_out, inputs, cfg)
+               cfg: APDConfig, noise: Tensor) -> dict[str, Tensor]:
+        return apd_losses(dec, model, x, target_out, inputs, cfg, noise)
 
     @staticmethod
-    def n_noise(cfg: APDConfig) -> int:
-        return 0
+    def draw_noise(cfg: APDConfig, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,
+                   generator: torch.Generator, rows: slice) -> Tensor:
+        """The step's output probes (:func:`output_probes`); every process draws the same."""
+        return output_probes(target_out.shape[-1], cfg, generator)
 
     @staticmethod
     def importance(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Batch top-k masks from the attributions (the same for every target: components span targets)."""
-        mask = batch_topk(attributions(dec, model, x, inputs, dec.cfg), dec.cfg.topk)
+        """Active components by the running threshold on the attributions (the same mask for every target:
+        components span targets)."""
+        mask = dec.active(attributions(dec, model, x, inputs))
         return {t.name: mask for t in dec.targets}
 
     @staticmethod

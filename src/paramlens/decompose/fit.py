@@ -1,7 +1,8 @@
 """The training loop shared by SPD and APD: seeded batches, data parallelism, checks, evaluation.
 
 Data parallel: when ``torch.distributed`` is initialised (``torchrun``), every process draws the same
-global batch and noise from the same seeded generator and keeps its own slice; gradients are averaged
+global batch and noise (each method's ``draw_noise``) from the same seeded generator and keeps its own
+slice; gradients are averaged
 with one all-reduce per step. The result equals single-process training on the same global batch (up to
 float summation order).
 """
@@ -37,8 +38,9 @@ class Method(Protocol):
 
     def build(self, model: nn.Module, targets: Sequence[Target], cfg: Any) -> nn.Module: ...
     def losses(self, dec: nn.Module, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
-               cfg: Any, noise: list[dict[str, Tensor]]) -> dict[str, Tensor]: ...
-    def n_noise(self, cfg: Any) -> int: ...
+               cfg: Any, noise: Any) -> dict[str, Tensor]: ...
+    def draw_noise(self, cfg: Any, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,
+                   generator: torch.Generator, rows: slice) -> Any: ...
     def importance(self, dec: nn.Module, model: nn.Module, x: Tensor, inputs: dict[str, Tensor]) -> dict[str, Tensor]: ...
     def outputs_along(self, dec: nn.Module, target: Target, directions: Tensor) -> Tensor: ...
     def read_directions(self, dec: nn.Module, target: Target) -> Tensor: ...
@@ -125,20 +127,12 @@ def fit(
     if eval_size is None:  # 4096 feature vectors for toy models; one batch of token windows for LMs
         eval_size = 4096 if data.sample(1, torch.Generator()).is_floating_point() else cfg.batch_size
     eval_x = data.sample(eval_size, eval_gen)
-    n_noise = method.n_noise(cfg)
+    rows = slice(rank * local, (rank + 1) * local)
 
     def step(i: int) -> dict[str, float]:
-        x_all = data.sample(cfg.batch_size, generator)
-        x = x_all[rank * local : (rank + 1) * local]
+        x = data.sample(cfg.batch_size, generator)[rows]
         target_out, inputs = capture(model, targets, x)
-        noise = []
-        for _ in range(n_noise):
-            draw = {}
-            for t in targets:
-                lead = inputs[t.name].shape[: -1 if t.kind != "embedding" else None]
-                r = torch.rand((cfg.batch_size, *lead[1:], cfg.C), generator=generator)
-                draw[t.name] = r[rank * local : (rank + 1) * local]
-            noise.append(draw)
+        noise = method.draw_noise(cfg, targets, inputs, target_out, generator, rows)
         losses = method.losses(dec, model, x, target_out, inputs, cfg, noise)
         for name, value in losses.items():
             if not torch.isfinite(value):

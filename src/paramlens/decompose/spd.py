@@ -195,8 +195,18 @@ class SPDMethod:
         return spd_losses(spd, model, x, target_out, inputs, cfg, noise)
 
     @staticmethod
-    def n_noise(cfg: SPDConfig) -> int:
-        return cfg.n_mask_samples
+    def draw_noise(cfg: SPDConfig, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,
+                   generator: torch.Generator, rows: slice) -> list[dict[str, Tensor]]:
+        """``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}``, drawn for the global batch (every
+        process draws the same) and cut to this process's ``rows``."""
+        noise = []
+        for _ in range(cfg.n_mask_samples):
+            draw = {}
+            for t in targets:
+                lead = inputs[t.name].shape[: -1 if t.kind != "embedding" else None]
+                draw[t.name] = torch.rand((cfg.batch_size, *lead[1:], cfg.C), generator=generator)[rows]
+            noise.append(draw)
+        return noise
 
     @staticmethod
     def importance(spd: SPDModel, model: nn.Module, x: Tensor, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
