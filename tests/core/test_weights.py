@@ -10,7 +10,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from paramlens import ParamLensError
-from paramlens.core.weights import matrices, run_with, select
+from paramlens.core.weights import frozen, matrices, run_with, select
 
 
 class Net(nn.Module):
@@ -111,6 +111,17 @@ def test_gradients_reach_the_replacement():
     run_with(net, {t: replacement}, torch.tensor([[1, 2]])).sum().backward()
     assert replacement.grad is not None and replacement.grad.abs().sum() > 0
     assert net.conv.weight.grad is None
+
+
+def test_frozen_stops_gradients_and_restores_them_even_on_error():
+    net = make_net(4)
+    net.embed.weight.requires_grad_(False)  # already frozen by the user: stays so
+    with pytest.raises(RuntimeError, match="inside"):
+        with frozen(net):
+            assert not any(p.requires_grad for p in net.parameters())
+            raise RuntimeError("inside")
+    assert not net.embed.weight.requires_grad
+    assert all(p.requires_grad for n, p in net.named_parameters() if n != "embed.weight")
 
 
 def test_clear_errors():

@@ -13,6 +13,9 @@ def test_weights_the_task_never_reads_store_nothing(tmp_path):
     the weights on inputs 0..2 do not."""
     g = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 2, bias=False))
+    with torch.no_grad():  # every weight on a used input matters (|w| >= 0.5); a near-zero one would not
+        w = torch.randn(2, 6, generator=g)
+        model[0].weight.copy_(w.sign() * (0.5 + w.abs()))
     x = torch.randn(256, 6, generator=g)
     x[:, 3:] = 0
     y = model(x).detach()
@@ -25,6 +28,7 @@ def test_weights_the_task_never_reads_store_nothing(tmp_path):
     la = r.log_alpha[targets[0].name]
     assert la[:, 3:].min() > la[:, :3].max() + 2  # unused weights learned far more noise
     assert r.loss_noisy < 0.1 * float((y**2).mean())  # the learned noise keeps the task working
+    assert all(p.requires_grad for p in model.parameters())  # the model can still be trained
     r.save(tmp_path)
     back = WeightInformation.load(tmp_path)
     assert back.info == r.info and torch.equal(back.log_alpha[targets[0].name], la)

@@ -28,6 +28,7 @@ def test_llc_of_a_regular_model_is_half_its_live_parameters(dead):
     llc, err = local_learning_coefficient(model, select(model, "*"), loss, n, cfg)
     assert llc == pytest.approx((6 - dead) / 2, rel=0.15), (llc, err)
     assert torch.equal(model.weight, before)  # the model itself is not moved
+    assert model.weight.requires_grad  # and can still be trained
 
 
 def test_bad_settings_are_clear_errors():

@@ -30,6 +30,7 @@ def test_sparsification_keeps_exactly_the_weights_the_task_needs():
                     progress=False)
     assert torch.equal(mask.masks[targets[0].name], needed)
     assert mask.undecided < 0.01 and mask.active == int(needed.sum())
+    assert model.weight.requires_grad  # the model can still be trained
 
 
 def test_masks_for_another_models_matrices_are_a_clear_error():

@@ -228,6 +228,21 @@ def run_with(
     return torch.func.vmap(one_example, in_dims=in_dims)(params, *flat)
 
 
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Within the block no parameter of ``model`` records gradients (a method learns replacements, masks or
+    noise for its weights through :func:`run_with`, not the weights); on exit each parameter's
+    ``requires_grad`` is as before, also on error."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 LinearMap = Callable[[Tensor], Tensor]
 
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from paramlens.core.data import DataSource
 from paramlens.core.runs import fit_loop, save_config
-from paramlens.core.weights import Target, select
+from paramlens.core.weights import Target, frozen, select
 from paramlens.decompose.evaluate import evaluate
 from paramlens.decompose.forward import capture
 from paramlens.decompose.result import Decomposition
@@ -50,21 +50,6 @@ def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-class _Frozen:
-    """Turn off gradients of the decomposed model's parameters for the duration of a fit."""
-
-    def __init__(self, model: nn.Module):
-        self.params = [p for p in model.parameters() if p.requires_grad]
-
-    def __enter__(self) -> None:
-        for p in self.params:
-            p.requires_grad_(False)
-
-    def __exit__(self, *exc: Any) -> None:
-        for p in self.params:
-            p.requires_grad_(True)
 
 
 def check_targets(model: nn.Module, patterns: str | Sequence[str]) -> list[Target]:
@@ -158,7 +143,7 @@ def fit(
 
     if folder is not None and rank == 0:
         save_config(folder, cfg)
-    with _Frozen(model):
+    with frozen(model):
         history = fit_loop(cfg.steps, step, {"decomposition": dec, "optimizer": opt, "scheduler": sched,
                                              "generator": generator},
                            folder=folder, resume=resume, checkpoint_every=checkpoint_every, write=rank == 0,

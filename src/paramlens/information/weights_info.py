@@ -24,7 +24,7 @@ from rich.progress import track
 from torch import Tensor, nn
 
 from paramlens.core.runs import Result
-from paramlens.core.weights import Target, matrices, run_with
+from paramlens.core.weights import Target, frozen, matrices, run_with
 from paramlens.errors import ParamLensError
 
 
@@ -120,25 +120,25 @@ def weight_information(model: nn.Module, targets: list[Target], task_loss: Calla
         raise ParamLensError("no target matrices given")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model.requires_grad_(False)
-    w = {name: m.detach() for name, m in matrices(model, targets).items()}
-    log_alpha = {t.name: torch.full(t.shape, cfg.init_log_alpha, requires_grad=True) for t in targets}
-    opt = torch.optim.Adam(log_alpha.values(), lr=cfg.lr)
-    for step in track(range(cfg.steps), description="learning weight noise", disable=not progress):
-        noisy = _noisy(w, log_alpha, targets)
-        task = task_loss(partial(run_with, model, noisy), step)
-        info = sum(-0.5 * la.sum() for la in log_alpha.values())
-        loss = task + cfg.beta * info
-        if not torch.isfinite(loss):
-            raise ParamLensError(f"information loss is {loss.item()} at step {step}; lower lr")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        clean = float(task_loss(partial(run_with, model, {t: w[t.name] for t in targets}), -1))
-        noisy_loss = float(task_loss(partial(run_with, model, _noisy(w, log_alpha, targets)), -1))
-    diag = hessian_diagonal(lambda ws: task_loss(partial(run_with, model, ws), -1), w, targets,
-                            cfg.hutchinson_samples, g)
+    with frozen(model):
+        w = {name: m.detach() for name, m in matrices(model, targets).items()}
+        log_alpha = {t.name: torch.full(t.shape, cfg.init_log_alpha, requires_grad=True) for t in targets}
+        opt = torch.optim.Adam(log_alpha.values(), lr=cfg.lr)
+        for step in track(range(cfg.steps), description="learning weight noise", disable=not progress):
+            noisy = _noisy(w, log_alpha, targets)
+            task = task_loss(partial(run_with, model, noisy), step)
+            info = sum(-0.5 * la.sum() for la in log_alpha.values())
+            loss = task + cfg.beta * info
+            if not torch.isfinite(loss):
+                raise ParamLensError(f"information loss is {loss.item()} at step {step}; lower lr")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            clean = float(task_loss(partial(run_with, model, {t: w[t.name] for t in targets}), -1))
+            noisy_loss = float(task_loss(partial(run_with, model, _noisy(w, log_alpha, targets)), -1))
+        diag = hessian_diagonal(lambda ws: task_loss(partial(run_with, model, ws), -1), w, targets,
+                                cfg.hutchinson_samples, g)
     info = {n: float(-0.5 * la.detach().sum()) for n, la in log_alpha.items()}
     per_weight = {n: info[n] / log_alpha[n].numel() for n in info}
     bound = {n: float(0.5 * torch.log((w[n] ** 2 * diag[n] / cfg.beta).clamp_min(1.0)).sum()) for n in info}

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from rich.progress import track
 from torch import Tensor, nn
 
-from paramlens.core.weights import Target, matrices, run_with
+from paramlens.core.weights import Target, frozen, matrices, run_with
 from paramlens.errors import ParamLensError
 
 
@@ -45,27 +45,32 @@ def local_learning_coefficient(model: nn.Module, targets: list[Target], loss_of:
     if n < 2:
         raise ParamLensError(f"n = {n}: the LLC needs at least two samples")
     nbeta = n / math.log(n)
-    model.requires_grad_(False)
-    w_star = {t: m.detach().clone() for t, m in zip(targets, matrices(model, targets).values())}
-    with torch.no_grad():
-        base = float(loss_of(partial(run_with, model, w_star), -1))
-    g = torch.Generator().manual_seed(cfg.seed)
-    estimates = []
-    for chain in range(cfg.chains):
-        w = {t: v.clone().requires_grad_(True) for t, v in w_star.items()}
-        losses = []
-        for step in track(range(cfg.steps), description=f"SGLD chain {chain + 1}/{cfg.chains}", disable=not progress):
-            loss = loss_of(partial(run_with, model, w), step)
-            if not torch.isfinite(loss):
-                raise ParamLensError(f"SGLD loss is {loss.item()} at step {step} of chain {chain}; lower eps")
-            grads = torch.autograd.grad(loss, list(w.values()))
-            with torch.no_grad():
-                for (t, v), grad in zip(w.items(), grads):
-                    drift = nbeta * grad + cfg.gamma * (v - w_star[t])
-                    v.add_(-cfg.eps / 2 * drift + math.sqrt(cfg.eps) * torch.randn(v.shape, generator=g))
-            if step >= cfg.burn_in:
-                losses.append(float(loss.detach()))
-        estimates.append(nbeta * (sum(losses) / len(losses) - base))
+    with frozen(model):
+        w_star = {t: m.detach().clone() for t, m in zip(targets, matrices(model, targets).values())}
+        with torch.no_grad():
+            base = float(loss_of(partial(run_with, model, w_star), -1))
+        g = torch.Generator().manual_seed(cfg.seed)
+        estimates = [nbeta * (_chain_mean_loss(model, w_star, loss_of, nbeta, cfg, g, chain, progress) - base)
+                     for chain in range(cfg.chains)]
     mean = sum(estimates) / len(estimates)
     spread = math.sqrt(sum((e - mean) ** 2 for e in estimates) / max(len(estimates) - 1, 1) / len(estimates))
     return mean, spread
+
+
+def _chain_mean_loss(model: nn.Module, w_star: dict[Target, Tensor], loss_of: Callable[[Callable, int], Tensor],
+                     nbeta: float, cfg: LLCConfig, g: torch.Generator, chain: int, progress: bool) -> float:
+    """One SGLD chain from ``w_star``; the mean batch loss after burn-in."""
+    w = {t: v.clone().requires_grad_(True) for t, v in w_star.items()}
+    losses = []
+    for step in track(range(cfg.steps), description=f"SGLD chain {chain + 1}/{cfg.chains}", disable=not progress):
+        loss = loss_of(partial(run_with, model, w), step)
+        if not torch.isfinite(loss):
+            raise ParamLensError(f"SGLD loss is {loss.item()} at step {step} of chain {chain}; lower eps")
+        grads = torch.autograd.grad(loss, list(w.values()))
+        with torch.no_grad():
+            for (t, v), grad in zip(w.items(), grads):
+                drift = nbeta * grad + cfg.gamma * (v - w_star[t])
+                v.add_(-cfg.eps / 2 * drift + math.sqrt(cfg.eps) * torch.randn(v.shape, generator=g))
+        if step >= cfg.burn_in:
+            losses.append(float(loss.detach()))
+    return sum(losses) / len(losses)
