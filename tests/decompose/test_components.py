@@ -103,7 +103,7 @@ def test_apd_tied_targets_use_the_owner_components_transposed():
     model = TMS(TMSConfig(n_features=6, n_hidden=3))
     targets = select(model, ["linear1", "linear2"])
     dec = APDMethod.build(model, targets, APDConfig(C=4, rank=2, tied=model.tied_targets))
-    assert sorted(dec.state_dict()) == ["A.linear1", "B.linear1"]
+    assert sorted(dec.state_dict()) == ["A.linear1", "B.linear1", "threshold"]  # linear2 owns nothing
     assert torch.allclose(dec.weight(targets[1]), dec.weight(targets[0]).T)
     x = torch.rand(5, 3)
     mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
