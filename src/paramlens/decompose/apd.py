@@ -116,16 +116,21 @@ class APDModel(nn.Module):
     def maps(self, masks: dict[str, Tensor | None]) -> dict[Target, LinearMap]:
         return {t: self.masked(t, masks[t.name]) for t in self.targets}
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether a training step has set the threshold."""
+        return bool(self.threshold != 0)
+
     @torch.no_grad()
     def update_threshold(self, kth_score: Tensor) -> None:
         """Fold the smallest active score of a training batch into the running threshold."""
-        first = bool(self.threshold == 0)
-        self.threshold.copy_(kth_score if first else torch.lerp(self.threshold, kth_score, self.THRESHOLD_MOMENTUM))
+        new = torch.lerp(self.threshold, kth_score, self.THRESHOLD_MOMENTUM) if self.calibrated else kth_score
+        self.threshold.copy_(new)
 
     def active(self, scores: Tensor) -> Tensor:
         """0/1 mask ``(..., C)`` of the components active on each input: score at or above the running threshold
         (batch top-k over ``scores`` while no training step has set one, as at random initialisation)."""
-        if bool(self.threshold == 0):
+        if not self.calibrated:
             return batch_topk(scores, self.cfg.topk)[0]
         return (scores >= self.threshold).float()
 

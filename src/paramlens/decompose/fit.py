@@ -2,8 +2,7 @@
 
 Data parallel: when ``torch.distributed`` is initialised (``torchrun``), every process draws the same
 global batch and noise (each method's ``draw_noise``) from the same seeded generator and keeps its own
-slice; gradients are averaged
-with one all-reduce per step. The result equals single-process training on the same global batch (up to
+slice; gradients are averaged with one all-reduce per step. The result equals single-process training on the same global batch (up to
 float summation order).
 """
 
