@@ -1,16 +1,34 @@
-"""core.runs: results round-trip through run folders; interrupted training resumes to the same bits."""
+"""core.runs: results round-trip through run folders; interrupted training resumes to the same bits; damaged folders
+and mismatched resumes are one line naming the file."""
 
 import dataclasses
 import json
+import os
+import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor
+from safetensors.torch import save_file
+from torch import Tensor, nn
 
 from paramlens import ParamLensError
-from paramlens.core.runs import CHECKPOINT, Result, load_config, new_run_dir, save_config
-from paramlens.models.toy.tms import TMSConfig, train_tms
+from paramlens.core.runs import (
+    CHECKPOINT,
+    Result,
+    atomic_write,
+    fit_loop,
+    load_config,
+    new_run_dir,
+    require_checkpoint,
+    resume_config,
+    run_lock,
+    save_config,
+)
+from paramlens.models.toy.residual_mlp import ResidualMLPConfig
+from paramlens.models.toy.tms import TMS, TMSConfig, train_tms
+from paramlens.models.train import read_saved, save_model
 
 
 @dataclasses.dataclass
@@ -98,3 +116,275 @@ def test_result_with_one_tensor_under_two_names_saves(tmp_path):
     back = Example.load(tmp_path)
     assert torch.equal(back.per_target["a"], shared) and torch.equal(back.per_target["b"], shared)
     assert torch.equal(back.scores, shared[1:])
+
+
+# Damaged run folders: one line naming the file, never a traceback.
+
+
+def tiny_run(seed=0, width=3):
+    """The stateful objects of a small training run, and its step function."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Linear(4, width)
+    generator = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def step(i):
+        loss = model(torch.randn(8, 4, generator=generator)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    return step, {"model": model, "optimizer": opt, "generator": generator}
+
+
+def contents(folder):
+    """Every file under ``folder`` with its bytes: what a refused run must leave untouched."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def one_line(error):
+    message = str(error.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def checkpointed(folder, steps=10):
+    step, stateful = tiny_run()
+    fit_loop(steps, step, stateful, folder=folder, checkpoint_every=5, progress=False)
+    return folder / CHECKPOINT
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "random": os.urandom(len(data)), "empty": b""}[how])
+
+
+@pytest.mark.parametrize("how", ["truncated", "random", "empty"])
+def test_resuming_from_a_damaged_checkpoint_is_one_line_and_writes_nothing(tmp_path, how):
+    damage(checkpointed(tmp_path), how)
+    before = contents(tmp_path)
+    step, stateful = tiny_run()
+    with pytest.raises(ParamLensError) as e:
+        fit_loop(20, step, stateful, folder=tmp_path, resume=True, progress=False)
+    assert one_line(e).startswith(f"{tmp_path / CHECKPOINT}: unreadable checkpoint")
+    assert contents(tmp_path) == before
+
+
+@pytest.mark.parametrize("saved, expected", [
+    ([1, 2], "not a paramlens training checkpoint"),
+    ({"step": 5, "history": "[]"}, "not a paramlens training checkpoint"),
+    ({"step": 5, "history": "[]", "states": {"net": {}}}, r"holds the states \['net'\], this run needs"),
+    ({"step": 50, "history": "[]", "states": {}}, "saved at step 50, outside this run's 20 steps"),
+    ({"step": 5, "history": "{oops", "states": {}}, "its metric log is damaged"),
+])
+def test_a_checkpoint_of_the_wrong_structure_is_one_line(tmp_path, saved, expected):
+    torch.save(saved, tmp_path / CHECKPOINT)
+    step, stateful = tiny_run()
+    with pytest.raises(ParamLensError, match=f"^{re.escape(str(tmp_path / CHECKPOINT))}: .*{expected}") as e:
+        fit_loop(20, step, stateful, folder=tmp_path, resume=True, progress=False)
+    one_line(e)
+
+
+def test_a_checkpoint_whose_states_do_not_fit_the_model_is_one_line(tmp_path):
+    checkpointed(tmp_path)
+    step, stateful = tiny_run(width=5)  # another model shape
+    with pytest.raises(ParamLensError, match=r"checkpoint.pt: state 'model' does not fit this run "
+                                             r"\(weight is 3x4, needs 5x4; bias is 3, needs 5\)") as e:
+        fit_loop(20, step, stateful, folder=tmp_path, resume=True, progress=False)
+    one_line(e)
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    saved["states"]["model"] = {"weight": torch.zeros(3, 4)}
+    saved["states"]["generator"] = torch.zeros(3, dtype=torch.uint8)
+    torch.save(saved, tmp_path / CHECKPOINT)
+    step, stateful = tiny_run()
+    with pytest.raises(ParamLensError, match=r"state 'model' does not fit this run \(missing bias\)"):
+        fit_loop(20, step, stateful, folder=tmp_path, resume=True, progress=False)
+    saved["states"]["model"] = stateful["model"].state_dict()
+    torch.save(saved, tmp_path / CHECKPOINT)
+    with pytest.raises(ParamLensError, match=r"state 'generator' does not fit this run \(.+\)") as e:
+        fit_loop(20, step, stateful, folder=tmp_path, resume=True, progress=False)
+    one_line(e)
+
+
+def test_resuming_without_a_checkpoint_is_an_error_and_creates_nothing(tmp_path):
+    step, stateful = tiny_run()
+    with pytest.raises(ParamLensError, match=f"^{re.escape(str(tmp_path))}: no checkpoint to resume from "):
+        fit_loop(20, step, stateful, folder=tmp_path, resume=True, progress=False)
+    assert contents(tmp_path) == {}
+    missing = tmp_path / "typo"
+    with pytest.raises(ParamLensError, match="typo: no checkpoint to resume from .no such folder"):
+        fit_loop(20, step, stateful, folder=missing, resume=True, progress=False)
+    assert not missing.exists()
+    assert require_checkpoint(checkpointed(tmp_path).parent) == tmp_path / CHECKPOINT
+
+
+def test_resuming_a_finished_run_changes_nothing_and_continues_to_more_steps(tmp_path):
+    checkpointed(tmp_path, steps=10)
+    step, stateful = tiny_run()
+    assert [h["step"] for h in fit_loop(10, step, stateful, folder=tmp_path, resume=True, progress=False)] == [10]
+    reference_step, reference = tiny_run()
+    fit_loop(15, reference_step, reference, progress=False)
+    step, stateful = tiny_run()
+    fit_loop(15, step, stateful, folder=tmp_path, resume=True, progress=False)
+    assert torch.equal(stateful["model"].weight, reference["model"].weight)
+
+
+@pytest.mark.parametrize("how", ["truncated", "random", "empty"])
+def test_a_damaged_result_is_one_line_naming_the_file(tmp_path, how):
+    Example(torch.randn(3, 2), {"a": torch.ones(2)}, "x", []).save(tmp_path)
+    damage(tmp_path / "tensors.safetensors", how)
+    with pytest.raises(ParamLensError, match=r"tensors.safetensors: unreadable safetensors file") as e:
+        Example.load(tmp_path)
+    one_line(e)
+    damage(tmp_path / "result.json", how)
+    with pytest.raises(ParamLensError, match=r"result.json: not a readable JSON file") as e:
+        Example.load(tmp_path)
+    one_line(e)
+
+
+def test_a_result_of_another_kind_or_with_missing_tensors_is_one_line(tmp_path):
+    r = Example(torch.randn(3, 2), {"a": torch.ones(2)}, "x", [])
+    r.save(tmp_path)
+    save_file({"per_target/a": torch.ones(2)}, str(tmp_path / "tensors.safetensors"))  # the scores are lost
+    with pytest.raises(ParamLensError, match=r"tensors.safetensors: lacks the tensors scores of this 'example'"):
+        Example.load(tmp_path)
+    (tmp_path / "tensors.safetensors").unlink()
+    with pytest.raises(ParamLensError, match=r"tensors.safetensors: is missing, with the tensors scores, per_target"):
+        Example.load(tmp_path)
+    r.save(tmp_path)
+    (tmp_path / "result.json").write_text(json.dumps({"kind": "example", "name": "x", "history": [], "extra": 1}))
+    with pytest.raises(ParamLensError, match=r"result.json: extra not part of a 'example' result"):
+        Example.load(tmp_path)
+    (tmp_path / "result.json").write_text(json.dumps(["example"]))
+    with pytest.raises(ParamLensError, match=r"result.json: holds a different result type"):
+        Example.load(tmp_path)
+
+
+def test_a_damaged_or_foreign_config_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ParamLensError, match=r"config.json: not a readable JSON file .*so not a TMSConfig run") as e:
+        load_config(tmp_path, TMSConfig)
+    one_line(e)
+    (tmp_path / "config.json").write_bytes(os.urandom(64))
+    with pytest.raises(ParamLensError, match=r"config.json: not a readable JSON file") as e:
+        load_config(tmp_path, TMSConfig)
+    save_config(tmp_path, ResidualMLPConfig())
+    with pytest.raises(ParamLensError, match=r"config.json: not a valid TMSConfig \(kind: .*\), so not a TMSConfig"):
+        load_config(tmp_path, TMSConfig)
+    with pytest.raises(ParamLensError, match=r"config.json: missing; .* is not a TMSConfig run"):
+        load_config(tmp_path / "elsewhere", TMSConfig)
+
+
+# Resume reads the saved config and refuses a mismatch.
+
+
+def test_resume_config_refuses_every_differing_field_and_writes_nothing(tmp_path):
+    save_config(tmp_path, TMSConfig(n_steps=200, n_features=20))
+    before = contents(tmp_path)
+    with pytest.raises(ParamLensError) as e:
+        resume_config(tmp_path, TMSConfig, {"n_steps": 100, "n_features": 40, "seed": 0})
+    assert one_line(e) == (f"resume {tmp_path}: n_steps differs (saved 200, now 100), n_features differs (saved 20, "
+                           "now 40); rerun without them to continue the saved run, "
+                           "or pass --override n_steps,n_features to change them")
+    with pytest.raises(ParamLensError, match=r"n_features differs \(saved 20, now 40\); .*--override n_features "):
+        resume_config(tmp_path, TMSConfig, {"n_steps": 100, "n_features": 40}, override=["n_steps"])
+    assert contents(tmp_path) == before
+
+
+def test_resume_config_uses_the_saved_config_and_overridden_values(tmp_path):
+    saved = TMSConfig(n_steps=200, n_features=20, seed=3)
+    save_config(tmp_path, saved)
+    assert resume_config(tmp_path, TMSConfig, {}) == saved
+    assert resume_config(tmp_path, TMSConfig, {"n_steps": 200, "seed": 3}) == saved
+    assert resume_config(tmp_path, TMSConfig, {"n_steps": 400}, override=["n_steps"]) == saved.model_copy(
+        update={"n_steps": 400})
+
+
+def test_resume_config_refuses_unknown_fields_and_runs_of_another_kind(tmp_path):
+    save_config(tmp_path, TMSConfig())
+    with pytest.raises(ParamLensError, match=r"TMSConfig has no setting n_layers; settings: "):
+        resume_config(tmp_path, TMSConfig, {"n_layers": 2})
+    with pytest.raises(ParamLensError, match=r"TMSConfig has no setting colour"):
+        resume_config(tmp_path, TMSConfig, {}, override=["colour"])
+    with pytest.raises(ParamLensError, match=r"--override seed gives no new value"):
+        resume_config(tmp_path, TMSConfig, {}, override=["seed"])
+    with pytest.raises(ParamLensError, match=r"invalid settings \(n_steps: Input should be greater than or equal to 1"):
+        resume_config(tmp_path, TMSConfig, {"n_steps": -1}, override=["n_steps"])
+    with pytest.raises(ParamLensError, match=r"config.json: not a valid ResidualMLPConfig.*a ResidualMLPConfig run"):
+        resume_config(tmp_path, ResidualMLPConfig, {})
+    with pytest.raises(ParamLensError, match=r"empty.config.json: missing; .*empty is not a TMSConfig run"):
+        resume_config(tmp_path / "empty", TMSConfig, {})
+
+
+# Saved models.
+
+
+def test_a_damaged_saved_model_is_one_line_naming_the_file(tmp_path):
+    cfg = TMSConfig(n_features=5, n_hidden=2)
+    save_model(tmp_path, TMS(cfg), cfg)
+    for how in ["truncated", "random", "empty"]:
+        save_model(tmp_path, TMS(cfg), cfg)
+        damage(tmp_path / "model.safetensors", how)
+        with pytest.raises(ParamLensError, match=r"model.safetensors: unreadable safetensors file") as e:
+            read_saved(tmp_path)
+        one_line(e)
+    (tmp_path / "config.json").write_text("[1,")
+    with pytest.raises(ParamLensError, match=r"config.json: not a readable JSON file"):
+        read_saved(tmp_path)
+
+
+def test_a_saved_model_with_missing_or_misshapen_tensors_is_one_line(tmp_path):
+    cfg = TMSConfig(n_features=5, n_hidden=2)
+    model = TMS(cfg)
+    save_model(tmp_path, model, cfg)
+    config, back = read_saved(tmp_path, lambda raw: TMS(TMSConfig.model_validate(raw)))
+    assert config["n_features"] == 5 and all(torch.equal(a, b) for a, b in zip(back.parameters(), model.parameters()))
+    state = dict(model.state_dict())
+    name = sorted(state)[0]
+    save_file({k: v for k, v in state.items() if k != name}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ParamLensError, match=f"model.safetensors: does not fit the tms model \\(missing {name}\\)"):
+        read_saved(tmp_path, lambda raw: TMS(TMSConfig.model_validate(raw)))
+    save_model(tmp_path, TMS(TMSConfig(n_features=6, n_hidden=2)), cfg)
+    with pytest.raises(ParamLensError, match=r"model.safetensors: does not fit the tms model \(.* needs .*\)") as e:
+        read_saved(tmp_path, lambda raw: TMS(TMSConfig.model_validate(raw)))
+    one_line(e)
+
+
+# Writing.
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old")
+
+    def failing(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, failing)
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"] and path.read_text() == "old"
+
+
+def test_run_folders_skip_taken_names_even_files(tmp_path):
+    first = new_run_dir(tmp_path, "x")
+    (tmp_path / f"{first.name}-2").write_text("a file in the way")
+    assert new_run_dir(tmp_path, "x").name == f"{first.name}-3"
+    with pytest.raises(ParamLensError, match="not a folder"):
+        new_run_dir(tmp_path / f"{first.name}-2", "x")
+
+
+def test_the_run_lock_refuses_a_second_holder_and_is_free_afterwards(tmp_path):
+    with run_lock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == str(os.getpid())
+        step, stateful = tiny_run()
+        with pytest.raises(ParamLensError) as e:
+            fit_loop(5, step, stateful, folder=tmp_path, progress=False)
+        assert one_line(e) == (f"{tmp_path} is in use by another paramlens process (pid {os.getpid()}); "
+                               "wait for it or choose another folder")
+        assert not (tmp_path / CHECKPOINT).exists()
+        fit_loop(5, step, stateful, folder=tmp_path, write=False, progress=False)  # a reading process takes no lock
+    fit_loop(5, step, stateful, folder=tmp_path, progress=False)
+    assert (tmp_path / CHECKPOINT).exists() and (tmp_path / ".lock").read_text() == ""

@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import BaseModel, Field
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from paramlens.core.data import DataSource
-from paramlens.core.runs import CONFIG, fit_loop, save_config
+from paramlens.core.runs import CONFIG, atomic_write, fit_loop, save_config, state_mismatch
 from paramlens.errors import ParamLensError
 
 MODEL_FILE = "model.safetensors"
@@ -72,18 +73,54 @@ def train(
 
 
 def save_model(folder: str | Path, model: nn.Module, cfg: BaseModel) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
+    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (each renamed into place when complete)."""
     folder = Path(folder)
     save_config(folder, cfg)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / MODEL_FILE))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(folder / MODEL_FILE, lambda p: save_file(state, str(p)))
     return folder
 
 
-def read_saved(folder: str | Path) -> tuple[dict, dict[str, Tensor]]:
-    """``(config dict, state dict)`` of a model saved with :func:`save_model`."""
+def validated(cls: type[BaseModel], raw: dict, folder: Path) -> Any:
+    """``raw`` (a saved config.json) as ``cls``; a config that does not validate is one error naming the file."""
+    from pydantic import ValidationError
+
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ParamLensError(f"{folder / CONFIG}: not a valid {cls.__name__} ({'.'.join(map(str, first['loc']))}: "
+                             f"{first['msg']})") from None
+
+
+def read_saved(folder: str | Path, build: Callable[[dict], nn.Module] | None = None) -> tuple[dict, Any]:
+    """``(config dict, state dict)`` of a model saved with :func:`save_model`.
+
+    With ``build`` (config dict -> a freshly built model), ``(config dict, model)``: the saved tensors are checked
+    against the model ``build`` returns and loaded into it. A missing or damaged file, or tensors that do not fit the
+    model, are one error naming the file.
+    """
     folder = Path(folder)
     for name in (CONFIG, MODEL_FILE):
         if not (folder / name).is_file():
             raise ParamLensError(f"{folder / name}: missing; not a saved model folder "
                                  "(paramlens train-toy and paramlens bilinear write them)")
-    return json.loads((folder / CONFIG).read_text()), load_file(folder / MODEL_FILE)
+    try:
+        config = json.loads((folder / CONFIG).read_bytes())
+    except (OSError, ValueError) as e:
+        raise ParamLensError(f"{folder / CONFIG}: not a readable JSON file ({str(e)[:160]})") from None
+    if not isinstance(config, dict):
+        raise ParamLensError(f"{folder / CONFIG}: holds a JSON {type(config).__name__}, not a model config")
+    try:
+        state = load_file(folder / MODEL_FILE)
+    except Exception as e:  # safetensors reports a damaged header or a short file in its own error type
+        raise ParamLensError(f"{folder / MODEL_FILE}: unreadable safetensors file ({str(e)[:160]}); "
+                             "it is damaged, save the model again") from None
+    if build is None:
+        return config, state
+    model = build(config)
+    problem = state_mismatch(model, state)
+    if problem:
+        raise ParamLensError(f"{folder / MODEL_FILE}: does not fit the {config.get('kind', 'saved')} model ({problem})")
+    model.load_state_dict(state)
+    return config, model
