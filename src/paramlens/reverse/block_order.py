@@ -268,7 +268,7 @@ def order_blocks(blocks: Blocks, x: Tensor, y: Tensor, *, search_rows: int = 256
         history.append([start_mse])
         order, cur = _descend(fast, seeds[name], start_mse, xs, ys, floor, reach, reach_floor, tries, max_rounds,
                               top, chunk, work, history[-1], progress)
-        if cur < best[0]:
+        if not best[1] or cur < best[0]:  # (an error that overflowed to NaN still leaves an order to report)
             best = (cur, order, name)
         if cur <= floor:
             break

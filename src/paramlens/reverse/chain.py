@@ -2,8 +2,8 @@
 
 Tensors are paired as ``<prefix>.weight`` (2-d, ``(out, in)``) and ``<prefix>.bias`` (1-d, ``out``), ordered
 by their names with numbers compared as numbers (``layers.10`` after ``layers.9``), then checked for
-connecting sizes. Safetensors files are read lazily (memory-mapped, one tensor at a time); torch archives
-go through :func:`paramlens.core.archive.read_archive` (no pickled code runs).
+connecting sizes. Safetensors files are read lazily (memory-mapped, one tensor at a time); every other source goes
+through :func:`paramlens.core.resolve.resolve` (no pickled code runs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from paramlens.core.archive import read_archive
+from paramlens.core.loading import regular_file, sniff
+from paramlens.core.resolve import resolve
 from paramlens.errors import ParamLensError
 
 
@@ -31,24 +32,26 @@ class LayerRef:
 
 
 class TensorStore:
-    """Names and shapes up front, values on demand."""
+    """Names and shapes up front, values on demand: a safetensors file is memory-mapped and read one tensor at a
+    time; any other source :func:`~paramlens.core.resolve.resolve` reads (torch files of any kind without running
+    their code, ``.npz``, Hugging Face folders, GGUF, run folders) is read whole, non-finite values kept."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ParamLensError(f"{self.path}: no such file")
-        if self.path.suffix == ".safetensors":
+    def __init__(self, spec: str | Path):
+        path = Path(spec)
+        self.path = path
+        self._file, self._tensors = None, None
+        if path.is_file() and sniff(regular_file(path)) == "safetensors":
             from safetensors import SafetensorError, safe_open
 
             try:
-                self._file = safe_open(str(self.path), framework="pt")
+                self._file = safe_open(str(path), framework="pt")
                 self.shapes = {k: tuple(self._file.get_slice(k).get_shape()) for k in self._file.keys()}
-            except (SafetensorError, OSError) as e:
-                raise ParamLensError(f"{self.path}: unreadable safetensors file ({e}); truncated or corrupt") from None
-            self._tensors = None
+            except (SafetensorError, OSError, ValueError) as e:
+                raise ParamLensError(f"{path}: unreadable safetensors file ({e}); truncated or corrupt") from None
         else:
-            self._file = None
-            self._tensors = {t.name: t.value for t in read_archive(self.path)}
+            loaded = resolve(spec, check_finite=False, progress=False)
+            self.path = loaded.path or path
+            self._tensors = loaded.tensors
             self.shapes = {k: tuple(v.shape) for k, v in self._tensors.items()}
 
     def get(self, name: str) -> Tensor:

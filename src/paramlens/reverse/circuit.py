@@ -17,6 +17,7 @@ from torch import Tensor
 
 from paramlens.core.circuits import Circuit, Gate
 from paramlens.errors import ParamLensError
+from paramlens.reverse.values import RANGE, in_range, is_integer, layer_problem
 
 MAX_LEAVES = 6
 
@@ -37,7 +38,18 @@ def _local_max(row: Tensor, bias: int, W_prev: Tensor | None, b_prev: Tensor | N
         return bound
     grid = torch.tensor(list(itertools.product([0, 1], repeat=len(leaves))), dtype=torch.long)
     hidden = torch.relu(grid @ W_prev[used][:, leaves].T + b_prev[used])  # (2^k, used)
+    if int(hidden.max()) * int(row[used].abs().sum()) + abs(bias) >= 1 << 62:  # int64 could overflow: the bound
+        return bound
     return int((hidden @ row[used] + bias).max())
+
+
+def _check_integer(layer: int, W: Tensor, b: Tensor) -> None:
+    """Refuse a layer that is not integer: non-finite or out-of-range values named, else non-integer ones."""
+    if not (in_range(W) and in_range(b)):
+        raise ParamLensError(f"layer {layer}: {layer_problem(W, b)}; lifting needs finite integer weights and "
+                             f"biases with {RANGE}")
+    if not (is_integer(W) and is_integer(b)):
+        raise ParamLensError(f"layer {layer} has non-integer weights or biases; lifting needs an integer network")
 
 
 @dataclass
@@ -57,8 +69,11 @@ def lift(weights: list[Tensor], biases: list[Tensor], n_samples: int = 4096, see
     weights (independent-input bound, else exhaustively over its inputs' inputs when they are few); when
     neither settles it, ``n_samples`` random inputs must never push it above 1.
 
+    Weights and biases must be finite integers within ``±2^31`` (see :mod:`paramlens.reverse.values`).
+
     Raises:
-        ParamLensError: non-integer weights, sizes that do not chain, or a neuron seen above 1.
+        ParamLensError: non-finite, out-of-range or non-integer weights, sizes that do not chain, or a neuron
+            seen above 1.
     """
     n_in = weights[0].shape[1]
     c = Circuit(n_in)
@@ -67,8 +82,7 @@ def lift(weights: list[Tensor], biases: list[Tensor], n_samples: int = 4096, see
     h = torch.randint(0, 2, (n_samples, n_in), generator=torch.Generator().manual_seed(seed))
     sampled = 0
     for layer, (W, b) in enumerate(zip(weights, biases)):
-        if not (torch.equal(W, W.round()) and torch.equal(b, b.round())):
-            raise ParamLensError(f"layer {layer} has non-integer weights or biases; lifting needs an integer network")
+        _check_integer(layer, W, b)
         if W.shape[1] != len(prev):
             raise ParamLensError(f"layer {layer} reads {W.shape[1]} activations but the layer before writes {len(prev)}")
         Wi, bi = W.round().long(), b.round().long()

@@ -47,8 +47,18 @@ SEQUENCES: dict[str, tuple[int, ...]] = {
 }
 
 
+def _is_word(value: int, bits: int) -> bool:
+    """``value`` is an unsigned ``bits``-bit word (the only numbers the tables and readings describe)."""
+    return bits > 0 and 0 <= value < 1 << bits
+
+
 def describe_value(value: int, bits: int) -> list[str]:
-    """Plain readings of a single number: a power of two, an all-ones mask, printable ASCII bytes."""
+    """Plain readings of a single number: a power of two, an all-ones mask, printable ASCII bytes.
+
+    ``value`` is read as an unsigned ``bits``-bit word; a negative or wider value has no reading (empty list).
+    """
+    if not _is_word(value, bits):
+        return []
     found = []
     if value and value & (value - 1) == 0:
         found.append(f"2^{value.bit_length() - 1}")
@@ -63,10 +73,11 @@ def describe_value(value: int, bits: int) -> list[str]:
 
 def match_sequence(values: list[int], bits: int) -> list[str]:
     """Table sequences whose entries, masked to ``bits`` bits, equal ``values`` in order (from any start);
-    needs at least two values, or one full 32-bit word."""
+    needs at least two values, or one full 32-bit word, each an unsigned ``bits``-bit word (a negative or
+    wider value matches nothing)."""
     mask = (1 << bits) - 1
-    hits = []
-    if len(values) < 2 and bits < 32:
+    hits: list[str] = []
+    if (len(values) < 2 and bits < 32) or not all(_is_word(v, bits) for v in values):
         return hits
     for name, seq in SEQUENCES.items():
         masked = [s & mask for s in seq]

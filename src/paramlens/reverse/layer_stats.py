@@ -3,6 +3,11 @@
 A row signature is the sorted list of a row's non-zero weights and its bias, e.g. ``+1 | 0`` (a copy),
 ``-1 | +1`` (a NOT), ``+1 +1 | -1`` (an AND of two), ``-2 +1 +1 | 0`` (an XOR over a, b and their AND).
 Signatures are computed for integer layers whose rows have at most :data:`MAX_SIGNATURE_FAN_IN` non-zeros.
+
+A layer is integer when every weight and bias is finite, whole and within ``±2^31``
+(:data:`paramlens.reverse.values.MAX_MAGNITUDE`). A layer holding NaN or infinities is of kind ``non-finite``:
+its value sets, sparsity and fan-in/out are computed over its finite values only. ``problem`` says, per
+tensor, how many NaN, +Inf and -Inf it holds and how many values lie beyond ``±2^31``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from paramlens.reverse.values import is_integer, layer_problem, nonfinite_counts
 
 MAX_DISTINCT = 16
 MAX_SIGNATURE_FAN_IN = 16
@@ -25,7 +32,8 @@ def _fmt(v: float) -> str:
 @dataclass
 class LayerStats:
     """Statistics of one layer ``(out, in)``; ``values``/``bias_values``: the distinct values when there are
-    at most 16 (else None); ``signatures``: row signature -> count (empty for real-valued layers)."""
+    at most 16 (else None); ``signatures``: row signature -> count (empty for real-valued layers);
+    ``problem``: the non-finite or out-of-range values of the weight and bias, in words (None: none)."""
 
     shape: tuple[int, int]
     integer: bool
@@ -39,6 +47,7 @@ class LayerStats:
     constant_bits: list[int]
     value_counts: dict[int, int] | None = None
     bias_hash: int = 0
+    problem: str | None = None
 
     def key(self) -> tuple:
         """What repeats between rounds: sizes and the row types that make up at least 5% of the rows (not
@@ -48,7 +57,9 @@ class LayerStats:
         return self.shape, common if self.signatures else self.kind
 
 
-def _kind(values: list[float] | None, integer: bool) -> str:
+def _kind(values: list[float] | None, integer: bool, finite: bool) -> str:
+    if not finite:
+        return "non-finite"
     if values is not None:
         s = set(values)
         if s <= {0.0, 1.0}:
@@ -70,13 +81,16 @@ def _integer_counts(t: Tensor) -> dict[int, int] | None:
     lo, hi = int(t.min()), int(t.max())
     if hi - lo > MAX_COUNTED_RANGE:
         return None
-    counts = torch.bincount((t.flatten() - lo), minlength=hi - lo + 1)
+    counts = torch.bincount(t.flatten().long() - lo, minlength=hi - lo + 1)
     found = counts.nonzero().flatten()
     return {int(v) + lo: int(counts[v]) for v in found}
 
 
 def _distinct(t: Tensor) -> list[float] | None:
-    if not t.is_floating_point():
+    """The distinct finite values of ``t`` when there are at most :data:`MAX_DISTINCT`, else None."""
+    if t.is_floating_point():
+        t = t[t.isfinite()]
+    else:
         counts = _integer_counts(t)
         if counts is not None:
             return [float(v) for v in sorted(counts)] if len(counts) <= MAX_DISTINCT else None
@@ -88,7 +102,8 @@ def _row_signatures(W: Tensor, bias: Tensor, fan_in: Tensor) -> tuple[list[str],
     """Signature names and, per row, the index of its signature. ``W`` integer with small fan-in."""
     rows, cols = W.nonzero(as_tuple=True)
     vals = W[rows, cols]
-    order = torch.sort(rows * (2 * MAX_COUNTED_RANGE + 1) + (vals + MAX_COUNTED_RANGE)).indices  # by row, then value
+    by_value = torch.sort(vals, stable=True).indices
+    order = by_value[torch.sort(rows[by_value], stable=True).indices]  # by row, then value
     rows, vals = rows[order], vals[order]
     k = max(int(fan_in.max()), 1)
     starts = torch.cumsum(fan_in, 0) - fan_in
@@ -103,28 +118,52 @@ def _row_signatures(W: Tensor, bias: Tensor, fan_in: Tensor) -> tuple[list[str],
     return names, inverse
 
 
-def layer_stats(W: Tensor, b: Tensor | None) -> LayerStats:
-    """Statistics of a weight ``(out, in)`` and optional bias ``(out,)`` (any float or integer dtype)."""
+def _bias_key(bias: Tensor) -> int:
+    """Hash of the bias values: integer dtypes as int64, floats as float64 with ``-0.0`` counted as ``0.0`` and
+    every NaN as the same NaN (any float dtype, bfloat16 included)."""
+    if not bias.is_floating_point():
+        return hash(bias.to(torch.int64).contiguous().numpy().tobytes())
+    b = bias.to(torch.float64) + 0.0
+    b = torch.where(b.isnan(), torch.full_like(b, float("nan")), b)
+    return hash(b.contiguous().numpy().tobytes())
+
+
+def _signatures(W: Tensor, bias: Tensor, fan_in: Tensor) -> tuple[dict[str, int], list[int]]:
+    """Row signature -> count, most common first, and the bias bits of the copy/NOT rows (in row order)."""
+    if int(fan_in.max()) > MAX_SIGNATURE_FAN_IN:
+        return {}, []
+    names, inverse = _row_signatures(W, bias, fan_in)
+    row_names = [names[i] for i in inverse.tolist()]
+    return dict(Counter(row_names).most_common()), [int(n == NOT) for n in row_names if n in (COPY, NOT)]
+
+
+def _min_mean_max(counts: Tensor) -> tuple[int, float, int]:
+    """Smallest, mean and largest of per-row or per-column counts."""
+    return int(counts.min()), float(counts.float().mean()), int(counts.max())
+
+
+def layer_stats(W: Tensor, b: Tensor | None, names: tuple[str, str | None] = ("weight", "bias")) -> LayerStats:
+    """Statistics of a weight ``(out, in)`` and optional bias ``(out,)`` (any float or integer dtype);
+    ``names``: how ``problem`` calls the two tensors.
+
+    Integer layers (finite, whole, within ``±2^31``) are counted and signed as int64; other layers keep
+    their dtype, and NaN/infinities are left out of value sets, sparsity and fan-in/out.
+    """
     W = W.detach()
     bias = b.detach() if b is not None else torch.zeros(W.shape[0], dtype=W.dtype)
-    integer = bool(torch.equal(W, W.round()) and torch.equal(bias, bias.round())) if W.is_floating_point() else True
+    finite = not nonfinite_counts(W) and not nonfinite_counts(bias)
+    integer = is_integer(W) and is_integer(bias)
     if integer:
         W, bias = W.to(torch.int64), bias.to(torch.int64)
-    nz = W != 0
-    fan_in, fan_out = nz.sum(1), nz.sum(0)
+    nz = (W != 0) & W.isfinite() if W.is_floating_point() else W != 0
+    fan_in = nz.sum(1)
     value_counts = _integer_counts(W) if integer else None
     values = ([float(v) for v in sorted(value_counts)] if len(value_counts) <= MAX_DISTINCT else None) \
         if value_counts is not None else _distinct(W)
-    signatures: Counter[str] = Counter()
-    constant_bits: list[int] = []
-    if integer and int(fan_in.max()) <= MAX_SIGNATURE_FAN_IN:
-        names, inverse = _row_signatures(W, bias, fan_in)
-        signatures.update(Counter(names[i] for i in inverse.tolist()))
-        row_names = [names[i] for i in inverse.tolist()]
-        constant_bits = [int(n == NOT) for n in row_names if n in (COPY, NOT)]
+    signatures, constant_bits = _signatures(W, bias, fan_in) if integer else ({}, [])
+    n_finite = int(W.isfinite().sum()) if W.is_floating_point() else W.numel()
     return LayerStats(
-        shape=tuple(W.shape), integer=integer, values=values, kind=_kind(values, integer),
-        sparsity=float(1 - nz.float().mean()), fan_in=(int(fan_in.min()), float(fan_in.float().mean()), int(fan_in.max())),
-        fan_out=(int(fan_out.min()), float(fan_out.float().mean()), int(fan_out.max())),
-        bias_values=_distinct(bias), signatures=dict(signatures.most_common()), constant_bits=constant_bits,
-        value_counts=value_counts, bias_hash=hash(bias.contiguous().numpy().tobytes()))
+        shape=tuple(W.shape), integer=integer, values=values, kind=_kind(values, integer, finite),
+        sparsity=1 - int(nz.sum()) / max(n_finite, 1), fan_in=_min_mean_max(fan_in), fan_out=_min_mean_max(nz.sum(0)),
+        bias_values=_distinct(bias), signatures=signatures, constant_bits=constant_bits, value_counts=value_counts,
+        bias_hash=_bias_key(bias), problem=layer_problem(W, b, names))

@@ -7,12 +7,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import torch
+
 from paramlens.core.circuits import Circuit
 from paramlens.core.runs import Result
 from paramlens.reverse.chain import chain_weights
 from paramlens.reverse.circuit import lift, simplify
 from paramlens.reverse.equivalence import check
 from paramlens.reverse.netlist import from_json, to_dot, to_json, to_python
+from paramlens.reverse.values import refuse_bad_values
 
 
 @dataclasses.dataclass
@@ -62,8 +65,16 @@ class CircuitResult(Result):
 
 def read_circuit(path: str | Path) -> CircuitResult:
     """Lift every neuron of the layer chain at ``path`` to a threshold gate, simplify to named gates, and
-    check the simplified circuit against the lifted one."""
-    weights, biases = chain_weights(path)
+    check the simplified circuit against the lifted one.
+
+    Weights are read in float64, exact for every integer the lifting accepts (``|v| <= 2^31``).
+
+    Raises:
+        ParamLensError: a layer holds NaN, infinities or values beyond ``±2^31`` (named with its tensors and
+            what they hold), or is not an integer Boolean network.
+    """
+    weights, biases = chain_weights(path, torch.float64)
+    refuse_bad_values(path, weights, biases, "circuit lifting")
     lifted = lift(weights, biases)
     simple = simplify(lifted.circuit)
     eq = check(lifted.circuit, simple)

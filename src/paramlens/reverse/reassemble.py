@@ -9,6 +9,9 @@ and a final readout ``y = F x + f``. Expand pieces ``E`` are ``(h, d)``, contrac
    traces near zero. The pairs maximising ``sum |trace(C E)|`` are found with the Hungarian algorithm.
 2. Ordering, from data: :func:`paramlens.reverse.block_order.order_blocks`.
 3. Verification: the assembled network is run on every row in float64.
+
+Pieces and data rows must hold finite numbers within float32's range (the search runs in float32); a NaN,
+an infinity or a larger value is refused, naming the piece file and tensor or the CSV row and column.
 """
 
 from __future__ import annotations
@@ -27,8 +30,20 @@ from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.reverse.block_order import Blocks, order_blocks
 from paramlens.reverse.chain import TensorStore, _natural_key
+from paramlens.reverse.values import nonfinite_counts
 
 PIECE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+USABLE = "finite numbers within float32's range (±3.4e38; the search runs in float32)"
+
+
+def _unusable(t: Tensor) -> str | None:
+    """How many NaN, infinities and values beyond float32's range ``t`` holds, in words (None: none)."""
+    parts = [f"{n} {k}" for k, n in nonfinite_counts(t).items()]
+    big = int((t.isfinite() & (t.abs() > FLOAT32_MAX)).sum())
+    if big:
+        parts.append(f"{big} value{'s' if big > 1 else ''} beyond float32's range")
+    return ", ".join(parts) or None
 
 
 @dataclass
@@ -55,7 +70,11 @@ def load_pieces(folder: str | Path) -> list[Piece]:
         if len(mats) != 1 or len(vecs) != 1 or store.shapes[vecs[0]][0] != store.shapes[mats[0]][0]:
             raise ParamLensError(f"{path}: a piece must hold one weight (out, in) and one bias (out,); found "
                                  f"{ {k: list(s) for k, s in store.shapes.items()} }")
-        pieces.append(Piece(path.stem, store.get(mats[0]).double(), store.get(vecs[0]).double()))
+        weight, bias = store.get(mats[0]).double(), store.get(vecs[0]).double()
+        for name, t in ((mats[0], weight), (vecs[0], bias)):
+            if (problem := _unusable(t)) is not None:
+                raise ParamLensError(f"{path}: tensor '{name}' holds {problem}; pieces must hold {USABLE}")
+        pieces.append(Piece(path.stem, weight, bias))
     return pieces
 
 
@@ -79,8 +98,19 @@ def load_rows(path: str | Path, d_in: int, d_out: int) -> tuple[Tensor, Tensor]:
         values = np.array([[float(r[i]) for i in range(d_in)] + [float(r[i]) for i in out_cols] for r in body])
     except (ValueError, IndexError) as e:
         raise ParamLensError(f"{path}: a row is short or not numeric ({e})") from None
+    _refuse_unusable_rows(path, values, body, header, list(range(d_in)) + out_cols)
     t = torch.from_numpy(values)
     return t[:, :d_in].contiguous(), t[:, d_in:].contiguous()
+
+
+def _refuse_unusable_rows(path: Path, values: np.ndarray, body: list[list[str]], header: list[str],
+                          cols: list[int]) -> None:
+    """Raise naming the first data row and column whose value is NaN, infinite or beyond float32's range."""
+    bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise ParamLensError(f"{path}: data row {r + 1} (line {r + 2}), column '{header[cols[c]]}' holds "
+                             f"{body[r][cols[c]].strip()!r}; data values must be {USABLE}")
 
 
 @dataclass
@@ -108,6 +138,8 @@ def pair_pieces(pieces: list[Piece]) -> Pairing:
     e = torch.stack([pieces[i].weight for i in expand])
     c = torch.stack([pieces[i].weight for i in contract])
     score = torch.einsum("ehd,cdh->ec", e, c).abs().numpy()  # |trace(C_c E_e)|
+    if not np.isfinite(score).all():
+        raise ParamLensError("pairing scores |trace(C E)| overflow float64: the piece weights are too large to pair")
     rows, cols = linear_sum_assignment(-score)
     total = score[rows, cols].sum()
     drops = []
@@ -166,7 +198,7 @@ class Reassembly(Result):
         ])
 
     def figures(self, folder: Path) -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         fig, ax = plt.subplots(figsize=(5, 3))
         for i, errors in enumerate(self.history):

@@ -2,7 +2,8 @@
 
 Streams the layer chain one layer at a time (memory: one layer), and reports per-layer statistics, the
 repeating structure and where repeats differ, what the last layers test, and constants that match known
-tables. See :mod:`paramlens.reverse.structure` for the readings.
+tables. See :mod:`paramlens.reverse.structure` for the readings. Layers holding NaN or infinities are of
+kind ``non-finite``, named in the summary with how many of each value their tensors hold.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from rich.progress import track
 from torch import Tensor
 
+from paramlens.core.progress import track
 from paramlens.core.runs import Result
 from paramlens.report import plots
 from paramlens.reverse.chain import TensorStore, find_chain, iter_layers
@@ -74,6 +75,7 @@ class ScanResult(Result):
                              + (": " + "; ".join(d["constants"]) if d["constants"] else ""))
         else:
             lines.append("no repeating block found")
+        lines += _problem_lines(self.layers)
         lines += self.output
         if self.constant_matches:
             lines.append("  constant looks like: " + ", ".join(self.constant_matches))
@@ -99,13 +101,30 @@ class ScanResult(Result):
         return figs
 
 
+PROBLEM = "non-finite / out of range"
+
+
+def _problem_lines(rows: list[dict]) -> list[str]:
+    """One line per layer with NaN, infinities or values beyond ±2^31, saying what they are and where."""
+    lines = []
+    for row in rows:
+        if not row.get(PROBLEM):
+            continue
+        if row["kind"] == "non-finite":
+            lines.append(f"non-finite values in layer {row['layer']}: {row[PROBLEM]}; its statistics use its "
+                         "finite values only")
+        else:
+            lines.append(f"out-of-range values in layer {row['layer']}: {row[PROBLEM]}; not read as integers")
+    return lines
+
+
 def _row(index: int, s: LayerStats, name: str) -> dict:
     return {"layer": index, "name": name, "shape": f"{s.shape[0]}x{s.shape[1]}", "kind": s.kind,
             "values": s.values if s.values is not None and len(s.values) <= 8 else None, "sparsity": s.sparsity,
             "fan-in (min/mean/max)": f"{s.fan_in[0]}/{s.fan_in[1]:.1f}/{s.fan_in[2]}",
             "fan-out (min/mean/max)": f"{s.fan_out[0]}/{s.fan_out[1]:.1f}/{s.fan_out[2]}",
             "bias values": s.bias_values if s.bias_values is not None and len(s.bias_values) <= 8 else None,
-            "signatures": dict(list(s.signatures.items())[:8])}
+            PROBLEM: s.problem, "signatures": dict(list(s.signatures.items())[:8])}
 
 
 def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> ScanResult:
@@ -122,6 +141,18 @@ def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> 
         torch.set_num_threads(threads)
 
 
+def _count_values(values: Counter, s: LayerStats, W: Tensor) -> None:
+    """Add one layer's weights to the value histogram: integer values one by one when there are few,
+    else as ``other integers``, ``real`` or ``non-finite``."""
+    if s.value_counts is not None and len(s.value_counts) <= 64:
+        values.update({str(v): c for v, c in s.value_counts.items()})
+        return
+    bad = int((~W.isfinite()).sum()) if W.is_floating_point() else 0
+    if bad:
+        values["non-finite"] += bad
+    values["real" if not s.integer else "other integers"] += W.numel() - bad
+
+
 def _scan(path: str | Path, progress: bool, max_similarity: int) -> ScanResult:
     store = TensorStore(path)
     layers, notes = find_chain(store)
@@ -132,13 +163,10 @@ def _scan(path: str | Path, progress: bool, max_similarity: int) -> ScanResult:
     if progress:
         items = track(items, total=len(layers), description="scanning layers", transient=True)
     for ref, W, b in items:
-        s = layer_stats(W, b)
+        s = layer_stats(W, b, (ref.weight, ref.bias))
         stats.append(s)
         rows.append(_row(ref.index, s, ref.weight))
-        if s.value_counts is not None and len(s.value_counts) <= 64:
-            values.update({str(v): c for v, c in s.value_counts.items()})
-        else:
-            values["real" if not s.integer else "other integers"] += W.numel()
+        _count_values(values, s, W)
         last_two = (last_two + [(W, b)])[-2:]
     period = find_period([s.key() for s in stats])
     differing = differing_positions(stats, period) if period.n_repeats else []

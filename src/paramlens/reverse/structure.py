@@ -109,7 +109,7 @@ def read_output(last: LayerStats, last_rows: list[Row], before_row: Callable[[in
     bits: list[int] = []
     if not last.integer:
         return OutputReading([f"linear readout of {last.shape[1]} activations into {last.shape[0]} outputs "
-                              "(real-valued weights)"], [], None, [])
+                              f"({last.problem or 'real-valued weights'})"], [], None, [])
     for o, (weights, bias) in enumerate(last_rows):
         n = len(weights)
         positive = all(w == 1 for w in weights.values())
