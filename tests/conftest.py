@@ -11,3 +11,22 @@ def lm_folder(tmp_path_factory):
                        n_steps=60, batch_size=16, mlp="swiglu")
     train_tiny_lm(cfg, folder=folder, progress=False)
     return folder
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``paramlens ARGS`` in this process: ``cli(*args) -> (exit status, stdout, stderr)``."""
+    import sys
+
+    from paramlens import cli as module
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["paramlens", *map(str, args)])
+        module._state["debug"] = False
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ended:
+            module.main()
+        captured = capsys.readouterr()
+        return ended.value.code, captured.out, captured.err
+
+    return run

@@ -68,13 +68,13 @@ def test_decompose_a_toy_run_folder_writes_a_report(tmp_path):
     assert r.returncode == 1 and "spd has no setting gamma" in r.stderr
 
 
-def test_decompose_a_language_model_needs_text(tmp_path):
+def test_decompose_a_language_model_without_tokenizer_needs_token_ids(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=11, n_positions=16)).save_pretrained(
         tmp_path / "gpt")
     r = paramlens("decompose", tmp_path / "gpt", "-t", "transformer.h.0.mlp.c_fc", "--out", tmp_path / "runs")
-    assert r.returncode == 1 and "needs --text FILE" in r.stderr
+    assert r.returncode == 1 and "no tokenizer comes with this model" in r.stderr and "--token-ids FILE" in r.stderr
 
 
 def test_bilinear_trains_analyses_and_reanalyses_a_saved_model(tmp_path):

@@ -1,6 +1,7 @@
 """The ``paramlens`` command: a thin layer over the library's functions.
 
-Errors from bad input print as one line on stderr and exit with status 1; ``--debug`` shows the traceback.
+Every command that takes a model reads it through :func:`paramlens.core.resolve.resolve`. Errors print as one
+line on stderr with a distinct exit status (:class:`paramlens.terminal.Exit`); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -12,25 +13,41 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from paramlens.errors import ParamLensError
+from paramlens.core.text import TextOptions
+from paramlens.errors import UsageError
+from paramlens.terminal import Exit, finite, note, out, safe, say
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="ParamLens: parameter-space interpretability for PyTorch.")
-out = Console()
-err = Console(stderr=True)
+                  rich_markup_mode=None, help="ParamLens: parameter-space interpretability for PyTorch.")
 _state = {"debug": False}
+
+MODELS = ("'smollm2', 'minilm', a built-in name ('modular-addition', 'tms', ...), a run folder, a Hugging Face "
+          "folder, or a weights file (.safetensors, .pt/.pth/.bin, .npz, .gguf)")
 
 # Options shared by several commands (typer reads them as defaults; one definition each)
 OUT_DIR = typer.Option(Path("runs"), "--out", help="Folder for the new run folder.")
-MODEL_OR_BUILTIN = typer.Argument("modular-addition", help="'modular-addition' (an MLP trained in-project), or a "
-                                   "language model: 'smollm2', 'minilm', a Hugging Face folder or a .gguf file.")
-MODULUS = typer.Option(59, help="Modulus of the built-in model.")
-CORPUS = typer.Option("fortunes", help="Corpus name (fortunes, bible) or a text file.")
-LM_TOKENS = typer.Option(2048, help="Language models: corpus tokens to read.")
-LM_CONTEXT = typer.Option(64, help="Language models: tokens per window.")
+SEED = typer.Option(0, help="Seed for every model, batch and random draw.")
+TRUST_CODE = typer.Option(False, "--trust-code", help="Allow code stored with the model to run (trusted files only).")
+LM_MODEL = typer.Argument(..., help=f"A language model: {MODELS}.")
+MODEL_OR_BUILTIN = typer.Argument("modular-addition", help=f"The built-in MLP or a language model: {MODELS}.")
+MODULUS = typer.Option(59, min=3, max=1000, help="Modulus of the built-in modular-addition model.")
+CORPUS = typer.Option("fortunes", help="Text to read: a corpus name (fortunes, bible) or a text file.")
+TOKEN_IDS = typer.Option(None, "--token-ids", help="A file of token ids (one integer tensor, or a text file with one "
+                         "window per line), for models without a tokenizer; replaces --corpus.")
+LM_TOKENS = typer.Option(2048, min=2, max=100_000_000, help="Corpus tokens to read.")
+LM_CONTEXT = typer.Option(64, min=2, max=1_000_000, help="Tokens per window.")
+
+
+def _text(corpus: str, token_ids: Optional[Path], tokens: int, context: int) -> TextOptions:
+    return TextOptions(corpus=corpus, token_ids=token_ids, tokens=tokens, context=context)
+
+
+def _show(result, folder: Optional[Path]) -> None:
+    say(result.summary())
+    if folder is not None:
+        say(f"report: {folder / 'index.html'}")
 
 
 @app.callback()
@@ -41,7 +58,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the run folder."),
-    seed: int = typer.Option(0, help="Seed for every model and batch."),
+    seed: int = SEED,
     quick: bool = typer.Option(False, help="Tiny configs that finish in seconds (for smoke tests)."),
 ) -> None:
     """Train the built-in toy models, run every analysis on them and write an HTML report."""
@@ -59,40 +76,28 @@ class ToyKind(str, Enum):
 @app.command("train-toy")
 def train_toy(
     kind: ToyKind = typer.Argument(..., help="Which toy model."),
-    features: Optional[int] = typer.Option(None, help="Number of sparse input features."),
-    hidden: Optional[int] = typer.Option(None, help="TMS hidden width."),
-    layers: Optional[int] = typer.Option(None, help="Residual MLP layers (1-3)."),
-    steps: Optional[int] = typer.Option(None, help="Training steps."),
+    features: Optional[int] = typer.Option(None, min=1, max=100_000, help="Number of sparse input features."),
+    hidden: Optional[int] = typer.Option(None, min=1, max=100_000, help="TMS hidden width."),
+    layers: Optional[int] = typer.Option(None, min=1, max=3, help="Residual MLP layers (1-3)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=10_000_000, help="Training steps."),
     identity: bool = typer.Option(False, help="TMS with a hidden identity layer."),
-    seed: int = typer.Option(0),
+    seed: Optional[int] = typer.Option(None, help="Seed (default 0)."),
     out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
+    override: str = typer.Option("", help="On --resume: settings that may differ from the saved run (comma-separated)."),
 ) -> None:
     """Train a toy model with known mechanisms and save it to a run folder."""
-    from paramlens.core.runs import load_config, new_run_dir, save_config
-    from paramlens.models.toy import ZOO, save_model
+    from paramlens.models.toy.cli_run import run_train_toy
 
-    entry = ZOO[kind.value]
-    if resume is not None:
-        folder, cfg = resume, load_config(resume, entry.config)
-    else:
-        given = {"n_features": features, "n_hidden": hidden, "n_layers": layers, "n_steps": steps, "seed": seed}
-        if identity:
-            given["hidden_identity"] = True
-        fields = entry.config.model_fields
-        unknown = [k for k, v in given.items() if v is not None and k not in fields]
-        if unknown:
-            raise ParamLensError(f"{kind.value} has no option {', '.join(unknown)}")
-        try:
-            cfg = entry.config(**{k: v for k, v in given.items() if v is not None})
-        except ValueError as e:
-            raise ParamLensError(f"invalid {kind.value} settings: {e}") from None
-        folder = new_run_dir(out_dir, kind.value)
-    save_config(folder, cfg)
-    err.print(f"training {kind.value} -> {folder}")
-    model, history = entry.train(cfg, folder=folder, resume=resume is not None)
-    save_model(folder, model, cfg)
-    out.print(f"final loss {history[-1]['loss']:.4g}; saved to {folder}")
+    given = {"n_features": features, "n_hidden": hidden, "n_layers": layers, "n_steps": steps, "seed": seed,
+             "hidden_identity": True if identity else None}
+    folder, loss = run_train_toy(kind.value, {k: v for k, v in given.items() if v is not None}, out_dir, resume,
+                                 _names(override))
+    say(f"final loss {loss:.4g}; saved to {folder}")
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 class DecompositionMethod(str, Enum):
@@ -102,43 +107,58 @@ class DecompositionMethod(str, Enum):
 
 @app.command("decompose")
 def decompose_cmd(
-    model_path: Path = typer.Argument(..., help="A toy run folder (train-toy), a Hugging Face folder, a .gguf file."),
-    targets: list[str] = typer.Option(..., "--targets", "-t", help="Glob pattern over module names; repeat."),
-    method: DecompositionMethod = typer.Option(DecompositionMethod.spd, help="spd or apd."),
-    C: Optional[int] = typer.Option(None, "--C", help="Subcomponents per target (SPD) or components (APD)."),
-    steps: Optional[int] = typer.Option(None, help="Training steps."),
-    batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
+    ctx: typer.Context,
+    model: Optional[str] = typer.Argument(None, help=f"The model to decompose: {MODELS}."),
+    targets: list[str] = typer.Option([], "--targets", "-t", help="Glob pattern over module names; repeat."),
+    method: Optional[DecompositionMethod] = typer.Option(None, help="spd (default) or apd."),
+    C: Optional[int] = typer.Option(None, "--C", min=1, max=1_000_000,
+                                    help="Subcomponents per target (SPD) or components (APD)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=100_000_000, help="Training steps."),
+    batch_size: Optional[int] = typer.Option(None, min=1, max=10_000_000, help="Global batch size (language models: "
+                                             "windows; default 8)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    seed: int = typer.Option(0),
+    seed: Optional[int] = typer.Option(None, help="Seed (default 0)."),
     settings: list[str] = typer.Option([], "--set", help="Any other config field as key=value; repeat."),
-    text: Optional[Path] = typer.Option(None, help="Text file to draw token windows from (language models)."),
-    seq_len: int = typer.Option(64, help="Tokens per window (language models)."),
+    corpus: str = CORPUS,
+    token_ids: Optional[Path] = TOKEN_IDS,
+    tokens: int = typer.Option(65_536, min=2, max=100_000_000, help="Language models: corpus tokens to sample "
+                               "windows from."),
+    context: int = typer.Option(128, min=2, max=1_000_000, help="Language models: tokens per window."),
     out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
-    trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),
+    override: str = typer.Option("", help="On --resume: settings that may differ from the saved run (comma-separated)."),
+    trust_code: bool = TRUST_CODE,
 ) -> None:
     """Decompose target weights into subcomponents (SPD) or parameter components (APD)."""
-    from paramlens.decompose.cli_run import run_decompose
+    from paramlens.decompose.cli_run import Request, run_decompose
 
-    given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": finite(lr, "--lr", 0, strict_low=True)}
     for item in settings:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ParamLensError(f"--set takes key=value, got '{item}'")
+        if not sep or not key:
+            raise UsageError(f"--set takes key=value, got '{item}'")
         given[key] = value
-    result, folder = run_decompose(model_path, targets, method.value, {k: v for k, v in given.items() if v is not None},
-                                   text=text, seq_len=seq_len, out_dir=out_dir, resume=resume, trust_code=trust_code)
+    given_text = {name for name in ("corpus", "token_ids", "tokens", "context") if _given(ctx, name)}
+    req = Request(model, list(targets), method.value if method else None, _text(corpus, token_ids, tokens, context),
+                  {k: v for k, v in given.items() if v is not None}, seed)
+    result, folder = run_decompose(req, out_dir=out_dir, resume=resume, override=_names(override),
+                                   trust_code=trust_code, given_text=given_text)
     if folder is not None:
-        out.print(result.summary())
-        out.print(f"report: {folder / 'index.html'}")
+        _show(result, folder)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was set on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
 
 
 @app.command()
 def bilinear(
-    model: str = typer.Argument(..., help="A saved bilinear classifier folder, or a dataset to train one on: "
+    model: str = typer.Argument(..., help="A saved bilinear classifier (run folder), or a dataset to train one on: "
                                 "fashion-mnist, mnist, digits."),
-    steps: Optional[int] = typer.Option(None, help="Training steps (new model)."),
-    d_hidden: Optional[int] = typer.Option(None, help="Bilinear hidden width (new model)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=10_000_000, help="Training steps (new model)."),
+    d_hidden: Optional[int] = typer.Option(None, min=1, max=100_000, help="Bilinear hidden width (new model)."),
     noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training (new model)."),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay (new model)."),
     seed: Optional[int] = typer.Option(None, help="Seed (new model)."),
@@ -148,71 +168,65 @@ def bilinear(
     adversarial masks; writes an HTML report."""
     from paramlens.bilinear.cli_run import run_bilinear
 
-    given = {"n_steps": steps, "d_hidden": d_hidden, "input_noise": noise, "weight_decay": weight_decay, "seed": seed}
-    result, folder = run_bilinear(model, {k: v for k, v in given.items() if v is not None}, out_dir)
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    given = {"n_steps": steps, "d_hidden": d_hidden, "input_noise": finite(noise, "--noise", 0),
+             "weight_decay": finite(weight_decay, "--weight-decay", 0), "seed": seed}
+    _show(*run_bilinear(model, {k: v for k, v in given.items() if v is not None}, out_dir))
 
 
-reverse_app = typer.Typer(no_args_is_help=True, help="Reverse-engineer a network from its disclosed weights.")
+reverse_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Reverse-engineer a network from its disclosed weights.")
 app.add_typer(reverse_app, name="reverse")
+WEIGHTS = typer.Argument(..., help=f"The network: {MODELS} (its code never runs).")
 
 
 @reverse_app.command("scan")
-def reverse_scan(
-    path: Path = typer.Argument(..., help="A checkpoint: .safetensors, or a torch archive (its code never runs)."),
-    out_dir: Path = OUT_DIR,
-) -> None:
+def reverse_scan(path: str = WEIGHTS, out_dir: Path = OUT_DIR) -> None:
     """Layer sizes, value sets, row signatures, repeating blocks, known constants, and what the output tests."""
     from paramlens.reverse.cli_run import run_scan
 
-    result, folder = run_scan(path, out_dir)
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    _show(*run_scan(path, out_dir))
 
 
 @reverse_app.command("circuit")
-def reverse_circuit(
-    path: Path = typer.Argument(..., help="An integer ReLU network over 0/1 inputs (.safetensors or torch archive)."),
-    out_dir: Path = OUT_DIR,
-) -> None:
-    """Lift every neuron to a threshold gate, simplify to named gates, prove equivalence, export
-    circuit.json, circuit.dot and circuit.py."""
+def reverse_circuit(path: str = WEIGHTS, out_dir: Path = OUT_DIR) -> None:
+    """Lift every neuron of an integer ReLU network over 0/1 inputs to a threshold gate, simplify to named gates,
+    prove equivalence, export circuit.json, circuit.dot and circuit.py."""
     from paramlens.reverse.cli_run import run_circuit
 
     result, folder = run_circuit(path, out_dir)
-    out.print(result.summary())
-    out.print(f"netlist, DOT and Python function: {folder}")
+    say(result.summary())
+    say(f"netlist, DOT and Python function: {folder}")
 
 
 @reverse_app.command("invert")
 def reverse_invert(
-    path: Path = typer.Argument(..., help="A ReLU network (.safetensors or torch archive)."),
+    path: str = WEIGHTS,
     target: str = typer.Option(..., help="Wanted output: 0x... (bits, lowest = output 0) or comma-separated values."),
     low: float = typer.Option(0.0, help="Lower bound of every input (real-valued networks)."),
     high: float = typer.Option(1.0, help="Upper bound of every input (real-valued networks)."),
     tol: float = typer.Option(1e-4, help="Allowed error per output (real-valued networks)."),
 ) -> None:
     """Find an input that produces the target output: SAT for Boolean networks, MILP for small real ones."""
-    from paramlens.reverse.invert import invert_file
+    from paramlens.reverse.cli_run import run_invert
 
-    result = invert_file(str(path), target, low=low, high=high, tol=tol)
-    out.print(f"tried: {result.tried}")
-    out.print(result.why)
-    if result.found:
-        x = result.input
-        bits = all(v in (0.0, 1.0) for v in x)
-        out.print("input: " + ("".join(str(int(v)) for v in x) + f" (= 0x{sum(int(v) << i for i, v in enumerate(x)):x}, "
-                                "lowest bit = input 0)" if bits else ", ".join(f"{v:.6g}" for v in x)))
+    result = run_invert(path, target, low=low, high=high, tol=tol)
+    say(f"tried: {result.tried}")
+    say(result.why)
+    if not result.found:
+        raise typer.Exit(int(Exit.NOT_FOUND))
+    x = result.input
+    if all(v in (0.0, 1.0) for v in x):
+        value = sum(int(v) << i for i, v in enumerate(x))
+        say("input: " + "".join(str(int(v)) for v in x) + f" (= 0x{value:x}, lowest bit = input 0)")
     else:
-        raise typer.Exit(1)
+        say("input: " + ", ".join(f"{v:.6g}" for v in x))
 
 
 @reverse_app.command("reassemble")
 def reverse_reassemble(
     pieces: Path = typer.Argument(..., help="Folder of piece files, one linear layer (weight, bias) each."),
     data: Path = typer.Option(..., "--data", help="CSV with a header: inputs first, then the network's outputs."),
-    search_rows: int = typer.Option(256, help="Rows used while searching (all rows are used to verify)."),
+    search_rows: int = typer.Option(256, min=1, max=10_000_000, help="Rows used while searching (all rows verify)."),
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Pair expand/contract pieces from their weights, order the blocks with the data, verify on every row,
@@ -220,20 +234,22 @@ def reverse_reassemble(
     from paramlens.reverse.cli_run import run_reassemble
 
     result, folder = run_reassemble(pieces, data, out_dir, search_rows=search_rows)
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    _show(result, folder)
     if not result.exact:
-        raise typer.Exit(1)
+        raise typer.Exit(int(Exit.NOT_FOUND))
 
 
 @app.command()
 def geometry(
-    model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
+    model: str = LM_MODEL,
     corpus: str = CORPUS,
-    tokens: int = typer.Option(4096, help="Tokens to analyse (a quarter of the windows are held out)."),
-    context: int = typer.Option(128, help="Tokens per window."),
+    token_ids: Optional[Path] = TOKEN_IDS,
+    tokens: int = typer.Option(4096, min=2, max=100_000_000, help="Tokens to analyse (a quarter of the windows are "
+                               "held out)."),
+    context: int = typer.Option(128, min=2, max=1_000_000, help="Tokens per window."),
     classes: str = typer.Option("ridge,lowrank,diagonal,mlp", help="Tokenwise function classes to fit."),
     primary: str = typer.Option("ridge", help="Class whose T replaces the update in the KL intervention."),
+    trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Per layer: how much of the update h_(l+1) - h_l is a function of the current token alone (cosines,
@@ -241,154 +257,167 @@ def geometry(
     from paramlens.geometry.cli_run import run_geometry
     from paramlens.geometry.layer_updates import GeometryConfig
 
-    cfg = GeometryConfig(classes=classes.split(","), primary=primary, context=context)
-    result, folder = run_geometry(model, corpus, tokens, cfg, out_dir)
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    cfg = GeometryConfig(classes=_names(classes), primary=primary)
+    _show(*run_geometry(model, _text(corpus, token_ids, tokens, context), cfg, out_dir, trust_code))
 
 
 @app.command()
 def bigram(
-    model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
+    model: str = LM_MODEL,
     corpus: str = CORPUS,
-    tokens: int = typer.Option(200_000, help="Corpus tokens: bigram counts and training windows (10% held out)."),
-    steps: int = typer.Option(5000, help="Most sparsification steps (stops earlier when masks are decided)."),
+    token_ids: Optional[Path] = TOKEN_IDS,
+    tokens: int = typer.Option(200_000, min=2, max=100_000_000, help="Corpus tokens: bigram counts and training "
+                               "windows (10% held out)."),
+    steps: int = typer.Option(5000, min=1, max=10_000_000, help="Most sparsification steps (stops earlier when masks "
+                              "are decided)."),
     lam: float = typer.Option(1.0, help="Weight of the mean mask in the loss."),
-    context: int = typer.Option(64, help="Tokens per window."),
+    context: int = LM_CONTEXT,
+    trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Find the bigram subnetwork by continuous sparsification of every block matrix; report surprisal
-    correlation with the bigram model, where its parameters sit, and ablations."""
+    correlation with the bigram model, where its parameters sit, and ablations. (Method: paramlens.subnetwork.)"""
     from paramlens.subnetwork.bigram import BigramConfig
     from paramlens.subnetwork.cli_run import run_bigram
 
-    result, folder = run_bigram(model, corpus, tokens, BigramConfig(max_steps=steps, lam=lam, context=context), out_dir)
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    cfg = BigramConfig(max_steps=steps, lam=finite(lam, "--lam", 0))
+    _show(*run_bigram(model, _text(corpus, token_ids, tokens, context), cfg, out_dir, trust_code))
 
 
 @app.command("rotation")
 def rotation_command(
-    model: str = typer.Argument(..., help="'smollm2', a Hugging Face model folder, or a .gguf file."),
+    model: str = LM_MODEL,
     corpus: str = CORPUS,
-    tokens: int = typer.Option(4096, help="Tokens to analyse."),
-    context: int = typer.Option(128, help="Tokens per window."),
-    subnetwork: Path | None = typer.Option(None, help="A `paramlens bigram` run folder: compare with its subnetwork."),
+    token_ids: Optional[Path] = TOKEN_IDS,
+    tokens: int = typer.Option(4096, min=2, max=100_000_000, help="Tokens to analyse."),
+    context: int = typer.Option(128, min=2, max=1_000_000, help="Tokens per window."),
+    subnetwork: Optional[Path] = typer.Option(None, help="A `paramlens bigram` run folder: compare with its subnetwork."),
+    trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Per layer: rotation (median |arg eigenvalue|) of ridge maps from hidden states to the input token
     embeddings and to the final hidden states; with --subnetwork, also for the model reduced to a bigram
-    subnetwork found by `paramlens bigram`."""
+    subnetwork found by `paramlens bigram`. (Method: paramlens.geometry.)"""
     from paramlens.geometry.cli_run import run_rotation
-    from paramlens.subnetwork.bigram import BigramSubnetwork
 
-    weights_from = BigramSubnetwork.load(subnetwork).weights if subnetwork else None
-    results, folder = run_rotation(model, corpus, tokens, context, out_dir, weights_from)
+    results, folder = run_rotation(model, _text(corpus, token_ids, tokens, context), out_dir, subnetwork, trust_code)
     for result in results:
-        out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+        say(result.summary())
+    say(f"report: {folder / 'index.html'}")
 
 
 @app.command()
 def interaction(
     model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
-    seed: int = typer.Option(0),
+    seed: int = SEED,
     corpus: str = CORPUS,
+    token_ids: Optional[Path] = TOKEN_IDS,
     tokens: int = LM_TOKENS,
     context: int = LM_CONTEXT,
-    sources: int = typer.Option(4, help="Language models: random vectors per batch for Jacobian moments and edges."),
-    top: int = typer.Option(16, help="Language models: edges among this many top directions per layer."),
+    sources: int = typer.Option(4, min=1, max=10_000, help="Language models: random vectors per batch for Jacobian "
+                                "moments and edges."),
+    top: int = typer.Option(16, min=1, max=100_000, help="Language models: edges among this many top directions per "
+                            "layer."),
+    trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Local interaction basis vs PCA (vs neurons on the MLP): edges, modules (Leiden) and Q, ablation curves;
     on the built-in MLP also the edges needed to keep accuracy."""
     from paramlens.interaction.cli_run import LMOptions, run_interaction
 
-    lm = LMOptions(corpus=corpus, tokens=tokens, context=context, sources=sources, top=top)
-    result, folder = run_interaction(model, p, seed, out_dir, lm)
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    lm = LMOptions(text=_text(corpus, token_ids, tokens, context), sources=sources, top=top)
+    _show(*run_interaction(model, p, seed, out_dir, lm, trust_code))
 
 
 @app.command("degeneracy")
 def degeneracy_command(
     model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
-    seed: int = typer.Option(0),
+    seed: int = SEED,
     corpus: str = CORPUS,
+    token_ids: Optional[Path] = TOKEN_IDS,
     tokens: int = LM_TOKENS,
     context: int = LM_CONTEXT,
+    trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Null activation directions, null gradient directions, and dead / always-on / duplicate units per layer
-    (language models: the residual stream, and the MLP units of every block)."""
+    (language models: the residual stream, and the MLP units of every block). (Method: paramlens.interaction.)"""
     from paramlens.interaction.cli_run import LMOptions, run_degeneracy
 
-    result, folder = run_degeneracy(model, p, seed, out_dir, LMOptions(corpus=corpus, tokens=tokens, context=context))
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    lm = LMOptions(text=_text(corpus, token_ids, tokens, context))
+    _show(*run_degeneracy(model, p, seed, out_dir, lm, trust_code))
 
 
 @app.command()
 def information(
     model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
-    seed: int = typer.Option(0),
+    seed: int = SEED,
     shuffled: bool = typer.Option(False, help="Built-in model: train and measure on shuffled labels (memorisation)."),
-    targets: list[str] = typer.Option(None, "--targets", help="Language models: weight patterns (default: the "
+    targets: list[str] = typer.Option([], "--targets", "-t", help="Language models: weight patterns (default: the "
                                       "first block's matrices)."),
     corpus: str = CORPUS,
+    token_ids: Optional[Path] = TOKEN_IDS,
     tokens: int = LM_TOKENS,
     context: int = LM_CONTEXT,
     beta: float = typer.Option(1e-3, help="Weight of the information term."),
-    steps: int = typer.Option(1000, help="Steps learning the noise."),
+    steps: int = typer.Option(1000, min=1, max=10_000_000, help="Steps learning the noise."),
+    trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Information in the weights: learned log-normal noise per weight, per layer, with the curvature bound."""
-    from paramlens.information.weights_info import InformationConfig
     from paramlens.information.cli_run import run_information
+    from paramlens.information.weights_info import InformationConfig
 
-    result, folder = run_information(model, p, seed, shuffled, InformationConfig(beta=beta, steps=steps, seed=seed),
-                                     out_dir, targets, corpus, tokens, context)
-    out.print(result.summary())
-    out.print(f"report: {folder / 'index.html'}")
+    cfg = InformationConfig(beta=finite(beta, "--beta", 0, strict_low=True), steps=steps, seed=seed)
+    _show(*run_information(model, p, seed, shuffled, cfg, out_dir, targets,
+                           _text(corpus, token_ids, tokens, context), trust_code))
 
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., help="A weights file or Hugging Face model folder."),
-    trust_code: bool = typer.Option(False, "--trust-code", help="Allow unpickling code (trusted files only)."),
+    path: str = typer.Argument(..., help=f"What to read: {MODELS}."),
+    trust_code: bool = TRUST_CODE,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List every tensor in a file: name, shape, dtype and value statistics."""
-    from paramlens.core.loading import inspect as inspect_file
+    """List every tensor: name, shape, dtype and value statistics (non-finite values counted, not refused)."""
+    from paramlens.core.loading import inspect_loaded
+    from paramlens.core.resolve import resolve
 
-    found = inspect_file(path, trust_code=trust_code)
+    found = inspect_loaded(resolve(path, trust_code=trust_code, check_finite=False))
     if as_json:
         out.print_json(json.dumps({"path": str(found.path), "format": found.format, "note": found.note,
                                    "parameters": found.n_parameters, "tensors": found.rows}))
         return
-    table = Table(title=f"{found.path} ({found.format}): {len(found.rows)} tensors, {found.n_parameters:,} values")
-    widest = max((len(r["name"]) for r in found.rows), default=4)
-    table.add_column("name", min_width=min(widest, 60), overflow="fold")
-    for col in ("shape", "dtype", "mean", "std", "min", "max", "nonfinite"):
-        table.add_column(col, justify="left" if col == "dtype" else "right")
-    for r in found.rows:
-        table.add_row(r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"],
-                      *(f"{r[k]:.4g}" if k in r else "" for k in ("mean", "std", "min", "max")),
-                      str(r.get("nonfinite", "")))
-    out.print(table)
+    title = f"{found.path} ({found.format}): {len(found.rows)} tensors, {found.n_parameters:,} values"
+    columns = ("name", "shape", "dtype", "mean", "std", "min", "max", "nonfinite")
+    cells = [[safe(r["name"]).replace("\t", "\\t").replace("\n", "\\n"), "x".join(map(str, r["shape"])) or "scalar",
+              r["dtype"],
+              *(f"{r[k]:.4g}" if k in r else "" for k in ("mean", "std", "min", "max")), str(r.get("nonfinite", ""))]
+             for r in found.rows]
+    if not sys.stdout.isatty():  # piped: one tab-separated line per tensor, nothing cut or wrapped
+        say(f"# {title}")
+        for row in [list(columns), *cells]:
+            say("\t".join(row))
+    else:
+        table = Table(title=safe(title))
+        for col in columns:
+            table.add_column(col, justify="left" if col in ("name", "dtype") else "right", overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        out.print(table)
     if found.note:
-        err.print(f"note: {found.note}")
+        note(f"note: {found.note}")
 
 
 def main() -> None:
-    """Entry point: usage errors exit 2 (typer), ParamLens errors print one line and exit 1."""
-    try:
-        app()
-    except ParamLensError as e:
-        if _state["debug"]:
-            raise
-        err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+    """Entry point: run the command, turn every failure into one line and its exit status (see ``Exit``)."""
+    from paramlens.terminal import run_cli
+
+    run_cli(app, _state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -181,9 +181,9 @@ def scan_section(folder: Path) -> tuple[Section, dict[str, Any]]:
 
 def interaction_demo_section(folder: Path, quick: bool, seed: int, progress: bool) -> tuple[Section, dict[str, Any]]:
     """The interaction basis of a modular-addition MLP against PCA and the neuron basis."""
-    from paramlens.interaction.cli_run import interaction_section
+    from paramlens.interaction.cli_run import interaction_section, modular_model
 
-    result, section = interaction_section(folder, p=17 if quick else 31, seed=seed, progress=progress)
+    result, section = interaction_section(folder, modular_model(17 if quick else 31, seed, progress))
     rows = {r["basis"]: r for r in result.rows}
     row = {"model": "Modular addition MLP (interaction basis)", "parameters": "", "loss": 1 - result.test_acc,
            "baseline": "", "loss / baseline": "",

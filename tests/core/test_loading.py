@@ -8,9 +8,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from paramlens import ParamLensError
-from paramlens.core.loading import inspect, load
+from paramlens.core.loading import inspect_loaded, load
+from paramlens.core.resolve import PACKAGED
 from paramlens.core.weights import select
-from paramlens.models.lm.pretrained import smollm2_gguf
 
 
 def state():
@@ -28,7 +28,7 @@ def test_safetensors_pt_and_npz_round_trip(tmp_path):
     save_file(sd, tmp_path / "w.safetensors")
     torch.save(sd, tmp_path / "w.pt")
     np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in sd.items()})
-    for name, fmt in [("w.safetensors", "safetensors"), ("w.pt", "state_dict"), ("w.npz", "npz")]:
+    for name, fmt in [("w.safetensors", "safetensors"), ("w.pt", "torch zip"), ("w.npz", "npz")]:
         loaded = load(tmp_path / name)
         assert loaded.format == fmt and loaded.module is None
         assert_same(loaded.tensors, sd)
@@ -38,16 +38,19 @@ def test_nested_training_checkpoint_is_flattened(tmp_path):
     sd = state()
     torch.save({"model": sd, "epoch": 3, "history": [torch.tensor(1.0)]}, tmp_path / "ckpt.pth")
     loaded = load(tmp_path / "ckpt.pth")
-    assert list(loaded.tensors) == [f"model.{k}" for k in sd] + ["history.0"]  # torch keeps insertion order
+    assert list(loaded.tensors) == list(sd) and "under 'model'" in loaded.note  # the wrapper's state dict only
 
 
-def test_whole_module_needs_trust_code(tmp_path):
+def test_whole_module_runs_only_with_trust_code(tmp_path):
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
     torch.save(model, tmp_path / "m.pt")
-    with pytest.raises(ParamLensError, match=r"m.pt: the checkpoint pickles code .*trust_code=True"):
-        load(tmp_path / "m.pt")
+    safe = load(tmp_path / "m.pt")
+    assert safe.module is None and "whole pickled nn.Module" in safe.note
+    assert_same(safe.tensors, model.state_dict())
+    with pytest.raises(ParamLensError, match=r"m.pt: holds weights only.*--trust-code"):
+        safe.runnable("decompose")
     loaded = load(tmp_path / "m.pt", trust_code=True)
-    assert loaded.format == "module" and isinstance(loaded.module, nn.Sequential)
+    assert loaded.kind == "module" and isinstance(loaded.module, nn.Sequential)
     assert_same(loaded.tensors, model.state_dict())
 
 
@@ -68,12 +71,14 @@ def test_hugging_face_folder_gives_a_runnable_model_with_conv1d_targets(tmp_path
 
 def test_gguf_is_dequantized_once_then_read_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PARAMLENS_CACHE", str(tmp_path))
-    first = load(smollm2_gguf())
+    first = load(PACKAGED["smollm2"].path())
     assert first.format == "gguf" and type(first.module).__name__ == "LlamaForCausalLM"
     assert 130e6 < first.n_parameters < 140e6  # SmolLM2-135M
     cached = list((tmp_path / "gguf").iterdir())
-    assert len(cached) == 1 and (cached[0] / "model.safetensors").is_file()
-    second = load(smollm2_gguf())
+    folders = [p for p in cached if p.is_dir()]
+    assert len(folders) == 1 and (folders[0] / "model.safetensors").is_file() and first.tokenizer is not None
+    assert [p.name for p in cached if not p.is_dir()] == [folders[0].name + ".lock"]  # no temporary folder left
+    second = load(PACKAGED["smollm2"].path())
     w = "model.layers.0.mlp.down_proj.weight"
     assert torch.equal(first.tensors[w], second.tensors[w])
     logits = second.module(torch.tensor([[1, 2, 3, 4]])).logits
@@ -92,9 +97,9 @@ def test_bad_files_raise_one_clear_error(tmp_path):
     cases = [
         ("missing.pt", "no such file"),
         ("cut.safetensors", "cut.safetensors: unreadable safetensors file"),
-        ("w.xyz", "unknown format '.xyz'"),
+        ("w.xyz", "w.xyz: a text file, not a weights file"),
         ("empty", "folder without config.json"),
-        ("obj.npz", "pickled objects"),
+        ("obj.npz", "pickled Python objects"),
     ]
     for name, message in cases:
         with pytest.raises(ParamLensError, match=message):
@@ -110,7 +115,36 @@ def test_non_finite_weights_are_refused_by_name_but_inspectable(tmp_path):
     sd["layer.bias"][0] = float("inf")
     save_file(sd, tmp_path / "bad.safetensors")
     assert load(tmp_path / "bad.safetensors", check_finite=False).tensors["layer.bias"][0] == float("inf")
-    rows = {r["name"]: r for r in inspect(tmp_path / "bad.safetensors").rows}
+    rows = {r["name"]: r for r in inspect_loaded(load(tmp_path / "bad.safetensors", check_finite=False)).rows}
     assert rows["layer.weight"]["nonfinite"] == 1 and rows["layer.bias"]["nonfinite"] == 1
     finite = sd["layer.weight"][torch.isfinite(sd["layer.weight"])]
     assert rows["layer.weight"]["mean"] == pytest.approx(float(finite.double().mean()))
+
+
+def test_concurrent_loads_fill_the_gguf_cache_once(tmp_path, monkeypatch):
+    """Two loads of one GGUF file at once: the second waits for the first's cache fill instead of racing it."""
+    import threading
+    import time
+
+    from paramlens.core import hf
+    from paramlens.core.loading import Loaded
+
+    monkeypatch.setenv("PARAMLENS_CACHE", str(tmp_path))
+    fills = []
+
+    def slow_fill(path, cached):
+        fills.append(path)
+        time.sleep(0.5)
+        cached.mkdir(parents=True)
+        (cached / "config.json").write_text("{}")
+
+    monkeypatch.setattr(hf, "_fill_cache", slow_fill)
+    monkeypatch.setattr(hf, "load_hf_folder", lambda folder, trust=False: Loaded(folder, "hf", {}))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(hf.load_gguf(PACKAGED["smollm2"].path())))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fills) == 1 and len(results) == 2 and all(r.format == "gguf" for r in results)

@@ -134,3 +134,24 @@ def test_clear_errors():
         run_with(net, {"proj": torch.zeros(5, 4)}, torch.tensor([[1]]))
     with pytest.raises(ParamLensError, match="batch size"):
         run_with(net, {"proj": torch.zeros(2, 4, 5), "conv": torch.zeros(3, 5, 4)}, torch.tensor([[1]]), batched=True)
+
+
+def test_a_convolution_is_one_patch_matrix_and_substitutes_exactly():
+    """Conv2d weight (out, in, kh, kw) is the (out, in*kh*kw) matrix that maps one flattened patch (unfold) to the
+    output channels; substituting a scaled matrix scales the output."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    x = torch.randn(2, 3, 8, 8)
+    model(x)
+    (target,) = select(model, "0")
+    assert target.kind == "conv" and target.shape == (5, 27)
+    W = target.matrix(model)
+    patches = torch.nn.functional.unfold(x, 3)  # (2, 27, 36)
+    assert torch.allclose((W @ patches).view(2, 5, 6, 6) + model[0].bias[:, None, None], model[0](x), atol=1e-5)
+    conv_only = nn.Sequential(model[0])
+    assert torch.allclose(run_with(conv_only, {target: 2 * W}, x), 2 * model[0](x) - model[0].bias[:, None, None],
+                          atol=1e-5)
+    with pytest.raises(ParamLensError, match="conv layer: its input is not one vector"):
+        target.read_in(x, torch.zeros(27, 2))
+    with pytest.raises(ParamLensError, match="ReLU, which holds no weight matrix.*no sub-module that does"):
+        select(model, "1")

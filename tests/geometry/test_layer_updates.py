@@ -13,8 +13,8 @@ def result():
     g = torch.Generator().manual_seed(0)
     model = ToyLM([Tokenwise(0.3 * torch.randn(D, D, generator=g) / D**0.5),
                    PreviousToken(0.5 * torch.randn(D, D, generator=g) / D**0.5)], D).eval()
-    tokens = torch.randint(0, 40, (4096,), generator=g)
-    return layer_geometry(model, tokens, GeometryConfig(context=32, mlp_steps=200, top_k=4), progress=False)
+    windows = torch.randint(0, 40, (128, 32), generator=g)
+    return layer_geometry(model, windows, GeometryConfig(mlp_steps=200, top_k=4), progress=False)
 
 
 def test_a_tokenwise_update_is_recovered_exactly(result):
@@ -44,17 +44,21 @@ def test_result_round_trips_and_draws(result, tmp_path):
 def test_bad_settings_are_clear_errors():
     model = ToyLM([Tokenwise(torch.zeros(D, D))], D)
     with pytest.raises(ParamLensError, match="primary"):
-        layer_geometry(model, torch.zeros(512, dtype=torch.long), GeometryConfig(classes=["ridge"], primary="mlp"))
+        layer_geometry(model, torch.zeros(16, 32, dtype=torch.long), GeometryConfig(classes=["ridge"], primary="mlp"))
     with pytest.raises(ParamLensError, match="nothing to fit"):
-        layer_geometry(model, torch.zeros(40, dtype=torch.long), GeometryConfig(context=32), progress=False)
+        layer_geometry(model, torch.zeros(1, 32, dtype=torch.long), progress=False)
+    with pytest.raises(ParamLensError, match=r"12 held-in tokens are too few .* 16-dimensional"):
+        layer_geometry(model, torch.zeros(4, 4, dtype=torch.long), progress=False)  # 3 windows of 4 kept in
 
 
 def test_a_real_encoder_from_its_package_is_analysed_without_the_kl_step():
-    from paramlens.core.text import corpus_token_ids
-    from paramlens.models.lm.pretrained import load_lm
+    from paramlens.core.resolve import resolve
+    from paramlens.core.text import TextOptions, lm_windows
 
-    model, tokenizer, name = load_lm("minilm")
-    r = layer_geometry(model, corpus_token_ids(tokenizer, "fortunes", 512), GeometryConfig(
-        context=64, classes=["ridge"], top_k=4), name=name, progress=False)
+    loaded = resolve("minilm")
+    windows = lm_windows(loaded, TextOptions(tokens=1024, context=64))
+    assert (windows[:, 0] == loaded.tokenizer.cls_token_id).all() and (windows[:, -1] == loaded.tokenizer.sep_token_id).all()
+    r = layer_geometry(loaded.module, windows, GeometryConfig(classes=["ridge"], top_k=4), name=loaded.name,
+                       progress=False)
     assert len(r.rows("ridge")) == 6 and all(0 < row["cos_DT"] <= 1 for row in r.rows("ridge"))
     assert all(v != v for v in r.kl) and "encoder" in r.summary()

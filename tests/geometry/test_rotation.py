@@ -19,8 +19,8 @@ def test_layers_rotated_by_known_angles_read_those_angles():
     layers read 0, 30, 75; toward the output (after block 2) they read 75, 45, 0."""
     eye = torch.eye(D)
     model = ToyLM([Tokenwise(rotation_blocks(D, 30) - eye), Tokenwise(rotation_blocks(D, 45) - eye)], D, vocab=64)
-    tokens = torch.randint(0, 64, (2048,), generator=torch.Generator().manual_seed(0))
-    r = rotation(model.eval(), tokens, context=32)
+    windows = torch.randint(0, 64, (64, 32), generator=torch.Generator().manual_seed(0))
+    r = rotation(model.eval(), windows)
     assert r.to_input == pytest.approx([0, 30, 75], abs=0.5)
     assert r.to_output == pytest.approx([75, 45, 0], abs=0.5)
     assert math.isfinite(sum(r.to_input)) and r.n_tokens == 2048

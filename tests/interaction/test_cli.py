@@ -30,12 +30,12 @@ def test_interaction_basis_needs_fewer_edges_than_pca_and_neurons(tmp_path):
 
 def test_unknown_models_are_a_clear_error():
     res = CliRunner().invoke(app, ["degeneracy", "gpt5"])
-    assert isinstance(res.exception, ParamLensError) and "not a model folder" in str(res.exception)
+    assert isinstance(res.exception, ParamLensError) and "no such file or folder, and not a known name" in str(res.exception)
 
 
 def test_commands_read_a_language_models_residual_stream(lm_folder, tmp_path):
     runner = CliRunner()
-    common = [str(lm_folder), "--tokens", "512", "--context", "32"]
+    common = [str(lm_folder), "--tokens", "512", "--context", "16"]
     res = runner.invoke(app, ["interaction", *common, "--top", "4", "--sources", "2", "--out", str(tmp_path / "i")])
     assert res.exit_code == 0, res.output
     r = LMInteraction.load(next((tmp_path / "i").iterdir()))

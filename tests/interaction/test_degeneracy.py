@@ -63,7 +63,7 @@ def test_planted_degeneracy_in_a_transformer_is_counted_exactly():
         gate[:3] = 0
         gate[11] = gate[10]
         gate[12] = gate[10]
-    d = residual_degeneracy(model, torch.randint(0, 50, (512,)), context=16, sources=2)
+    d = residual_degeneracy(model, torch.randint(0, 50, (32, 16)), sources=2)
     assert d.widths == [32, 32, 32] and d.activation_null[0] == 5 and d.units == "MLP of block"
     assert d.unit_layers == [0, 1] and d.dead == [0, 3]
     assert (d.duplicate_groups[1], d.duplicate_units[1]) == (1, 2)

@@ -44,7 +44,7 @@ def test_streams_with_substituted_weights_and_in_batches():
     zeroed = residual_streams(model, ids, {target: torch.zeros(target.shape)})
     plain = residual_streams(model, ids)
     assert torch.equal(zeroed[:2], plain[:2]) and not torch.allclose(zeroed[2], plain[2])
-    batches = list(stream_batches(model, ids.flatten(), context=8, batch=3))
+    batches = list(stream_batches(model, ids, batch=3))
     assert [b[0].shape[0] for b in batches] == [3, 1]
     assert torch.allclose(torch.cat([h for _, h in batches], dim=1), plain, atol=1e-5)
 

@@ -8,7 +8,7 @@ from paramlens.subnetwork.bigram import BigramConfig, BigramModel, BigramSubnetw
 
 def test_bigram_model_matches_counting_by_hand():
     tokens = torch.tensor([0, 1, 2, 1, 2, 0, 1, 1])  # after 1: 2, 2, 1 -> P(2|1) = 2/3, P(1|1) = 1/3
-    b = BigramModel(tokens, vocab=3, k=1e-9)
+    b = BigramModel(tokens[None], vocab=3, k=1e-9)  # one window
     assert b.probs(torch.tensor([1]))[0].tolist() == pytest.approx([0, 1 / 3, 2 / 3], abs=1e-6)
     assert b.surprisal(torch.tensor([1]), torch.tensor([2])).item() == pytest.approx(-torch.log(torch.tensor(2 / 3)).item())
     assert torch.allclose(b.probs(torch.tensor([[0, 2]])).sum(1), torch.ones(2))
@@ -19,12 +19,12 @@ def trained():
     cfg = TinyLMConfig(max_chars=200_000, vocab_size=512, d_model=64, n_layers=2, n_heads=2, d_mlp=256, context=32,
                        n_steps=400, batch_size=32, mlp="swiglu")
     model, tok, _ = train_tiny_lm(cfg, progress=False)
-    return model, corpus_tokens(cfg, tok)[:40_000]
+    return model, corpus_tokens(cfg, tok)[:40_000].view(-1, 32)
 
 
 def test_bigram_subnetwork_behaves_like_the_bigram_model(trained, tmp_path):
     model, tokens = trained
-    r = bigram_subnetwork(model, tokens, BigramConfig(context=32, max_steps=1200), progress=False)
+    r = bigram_subnetwork(model, tokens, BigramConfig(max_steps=1200), progress=False)
     assert r.pearson > r.pearson_full and r.pearson > 0.6  # closer to bigram statistics than the full model
     assert r.loss_without > r.loss_without_random  # removing it hurts more than removing random weights
     assert 0 < r.active < 0.5 * r.total

@@ -7,9 +7,10 @@ from typing import Any
 
 from paramlens.bilinear.result import ClassifierAnalysis, analyse
 from paramlens.core.images import DATASETS, load_images
+from paramlens.core.resolve import resolve
 from paramlens.core.runs import new_run_dir
 from paramlens.errors import ParamLensError
-from paramlens.models.bilinear.classifier import ClassifierConfig, load_classifier, train_classifier
+from paramlens.models.bilinear.classifier import ClassifierConfig, train_classifier
 from paramlens.models.train import save_model
 from paramlens.report import Section, write_report
 
@@ -28,25 +29,27 @@ def run_bilinear(model: str, settings: dict[str, Any], out_dir: Path, progress: 
                  ) -> tuple[ClassifierAnalysis, Path]:
     """``model``: a folder holding a saved bilinear classifier, or a dataset name (``fashion-mnist``,
     ``mnist``, ``digits``) to train one with ``settings`` (fields of :class:`ClassifierConfig`) first."""
-    if Path(model).is_dir():
+    if model not in DATASETS and not Path(model).exists():
+        raise ParamLensError(f"'{model}' is neither a model folder nor a dataset ({', '.join(DATASETS)})")
+    if model not in DATASETS:
         if settings:
             raise ParamLensError(f"training settings ({', '.join(settings)}) only apply when training a new model")
-        net = load_classifier(model)
+        loaded = resolve(model)
+        loaded.runnable("bilinear")
+        if loaded.kind != "bilinear_classifier":
+            raise ParamLensError(f"{model}: a {loaded.kind} model, not a bilinear classifier; give a saved classifier "
+                                 f"folder (paramlens bilinear <dataset> writes one) or a dataset ({', '.join(DATASETS)})")
+        net = loaded.module
         if net.cfg.dataset is None:
             raise ParamLensError(f"{model}: the saved config names no dataset to evaluate on")
         data = load_images(net.cfg.dataset)
         folder = new_run_dir(out_dir, "bilinear")
-    elif model in DATASETS:
+    else:
         data = load_images(model)
-        try:
-            cfg = ClassifierConfig(dataset=model, d_input=data.n_pixels, n_classes=len(data.classes), **settings)
-        except ValueError as e:
-            raise ParamLensError(f"invalid classifier settings: {e}") from None
+        cfg = ClassifierConfig(dataset=model, d_input=data.n_pixels, n_classes=len(data.classes), **settings)
         folder = new_run_dir(out_dir, "bilinear")
         net, _ = train_classifier(cfg, data, folder=folder / "model", progress=progress)
         save_model(folder / "model", net, cfg)
-    else:
-        raise ParamLensError(f"'{model}' is neither a model folder nor a dataset ({', '.join(DATASETS)})")
     analysis = analyse(net, data)
     analysis.save(folder)
     write_report(folder, f"ParamLens bilinear: {model}", [], [classifier_section(folder, analysis)])

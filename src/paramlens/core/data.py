@@ -7,8 +7,7 @@ a resumed run continues the same stream (the generator's state is checkpointed w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -72,14 +71,21 @@ class TokenWindows:
         return self.tokens[starts[:, None] + torch.arange(self.length)]
 
 
-def text_tokens(path: str | Path, tokenizer: Any, max_chars: int = 2_000_000) -> Tensor:
-    """Tokenise (the first ``max_chars`` characters of) a text file into one ``(n_tokens,)`` stream."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamLensError(f"{path}: no such text file")
-    text = path.read_text(encoding="utf-8", errors="replace")[:max_chars]
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
-    return ids.long()
+@dataclass(frozen=True)
+class TokenRows:
+    """Random rows of fixed token windows ``(n, T)`` (a tokenised corpus with each window's special tokens, or the
+    windows of a token-id file)."""
+
+    windows: Tensor
+
+    def __post_init__(self) -> None:
+        if self.windows.dim() != 2 or self.windows.is_floating_point() or len(self.windows) == 0:
+            raise ParamLensError(f"token windows must be a non-empty (n, T) integer tensor, got "
+                                 f"{tuple(self.windows.shape)} {self.windows.dtype}")
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``(n, T)`` int64."""
+        return self.windows[torch.randint(0, len(self.windows), (n,), generator=generator)]
 
 
 @dataclass(frozen=True)

@@ -1,90 +1,177 @@
-"""Load weights from disk, safely by default.
+"""Read weights from one file or Hugging Face folder, safely and with bounded memory.
 
-:func:`load` reads safetensors files, ``torch.save`` state dicts (with ``weights_only=True``), whole
-modules saved with ``torch.save`` (only with ``trust_code=True``), Hugging Face model folders, GGUF files
-(dequantized through transformers, cached) and numpy ``.npz`` archives of named arrays. Any other file, a
-missing or truncated one, or non-finite weights raise one :class:`~paramlens.ParamLensError` that names
-the file and the fix.
+:func:`load` recognises a file by its content (the suffix is only a hint): safetensors, any ``torch.save`` file
+(zip or legacy, read by :mod:`paramlens.core.archive` without running pickled code), numpy ``.npz`` / ``.npy``,
+GGUF, and Hugging Face model folders (see :mod:`paramlens.core.hf`). TransformerLens ``HookedTransformer``
+state dicts become runnable Hugging Face models when their config is found (:mod:`paramlens.core.lens`).
+Whatever the format, the result is one :class:`Loaded`; a file that holds weights but no architecture gives
+``module=None`` and a ``note`` saying why, which is fine for ``inspect`` and ``reverse`` and one clear error
+(:meth:`Loaded.runnable`) for commands that run the model. Every bad file raises one
+:class:`~paramlens.ParamLensError` that names the file and the problem.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
+import json
 import re
-import zipfile
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from paramlens.errors import ParamLensError
 
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-FORMATS = ".safetensors, .pt/.pth/.bin/.ckpt, .npz, .gguf, or a Hugging Face model folder (with config.json)"
+FORMATS = ("safetensors, torch.save files (.pt/.pth/.bin/.ckpt, zip or legacy), .npz/.npy, .gguf, a Hugging Face "
+           "model folder")
+WRAPPERS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights")
 
 
 @dataclass
 class Loaded:
-    """What :func:`load` found.
+    """A model (or just its weights) as read from one source.
 
     Attributes:
-        path: the file or folder read.
-        format: ``"safetensors"``, ``"state_dict"``, ``"module"``, ``"hf"``, ``"gguf"`` or ``"npz"``.
-        tensors: every named tensor, in file order (a module's ``state_dict`` for module formats).
-        module: the runnable ``nn.Module`` for module formats (``module``, ``hf``, ``gguf``), else None.
+        path: the file or folder read (None for a built-in model trained on the spot).
+        format: how it was stored: ``"safetensors"``, ``"torch zip"``, ``"torch legacy"``, ``"npz"``, ``"npy"``,
+            ``"gguf"``, ``"hf"``, ``"run folder"`` or ``"built-in"``.
+        tensors: every named tensor (a module's ``state_dict`` when there is a module).
+        module: the runnable ``nn.Module``, or None when the source holds weights but no architecture.
+        kind: what it is: ``"weights"`` (no architecture), ``"causal_lm"``, ``"encoder"``, ``"module"`` (any other
+            runnable module), or a zoo kind (``"tms"``, ``"modular_addition"``, ...).
+        tokenizer: the Hugging Face tokenizer stored with a language model, else None.
+        name: a short name for titles.
+        note: what a reader should know (why there is no module, which wrapper was unpacked, ...).
     """
 
-    path: Path
+    path: Path | None
     format: str
     tensors: dict[str, Tensor]
     module: nn.Module | None = None
+    kind: str = "weights"
+    tokenizer: Any = None
+    name: str = ""
+    note: str = ""
 
     @property
     def n_parameters(self) -> int:
         """Number of values, counting tensors shared between names (tied weights) once."""
-        unique = {(t.data_ptr(), tuple(t.shape)): t.numel() for t in self.tensors.values()}
+        unique = {(t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)): t.numel()
+                  for t in self.tensors.values()}
         return sum(unique.values())
 
+    @property
+    def is_language_model(self) -> bool:
+        return self.kind in ("causal_lm", "encoder")
 
-def cache_dir() -> Path:
-    """Where dequantized GGUF models are kept: ``$PARAMLENS_CACHE`` or ``~/.cache/paramlens``."""
-    return Path(os.environ.get("PARAMLENS_CACHE", Path.home() / ".cache" / "paramlens"))
+    def runnable(self, command: str) -> nn.Module:
+        """The module, or one error saying that ``command`` needs an architecture this source does not hold."""
+        if self.module is not None:
+            return self.module
+        why = f" ({self.note})" if self.note else ""
+        raise ParamLensError(
+            f"{self.path or self.name}: holds weights only, no architecture{why}; {command} runs the model, so give "
+            "a Hugging Face folder, a .gguf file, a ParamLens run folder or built-in name, or a TransformerLens "
+            "state dict with its config (paramlens inspect and paramlens reverse read weights-only files)")
+
+
+def regular_file(path: str | Path) -> Path:
+    """``path`` as a Path after checking that it is an existing regular file (FIFOs and devices would hang)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ParamLensError(f"{path}: no such file or folder; check the path") from None
+    except OSError as e:
+        raise ParamLensError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise ParamLensError(f"{path}: {what}; ParamLens reads {FORMATS}")
+    return path
+
+
+def sniff(path: Path) -> str:
+    """The format of a regular file from its first bytes: ``"safetensors"``, ``"torch"``, ``"npz"``, ``"npy"``,
+    ``"gguf"``; anything else raises naming what the file looks like."""
+    from paramlens.core.archive import is_torch_file
+
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if head[:6] == b"\x93NUMPY":
+        return "npy"
+    if head[:2] == b"PK":
+        return "torch" if is_torch_file(path) else _zip_kind(path)
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == b"\x80" and is_torch_file(path):
+        return "torch"
+    raise ParamLensError(f"{path}: {_looks_like(head)}, not a weights file; ParamLens reads {FORMATS}")
+
+
+def _zip_kind(path: Path) -> str:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ParamLensError(f"{path}: a damaged zip file ({e})") from None
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    raise ParamLensError(f"{path}: a zip file that is neither a torch checkpoint (no data.pkl) nor an .npz archive")
+
+
+def _looks_like(head: bytes) -> str:
+    if not head:
+        return "an empty file"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file"
+    return f"an unknown binary file (starts {head[:8].hex()})"
 
 
 def load(path: str | Path, *, trust_code: bool = False, check_finite: bool = True) -> Loaded:
-    """Read weights (and a runnable module where the format holds one) from ``path``.
+    """Read the weights (and a runnable module where the source holds one) of a file or Hugging Face folder.
 
     Args:
-        path: a file or a Hugging Face model folder.
-        trust_code: allow unpickling arbitrary code, needed for whole modules saved with ``torch.save``.
-            Unpickling runs whatever code the file names: only pass True for files you trust.
-        check_finite: raise if any floating tensor holds NaN or Inf.
+        path: a weights file of any format in :data:`FORMATS`, or a Hugging Face model folder.
+        trust_code: allow unpickling code: whole modules saved with ``torch.save`` become runnable, and model
+            folders may run their own modelling code. Unpickling runs whatever code the file names: only pass
+            True for files you trust. Without it no code from the file ever runs.
+        check_finite: raise if a floating tensor holds NaN or Inf (set False to look at such files).
     """
     path = Path(path)
-    if not path.exists():
-        raise ParamLensError(f"{path}: no such file or folder; check the path")
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ParamLensError(f"{path}: a folder without config.json; ParamLens reads {FORMATS}")
-        loaded = _load_hf(path, None)
-    elif path.suffix == ".safetensors":
-        loaded = Loaded(path, "safetensors", _read_safetensors(path))
-    elif path.suffix in TORCH_SUFFIXES:
-        loaded = _load_torch(path, trust_code)
-    elif path.suffix == ".npz":
-        loaded = Loaded(path, "npz", _read_npz(path))
-    elif path.suffix == ".gguf":
-        loaded = _load_gguf(path)
+        from paramlens.core.hf import load_hf_folder
+
+        loaded = load_hf_folder(path, trust_code)
     else:
-        raise ParamLensError(f"{path}: unknown format '{path.suffix}'; ParamLens reads {FORMATS}")
+        fmt = sniff(regular_file(path))
+        if fmt == "gguf":
+            from paramlens.core.hf import load_gguf
+
+            loaded = load_gguf(path)
+        elif fmt == "torch":
+            loaded, root = _load_torch(path, trust_code)
+            loaded = _maybe_lens(loaded, root)
+        else:
+            loaded = _maybe_lens(Loaded(path, fmt, read_tensors(path, fmt)), None)
     if check_finite:
-        check_all_finite(loaded.tensors, path)
+        check_all_finite(loaded.tensors, loaded.path or path)
+    loaded.name = loaded.name or path.name
     return loaded
+
+
+def read_tensors(path: Path, fmt: str) -> dict[str, Tensor]:
+    """Every tensor of a safetensors, ``.npz`` or ``.npy`` file."""
+    if fmt == "safetensors":
+        return _read_safetensors(path)
+    from paramlens.core.arrays import read_npy, read_npz
+
+    return read_npz(path) if fmt == "npz" else {path.stem: read_npy(path)}
 
 
 def check_all_finite(tensors: dict[str, Tensor], source: str | Path) -> None:
@@ -106,139 +193,115 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
 
     try:
         return load_file(path)
-    except (SafetensorError, OSError) as e:
-        raise ParamLensError(f"{path}: unreadable safetensors file ({e}); it is truncated or corrupt") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ParamLensError(f"{path}: unreadable safetensors file ({_first_line(e)}); it is truncated or "
+                             "corrupt") from None
 
 
-def _read_npz(path: Path) -> dict[str, Tensor]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: torch.from_numpy(np.array(archive[name])) for name in archive.files}
-    except ValueError as e:
-        raise ParamLensError(
-            f"{path}: .npz holds pickled objects ({e}); ParamLens reads only plain numeric arrays"
-        ) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ParamLensError(f"{path}: unreadable .npz ({e}); it is truncated or corrupt") from None
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
 
 
-def _flatten_tensors(obj: Any, prefix: str = "") -> dict[str, Tensor]:
-    """Nested dicts/lists of tensors (a state dict, or ``{"model": ..., "step": ...}``) -> dotted names."""
-    out: dict[str, Tensor] = {}
-    if isinstance(obj, Tensor):
-        out[prefix] = obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flatten_tensors(v, f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            out.update(_flatten_tensors(v, f"{prefix}.{i}" if prefix else str(i)))
-    return out
+def _load_torch(path: Path, trust_code: bool) -> tuple[Loaded, Any]:
+    """The file's tensors and its unpickled object graph (code stays inert unless ``trust_code``)."""
+    from paramlens.core.archive import open_archive
 
-
-def _load_torch(path: Path, trust_code: bool) -> Loaded:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f"code ({found.group(1)})" if found else "code"
-        if not trust_code:
-            raise CodeInPickleError(
-                f"{path}: the checkpoint pickles {what}, and unpickling it would run that code. Read its "
-                "tensors safely with paramlens.core.archive.read_archive (CLI: paramlens inspect), save a "
-                "state_dict instead, or pass trust_code=True (CLI: --trust-code) if you trust its source"
-            ) from None
-        obj = _unpickle_trusted(path)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise ParamLensError(f"{path}: unreadable torch checkpoint ({e}); it is truncated or corrupt") from None
-    if isinstance(obj, nn.Module):
-        return Loaded(path, "module", dict(obj.state_dict()), obj)
-    tensors = _flatten_tensors(obj)
-    if not tensors:
-        raise ParamLensError(f"{path}: the checkpoint holds no tensors (found {type(obj).__name__})")
-    return Loaded(path, "state_dict", tensors)
-
-
-def _unpickle_trusted(path: Path) -> Any:
-    """Full unpickling, reached only through ``trust_code=True``: runs the code the file names."""
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _transformers():
-    try:
-        import transformers
-    except ImportError:
-        raise ParamLensError(
-            "reading Hugging Face folders and GGUF files needs transformers: pip install 'paramlens[hf]'"
-        ) from None
-    return transformers
-
-
-def _load_hf(folder: Path, gguf_file: str | None) -> Loaded:
-    tf = _transformers()
-    kwargs: dict[str, Any] = {"local_files_only": True}
-    if gguf_file:
-        kwargs["gguf_file"] = gguf_file
-    try:
-        config = tf.AutoConfig.from_pretrained(folder, **kwargs)
-        heads = ("LMHeadModel", "CausalLM")
-        causal = gguf_file is not None or any(a.endswith(heads) for a in config.architectures or [])
-        auto = tf.AutoModelForCausalLM if causal else tf.AutoModel
-        model = auto.from_pretrained(folder, config=config, torch_dtype=torch.float32, **kwargs)
-    except ImportError as e:
-        raise ParamLensError(f"{folder}: a package is missing ({e}); pip install 'paramlens[hf]'") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise ParamLensError(f"{folder}: transformers cannot read this model ({e})") from None
-    model.eval()
-    fmt = "gguf" if gguf_file else "hf"
-    return Loaded(folder / gguf_file if gguf_file else folder, fmt, dict(model.state_dict()), model)
-
-
-def load_tokenizer(path: str | Path) -> Any:
-    """The transformers tokenizer stored with a Hugging Face folder or inside a GGUF file."""
-    tf = _transformers()
-    path = Path(path)
-    try:
-        if path.suffix == ".gguf":
-            return tf.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
-        return tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise ParamLensError(f"{path}: no tokenizer found ({e}); pass token ids instead of text") from None
-
-
-def _load_gguf(path: Path) -> Loaded:
-    """Dequantize a GGUF file once through transformers, then reuse the float32 copy from the cache."""
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    cached = cache_dir() / "gguf" / f"{path.stem}-{key}"
-    if (cached / "config.json").is_file():
-        loaded = _load_hf(cached, None)
+    archive = open_archive(path)
+    if archive.pickles_code and trust_code:
+        return _unpickle_trusted(path, archive.format), None
+    tensors = {t.name: t.value for t in archive.tensors}
+    note = ""
+    if archive.pickles_code:
+        shown = ", ".join(archive.globals[:3]) + (" ..." if len(archive.globals) > 3 else "")
+        what = "a whole pickled nn.Module" if archive.modules else "code"
+        note = (f"the file pickles {what} ({shown}); its tensors were read without running it, and "
+                "--trust-code (trust_code=True) would run it")
     else:
-        from safetensors.torch import save_model
-
-        loaded = _load_hf(path.parent, path.name)
-        tmp = cached.with_name(cached.name + ".partial")
-        tmp.mkdir(parents=True, exist_ok=True)
-        config = loaded.module.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config.architectures = [type(loaded.module).__name__]
-        config.save_pretrained(tmp)
-        save_model(loaded.module, str(tmp / "model.safetensors"))  # drops the duplicate of tied weights
-        tmp.replace(cached)
-    loaded.path, loaded.format = path, "gguf"
-    return loaded
+        tensors, note = _unwrap(archive.root, tensors)
+    if not tensors:
+        raise ParamLensError(f"{path}: the checkpoint holds no tensors (found {type(archive.root).__name__})")
+    return Loaded(path, archive.format, tensors, note=note), archive.root
 
 
-class CodeInPickleError(ParamLensError):
-    """A checkpoint pickles code; it loads only with ``trust_code=True``."""
+def _unwrap(root: Any, tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+    """A training checkpoint ``{"model": state_dict, "optimizer": ..., "epoch": 3}`` -> the state dict's tensors
+    (without the wrapper's prefix); a data-parallel ``module.`` prefix on every name is dropped too."""
+    note = ""
+    if isinstance(root, dict):
+        for key in WRAPPERS:
+            inner = root.get(key)
+            if isinstance(inner, dict) and any(isinstance(v, Tensor) for v in inner.values()):
+                prefix = f"{key}."
+                tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+                note = f"read the state dict stored under '{key}'"
+                break
+    if tensors and all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        note = (note + "; " if note else "") + "dropped the 'module.' prefix of a data-parallel model"
+    return tensors, note
+
+
+def _unpickle_trusted(path: Path, fmt: str) -> Loaded:
+    """Full unpickling, reached only through ``trust_code=True``: runs the code the file names."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)  # trust_code path
+    except Exception as e:  # the user's own code ran and failed
+        raise ParamLensError(f"{path}: unpickling with trust_code failed ({type(e).__name__}: {_first_line(e)})") from None
+    if isinstance(obj, nn.Module):
+        obj.eval()
+        return Loaded(path, fmt, dict(obj.state_dict()), obj, kind="module")
+    from paramlens.core.archive import tensors_in
+
+    return Loaded(path, fmt, {t.name: t.value for t in tensors_in(obj)})
+
+
+def _maybe_lens(loaded: Loaded, root: Any) -> Loaded:
+    """A TransformerLens state dict becomes a runnable Hugging Face model when its config is found (``root``: the
+    checkpoint's object graph, which may hold the config)."""
+    from paramlens.core.lens import is_lens_state_dict, lens_to_hf
+
+    if loaded.module is not None or not is_lens_state_dict(loaded.tensors):
+        return loaded
+    config, where = _lens_config(loaded.path, root)
+    try:
+        module = lens_to_hf(loaded.tensors, config, str(loaded.path))
+    except ParamLensError as e:
+        loaded.note = f"a TransformerLens state dict that cannot run as it is: {e}"
+        loaded.tensors = {k: v for k, v in loaded.tensors.items() if not _lens_buffer(k)}
+        return loaded
+    return Loaded(loaded.path, loaded.format, dict(module.state_dict()), module, kind="causal_lm",
+                  note=f"a TransformerLens model (config from {where}), run as {type(module).__name__}")
+
+
+def _lens_buffer(name: str) -> bool:
+    """TransformerLens attention buffers: ``IGNORE`` holds -inf by design, ``mask`` is the causal mask."""
+    return re.search(r"\.attn\.(IGNORE|mask)$|rotary_(sin|cos)$", name) is not None
+
+
+def _lens_config(path: Path, root: Any) -> tuple[dict | None, str]:
+    """The HookedTransformer config stored with the weights: under ``config`` / ``cfg`` in the checkpoint, or in
+    ``<stem>.config.json`` / ``config.json`` beside the file."""
+    from paramlens.core.archive import plain
+
+    if isinstance(root, dict):
+        for key in ("config", "cfg"):
+            if isinstance(root.get(key), dict):
+                return plain(root[key]), f"'{key}' in the checkpoint"
+    for candidate in (path.with_name(path.stem + ".config.json"), path.with_name("config.json")):
+        if candidate.is_file():
+            try:
+                return json.loads(regular_file(candidate).read_text()), candidate.name
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ParamLensError(f"{candidate}: not a JSON config ({e})") from None
+    return None, ""
 
 
 @dataclass
 class Inspection:
-    """What :func:`inspect` found in a file: its format, one row of statistics per tensor, and a note."""
+    """What :func:`inspect` found: the format, one row of statistics per tensor, and a note."""
 
-    path: Path
+    path: Path | None
     format: str
     rows: list[dict[str, Any]]
     n_parameters: int
@@ -246,7 +309,8 @@ class Inspection:
 
 
 def describe(tensors: dict[str, Tensor]) -> list[dict[str, Any]]:
-    """One row per tensor: name, shape, dtype, numel, mean, std, min, max, non-finite count."""
+    """One row per tensor: name, shape, dtype, numel, and over the finite values mean, std, min, max; with the
+    count of non-finite values."""
     rows = []
     for name, t in tensors.items():
         row: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
@@ -262,19 +326,6 @@ def describe(tensors: dict[str, Tensor]) -> list[dict[str, Any]]:
     return rows
 
 
-def inspect(path: str | Path, *, trust_code: bool = False) -> Inspection:
-    """Statistics of every tensor in ``path``, non-finite values counted rather than refused.
-
-    A torch checkpoint that pickles code is read with :func:`~paramlens.core.archive.read_archive`
-    (no code runs) unless ``trust_code`` is set.
-    """
-    path = Path(path)
-    try:
-        loaded = load(path, trust_code=trust_code, check_finite=False)
-    except CodeInPickleError:
-        from paramlens.core.archive import read_archive
-
-        loaded = Loaded(path, "torch archive", {t.name: t.value for t in read_archive(path)})
-        note = "the file pickles code; its tensors were read without running it (trust_code=True loads it whole)"
-        return Inspection(path, loaded.format, describe(loaded.tensors), loaded.n_parameters, note)
-    return Inspection(loaded.path, loaded.format, describe(loaded.tensors), loaded.n_parameters)
+def inspect_loaded(loaded: Loaded) -> Inspection:
+    """Statistics of every tensor of a resolved model (non-finite values counted, never refused)."""
+    return Inspection(loaded.path, loaded.format, describe(loaded.tensors), loaded.n_parameters, loaded.note)

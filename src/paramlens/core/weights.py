@@ -12,6 +12,7 @@ Every method in ParamLens stands on two calls:
   ``nn.Embedding``                ``(vocab, dim)``        ``weight.T``: maps a one-hot token to a row
   GPT-2 ``Conv1D`` (transformers) ``(in, out)``           ``weight.T``
   ``nn.Bilinear``                 ``(out, in1, in2)``     ``(out, in1 * in2)``: acts on ``x1 (x) x2``
+  ``nn.Conv1d/2d/3d``             ``(out, in/g, *k)``     ``(out, in/g * prod(k))``: acts on one patch
   ==============================  ======================  ============================================
 
 - :func:`run_with` runs the model with any subset of targets replaced by other ``(d_out, d_in)`` tensors
@@ -26,6 +27,7 @@ both uses, as in :func:`torch.func.functional_call`.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from torch.utils import _pytree as pytree
 
 from paramlens.errors import ParamLensError
 
-SUPPORTED = "nn.Linear, nn.Embedding, GPT-2 Conv1D, nn.Bilinear"
+SUPPORTED = "nn.Linear, nn.Embedding, GPT-2 Conv1D, nn.Bilinear, nn.Conv1d/2d/3d"
 
 
 def _kind(module: nn.Module) -> str | None:
@@ -48,6 +50,8 @@ def _kind(module: nn.Module) -> str | None:
         return "embedding"
     if isinstance(module, nn.Bilinear):
         return "bilinear"
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return "conv"
     weight = getattr(module, "weight", None)
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and isinstance(weight, Tensor):
         return "conv1d"
@@ -60,7 +64,8 @@ class Target:
 
     Attributes:
         name: module path in the model, e.g. ``"blocks.0.mlp.W_in"``.
-        kind: storage convention: ``"linear"``, ``"embedding"``, ``"conv1d"`` or ``"bilinear"``.
+        kind: storage convention: ``"linear"``, ``"embedding"``, ``"conv1d"`` (GPT-2), ``"bilinear"`` or ``"conv"``
+            (a convolution, seen as the matrix that maps one flattened input patch to the output channels).
         stored_shape: shape of the module's own ``weight`` parameter.
     """
 
@@ -81,7 +86,7 @@ class Target:
             return (s[0], s[1])
         if self.kind in ("embedding", "conv1d"):
             return (s[1], s[0])
-        return (s[0], s[1] * s[2])
+        return (s[0], math.prod(s[1:]))
 
     def to_matrix(self, stored: Tensor) -> Tensor:
         """Stored weight ``(..., *stored_shape)`` -> matrix ``(..., d_out, d_in)`` (a view where possible)."""
@@ -89,7 +94,7 @@ class Target:
             return stored
         if self.kind in ("embedding", "conv1d"):
             return stored.transpose(-1, -2)
-        return stored.flatten(-2)
+        return stored.flatten(-(len(self.stored_shape) - 1))
 
     def to_stored(self, matrix: Tensor) -> Tensor:
         """Matrix ``(..., d_out, d_in)`` -> the module's storage layout ``(..., *stored_shape)``.
@@ -117,8 +122,9 @@ class Target:
         """
         if self.kind == "embedding":
             return V[x]
-        if self.kind == "bilinear":
-            raise ParamLensError(f"'{self.name}' is an nn.Bilinear: its input is a pair; read_in needs one input")
+        if self.kind in ("bilinear", "conv"):
+            raise ParamLensError(f"'{self.name}' is a {self.kind} layer: its input is not one vector per example; "
+                                 "read_in needs a Linear, Embedding or GPT-2 Conv1D target")
         return x @ V
 
 
@@ -142,9 +148,11 @@ def select(model: nn.Module, patterns: str | Sequence[str]) -> list[Target]:
         wildcard = any(ch in pattern for ch in "*?[")
         if not wildcard and pattern in modules and _kind(modules[pattern]) is None:
             kind = type(modules[pattern]).__name__
+            inside = [n for n, m in modules[pattern].named_modules() if n and _kind(m) is not None]
+            fix = f"select its sub-modules instead, e.g. '{pattern}.*'" if inside else "it has no sub-module that does"
             raise ParamLensError(
-                f"module '{pattern}' is a {kind}, which holds no weight matrix ParamLens can target "
-                f"({SUPPORTED}); select its sub-modules instead, e.g. '{pattern}.*'"
+                f"module '{pattern}' is a {kind}, which holds no weight matrix ParamLens can target ({SUPPORTED}); "
+                + fix
             )
         hits = [n for n, m in modules.items() if fnmatch.fnmatchcase(n, pattern) and _kind(m) is not None]
         if not hits:
@@ -261,8 +269,8 @@ def maps_replaced(model: nn.Module, maps: Mapping[Target, LinearMap]) -> Iterato
     try:
         for target, fn in maps.items():
             module = model.get_submodule(target.name)
-            if target.kind == "bilinear":
-                raise ParamLensError(f"'{target.name}': replacing the map of an nn.Bilinear is not supported")
+            if target.kind in ("bilinear", "conv"):
+                raise ParamLensError(f"'{target.name}': replacing the map of a {target.kind} layer is not supported")
             if "forward" in vars(module):
                 raise ParamLensError(f"'{target.name}' already has its forward replaced (nested maps_replaced?)")
 

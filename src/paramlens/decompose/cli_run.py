@@ -1,27 +1,52 @@
-"""What ``paramlens decompose`` does: find the model, its data and ground truth, fit, write a report.
+"""What ``paramlens decompose`` does: resolve the model and its data, check everything, fit, write a report.
 
-Under ``torchrun`` (``WORLD_SIZE > 1``) it joins the process group (gloo on CPU, nccl on GPU) and trains
-data-parallel; process 0 writes the run folder.
+A run folder records what it decomposes (``run.json``: model, targets, method, data) beside the method's
+``config.json``. ``--resume`` reads both back, refuses a command line that asks for something else (unless the
+differing fields are named in ``--override``) and writes nothing before that check. Under ``torchrun``
+(``WORLD_SIZE > 1``) it joins the process group (gloo on CPU, nccl on GPU) and trains data-parallel; process 0
+writes the run folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from paramlens.core.data import TokenWindows, text_tokens
-from paramlens.core.loading import load, load_tokenizer
-from paramlens.core.runs import CONFIG, new_run_dir
+from paramlens.core.data import TokenRows
+from paramlens.core.memory import check_fits
+from paramlens.core.resolve import resolve
+from paramlens.core.runs import atomic_write, new_run_dir, resume_config, save_config
+from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
 from paramlens.decompose import METHODS, Decomposition, decompose
 from paramlens.errors import ParamLensError
-from paramlens.models.toy import ZOO, load_toy
+from paramlens.models.lm.streams import blocks_of
 from paramlens.report import Section, write_report
+
+RUN_RECORD = "run.json"
+LM_DEFAULTS = {"output_loss": "kl", "batch_size": 8}  # windows per step on a language model
+
+
+@dataclass
+class Request:
+    """What the command line asks for; ``None`` fields were not given (on resume they come from the run folder)."""
+
+    model: str | None
+    targets: list[str]
+    method: str | None
+    text: TextOptions
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        text = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.text).items()}
+        return {"model": self.model, "targets": self.targets, "method": self.method, **text}
 
 
 def _join_process_group() -> int:
@@ -30,27 +55,65 @@ def _join_process_group() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
-def _model_and_data(path: Path, text: Path | None, seq_len: int, trust_code: bool) -> tuple[Any, Any, Any, dict]:
-    """``(model, data source, ground truth or None, default settings)`` for a path."""
-    config = path / CONFIG
-    if config.is_file() and json.loads(config.read_text()).get("kind") in ZOO:
-        model = load_toy(path)
-        return model, model.source(), model.ground_truth(), {"tied": getattr(model, "tied_targets", {})}
-    loaded = load(path, trust_code=trust_code)
-    if loaded.module is None:
-        raise ParamLensError(f"{path}: holds weights but no runnable model; decompose needs a toy run folder, a "
-                             "Hugging Face folder, a .gguf file or (with --trust-code) a whole saved module")
-    if text is None:
-        raise ParamLensError("decomposing a language model needs --text FILE to draw token windows from")
-    tokens = text_tokens(text, load_tokenizer(path))
-    return loaded.module, TokenWindows(tokens, seq_len), None, {"output_loss": "kl"}
+def _saved_request(folder: Path) -> Request:
+    path = folder / RUN_RECORD
+    if not path.is_file():
+        raise ParamLensError(f"{folder}: not a decompose run folder (no {RUN_RECORD}); nothing to resume")
+    try:
+        saved = json.loads(path.read_text())
+        text = TextOptions(corpus=saved["corpus"], tokens=saved["tokens"], context=saved["context"],
+                           token_ids=Path(saved["token_ids"]) if saved.get("token_ids") else None)
+        return Request(saved["model"], list(saved["targets"]), saved["method"], text)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ParamLensError(f"{path}: damaged ({type(e).__name__}: {e}); the run cannot be resumed") from None
 
 
-def run_decompose(path: Path, targets: list[str], method: str, given: dict[str, Any], *, text: Path | None,
-                  seq_len: int, out_dir: Path, resume: Path | None, trust_code: bool) -> tuple[Decomposition, Path | None]:
-    """Fit and report; returns the result and (on process 0) the run folder."""
-    rank = _join_process_group()
-    model, data, truth, defaults = _model_and_data(path, text, seq_len, trust_code)
+def _resumed(req: Request, folder: Path, given_text: set[str], override: list[str]) -> Request:
+    """The request of the run in ``folder``, with what the command line gave checked against it: a differing field
+    is an error unless ``override`` names it (then the new value is used)."""
+    saved = _saved_request(folder)
+    asked = {"model": req.model, "targets": req.targets or None, "method": req.method,
+             **{k: getattr(req.text, k) for k in given_text}}
+    was = {**saved.record(), "token_ids": saved.text.token_ids}
+    changed = {k: v for k, v in asked.items() if v is not None and str(v) != str(was.get(k))}
+    refused = [k for k in changed if k not in override]
+    if refused:
+        shown = ", ".join(f"{k} differs (saved {was.get(k)!r}, now {changed[k]!r})" for k in refused)
+        raise ParamLensError(f"resume {folder}: {shown}; rerun without them to continue the saved run, or pass "
+                             f"--override {','.join(refused)} to change them")
+    text = replace(saved.text, **{k: getattr(req.text, k) for k in given_text if k in changed})
+    return Request(*(changed.get(k, getattr(saved, k)) for k in ("model", "targets", "method")), text,
+                   req.settings, req.seed)
+
+
+def _model_and_data(req: Request, trust_code: bool) -> tuple[Any, Any, Any, dict]:
+    """``(model, data source, ground truth or None, default settings)``."""
+    loaded = resolve(req.model, trust_code=trust_code, seed=req.seed or 0)
+    model = loaded.runnable("decompose")
+    if loaded.is_language_model:
+        return model, TokenRows(lm_windows(loaded, req.text)), None, dict(LM_DEFAULTS)
+    if not hasattr(model, "source"):
+        raise ParamLensError(f"{req.model}: a {loaded.kind} model brings no inputs to decompose it on; decompose "
+                             "reads toy models (which sample their own inputs) and language models (which read text)")
+    return model, model.source(), model.ground_truth(), {"tied": getattr(model, "tied_targets", {})}
+
+
+def _estimate(model: Any, data: Any, targets: list, cfg: Any) -> None:
+    """Refuse before allocating when one step cannot fit in memory: the decomposition's parameters with their
+    gradients and Adam states, and on a language model the activations of every forward pass of a step (the
+    target pass, the masked passes, one layerwise pass per target), each about ``3 V + 20 d L`` floats a token
+    (logits, their softmax, and the blocks' saved activations)."""
+    params = 16 * cfg.C * sum(t.shape[0] + t.shape[1] for t in targets)
+    acts = 0
+    if isinstance(data, TokenRows):
+        vocab, d = model.get_input_embeddings().weight.shape
+        layers = len(blocks_of(model))
+        passes = 2 + getattr(cfg, "n_mask_samples", 1) + len(targets)
+        acts = 4 * cfg.batch_size * data.windows.shape[1] * passes * (3 * vocab + 20 * d * layers)
+    check_fits(params + acts, f"decompose with C={cfg.C}, batch_size={cfg.batch_size}", "lower --C or --batch-size")
+
+
+def _config(method: str, model: Any, targets: list[str], given: dict, defaults: dict) -> Any:
     fields = METHODS[method].config.model_fields
     unknown = sorted(set(given) - set(fields))
     if unknown:
@@ -59,16 +122,33 @@ def run_decompose(path: Path, targets: list[str], method: str, given: dict[str, 
     tied = {k: v for k, v in defaults.pop("tied", {}).items() if k in names and v in names}
     if tied and "tied" in fields:
         defaults["tied"] = tied
-    try:
-        cfg = METHODS[method].config(**{**defaults, **given})
-    except ValueError as e:
-        raise ParamLensError(f"invalid {method} settings: {e}") from None
-    folder = resume if resume is not None else (new_run_dir(out_dir, f"{method}") if rank == 0 else None)
-    result = decompose(model, data, targets, method, config=cfg, ground_truth=truth, folder=folder, resume=resume is not None,
-                       eval_every=max(cfg.steps // 20, 1))
+    return METHODS[method].config(**{**defaults, **given})
+
+
+def run_decompose(req: Request, *, out_dir: Path, resume: Path | None, override: list[str], trust_code: bool,
+                  given_text: set[str]) -> tuple[Decomposition, Path | None]:
+    """Fit and report; returns the result and (on process 0) the run folder. ``given_text``: the data options the
+    command line set explicitly (checked against the saved run on resume)."""
+    rank = _join_process_group()
+    if resume is not None:
+        req = _resumed(req, resume, given_text, override)
+    if req.model is None or not req.targets:
+        raise ParamLensError("decompose needs a model and at least one --targets pattern (or --resume FOLDER)")
+    req.method = req.method or "spd"
+    model, data, truth, defaults = _model_and_data(req, trust_code)
+    given = {**req.settings, **({"seed": req.seed} if req.seed is not None else {})}
+    cfg = (resume_config(resume, METHODS[req.method].config, given, override) if resume is not None
+           else _config(req.method, model, req.targets, given, defaults))
+    _estimate(model, data, select(model, req.targets), cfg)
+    folder = resume if resume is not None else (new_run_dir(out_dir, req.method) if rank == 0 else None)
+    if folder is not None and (resume is None or override):  # a new run, or a resumed one whose changes were checked
+        save_config(folder, cfg)
+        atomic_write(folder / RUN_RECORD, lambda p: p.write_text(json.dumps(req.record(), indent=2)))
+    result = decompose(model, data, req.targets, req.method, config=cfg, ground_truth=truth, folder=folder,
+                       resume=resume is not None, eval_every=max(cfg.steps // 20, 1))
     if rank != 0:
         return result, None
-    section = Section(f"{method.upper()} of {path.name}", text=result.summary().splitlines()[0],
+    section = Section(f"{req.method.upper()} of {req.model}", text=result.summary().splitlines()[0],
                       figures=result.figures(folder), table=result.table())
-    write_report(folder, f"ParamLens {method.upper()}: {path}", [], [section])
+    write_report(folder, f"ParamLens {req.method.upper()}: {req.model}", [], [section])
     return result, folder

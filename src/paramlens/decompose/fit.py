@@ -140,7 +140,7 @@ def fit(
             logged.update(evaluate(method, dec, model, targets, eval_x, cfg, ground_truth, generator=None).scalars)
         return logged
 
-    if folder is not None and rank == 0:
+    if folder is not None and rank == 0 and not resume:  # a resumed run keeps (and was checked against) its config
         save_config(folder, cfg)
     with frozen(model):
         history = fit_loop(cfg.steps, step, {"decomposition": dec, "optimizer": opt, "scheduler": sched,

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from paramlens.core.weights import LinearMap, Target, maps_replaced
 from paramlens.errors import ParamLensError
@@ -45,12 +46,28 @@ def run_maps(model: nn.Module, maps: Mapping[Target, LinearMap], x: Tensor) -> T
         return logits_of(model(x))
 
 
+KL_CHUNK = 1 << 22  # logits per chunk of the KL: 16 MiB of float32 intermediates at a time
+
+
+def _kl_sum(out: Tensor, target: Tensor) -> Tensor:
+    """``sum over rows of KL(softmax(target) || softmax(out))`` for ``(rows, vocab)`` logits."""
+    logp, logq = F.log_softmax(target.float(), dim=-1), F.log_softmax(out.float(), dim=-1)
+    return (logp.exp() * (logp - logq)).sum()
+
+
 def output_loss(out: Tensor, target: Tensor, kind: str) -> Tensor:
-    """``"mse"``: mean squared error; ``"kl"``: KL(target || out) of next-token distributions, mean per token."""
+    """``"mse"``: mean squared error; ``"kl"``: KL(target || out) of next-token distributions, mean per token.
+
+    The KL runs over chunks of tokens, each recomputed in the backward pass (activation checkpointing), so a large
+    vocabulary costs the logits themselves plus one chunk, not several full copies of them."""
     if kind == "mse":
         return (out - target).pow(2).mean()
-    logp, logq = F.log_softmax(target, dim=-1), F.log_softmax(out, dim=-1)
-    return (logp.exp() * (logp - logq)).sum(-1).mean()
+    out, target = out.reshape(-1, out.shape[-1]), target.reshape(-1, target.shape[-1])
+    rows = max(1, KL_CHUNK // out.shape[-1])
+    if len(out) <= rows or not torch.is_grad_enabled():
+        return _kl_sum(out, target) / len(out)
+    total = sum(checkpoint(_kl_sum, o, t, use_reentrant=False) for o, t in zip(out.split(rows), target.split(rows)))
+    return total / len(out)
 
 
 def faithfulness(model: nn.Module, targets: Sequence[Target], weight: Callable[[Target], Tensor]) -> Tensor:

@@ -30,13 +30,12 @@ from paramlens.decompose.components import (
     TiedSubcomponents,
     check_tied_in,
     hard_sigmoid,
-    tied_owners,
     lower_leaky_hard_sigmoid,
     module_key,
+    tied_owners,
     upper_leaky_hard_sigmoid,
 )
 from paramlens.decompose.forward import faithfulness, output_loss, run_maps, weighted_total
-from paramlens.errors import ParamLensError
 
 
 class SPDConfig(BaseModel):

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
-from rich.progress import track
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from paramlens.core.progress import track
 from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.geometry.ridge import RidgeSums, with_one
@@ -52,7 +52,6 @@ class GeometryConfig(BaseModel):
     mlp_steps: int = Field(300, ge=1)
     mlp_tokens: int = Field(4096, ge=16, description="held-in tokens kept per layer to train the MLP")
     held_out: float = Field(0.25, gt=0, lt=1, description="share of windows held out for evaluation")
-    context: int = Field(128, ge=2)
     batch: int = Field(8, ge=1)
     seed: int = 0
 
@@ -170,7 +169,7 @@ class LayerGeometry(Result):
         return "\n".join(lines)
 
     def figures(self, folder) -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
         for cls in self.classes:
@@ -205,7 +204,8 @@ def _split(n_windows: int, cfg: GeometryConfig) -> Tensor:
     k = max(1, round(cfg.held_out * n_windows))
     held[torch.randperm(n_windows, generator=g)[:k]] = True
     if held.all():
-        raise ParamLensError(f"{n_windows} windows of {cfg.context} tokens leave nothing to fit on; give more tokens")
+        raise ParamLensError(f"{n_windows} windows leave nothing to fit on once {cfg.held_out:.0%} are held out; give "
+                             "more tokens")
     return held
 
 
@@ -242,12 +242,12 @@ class _Fitted:
     subspace: dict[tuple[int, str], Tensor]
 
 
-def _fit(model: nn.Module, ids: Tensor, n_layers: int, cfg: GeometryConfig, progress: bool) -> _Fitted:
+def _fit(model: nn.Module, windows: Tensor, n_layers: int, cfg: GeometryConfig, progress: bool) -> _Fitted:
     sums: list[RidgeSums] = []
     parts: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(n_layers)]
     kept = 0
-    batches = range(0, len(ids) // cfg.context, cfg.batch)
-    stream = stream_batches(model, ids, cfg.context, cfg.batch)
+    batches = range(0, len(windows), cfg.batch)
+    stream = stream_batches(model, windows, cfg.batch)
     for (_, h), _ in zip(stream, track(batches, description="fitting tokenwise maps", disable=not progress)):
         flat = h.flatten(1, 2)  # (L + 1, N, d)
         if not sums:
@@ -300,23 +300,30 @@ def _row(layer: int, cls: str, a: dict[str, float], n: int) -> dict:
             "rel_error": a["rel"] / n}
 
 
-def layer_geometry(model: nn.Module, tokens: Tensor, cfg: GeometryConfig | None = None, name: str = "model",
+def _check_enough(model: nn.Module, n_fit: int) -> None:
+    """Refuse fits with fewer held-in tokens than the stream has dimensions (their explained variance is
+    meaningless, often negative)."""
+    d = model.get_input_embeddings().weight.shape[1]
+    if n_fit <= d:
+        raise ParamLensError(f"{n_fit} held-in tokens are too few to fit maps of a {d}-dimensional stream; give at "
+                             f"least {d + 1} held-in tokens (more tokens, or a larger share kept in)")
+
+
+def layer_geometry(model: nn.Module, windows: Tensor, cfg: GeometryConfig | None = None, name: str = "model",
                    progress: bool = True) -> LayerGeometry:
-    """Fit tokenwise maps of every layer's update on ``tokens`` ``(n,)`` and measure the geometry."""
+    """Fit tokenwise maps of every layer's update on token ``windows`` ``(n, T)`` and measure the geometry."""
     cfg = cfg or GeometryConfig()
     if cfg.primary not in cfg.classes:
         raise ParamLensError(f"the primary class '{cfg.primary}' must be one of the fitted classes {cfg.classes}")
-    n_windows = len(tokens) // cfg.context
-    held = _split(n_windows, cfg)
-    windows = tokens[: n_windows * cfg.context].view(n_windows, cfg.context)
+    held = _split(len(windows), cfg)
+    _check_enough(model, int((~held).sum()) * windows.shape[1])
     n_layers = len(blocks_of(model))
-    fit = _fit(model, windows[~held].flatten(), n_layers, cfg, progress)
+    fit = _fit(model, windows[~held], n_layers, cfg, progress)
     acc = {(layer, cls): dict.fromkeys(STATS, 0.0) for layer in range(n_layers) for cls in cfg.classes}
     centre = [(s.xy[-1] / s.n).float() for s in fit.sums]  # mean update (held-in), for explained variance
     kl_sum, errors, kls, n_eval = np.zeros(n_layers), [], [], 0
-    eval_ids = windows[held].flatten()
-    batches = range(0, len(eval_ids) // cfg.context, cfg.batch)
-    stream = stream_batches(model, eval_ids, cfg.context, cfg.batch)
+    batches = range(0, int(held.sum()), cfg.batch)
+    stream = stream_batches(model, windows[held], cfg.batch)
     for (ids, h), _ in zip(stream, track(batches, description="evaluating", disable=not progress)):
         flat = h.flatten(1, 2)
         n_eval += flat.shape[1]

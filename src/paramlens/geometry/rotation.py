@@ -46,7 +46,7 @@ class Rotation(Result):
         return "\n".join(rows)
 
     def figures(self, folder, prefix: str = "") -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot(self.to_input, marker=".", label="toward input embeddings")
@@ -63,15 +63,15 @@ class Rotation(Result):
 
 
 @torch.no_grad()
-def rotation(model: nn.Module, tokens: Tensor, context: int = 128, batch: int = 8, alpha: float = 1.0,
-             name: str = "model", weights: Mapping | None = None) -> Rotation:
-    """Rotation toward input and toward output of every layer, from ``tokens`` ``(n,)``; ``weights``: matrices
-    to substitute (e.g. a subnetwork's masked weights), as in :func:`paramlens.core.weights.run_with`."""
+def rotation(model: nn.Module, windows: Tensor, batch: int = 8, alpha: float = 1.0, name: str = "model",
+             weights: Mapping | None = None) -> Rotation:
+    """Rotation toward input and toward output of every layer, from token ``windows`` ``(n, T)``; ``weights``:
+    matrices to substitute (e.g. a subnetwork's masked weights), as in :func:`paramlens.core.weights.run_with`."""
     embed = token_embeddings(model).float()
     to_in: list[RidgeSums] = []
     to_out: list[RidgeSums] = []
     n = 0
-    for ids, h in stream_batches(model, tokens, context, batch, weights):
+    for ids, h in stream_batches(model, windows, batch, weights):
         flat = h.flatten(1, 2)  # (L + 1, N, d)
         e, final = embed[ids.flatten()], flat[-1]
         if not to_in:

@@ -20,9 +20,9 @@ from functools import partial
 
 import torch
 from pydantic import BaseModel, Field
-from rich.progress import track
 from torch import Tensor, nn
 
+from paramlens.core.progress import track
 from paramlens.core.runs import Result
 from paramlens.core.weights import Target, frozen, matrices, run_with
 from paramlens.errors import ParamLensError
@@ -66,7 +66,7 @@ class WeightInformation(Result):
         return "\n".join(lines)
 
     def figures(self, folder) -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         names = list(self.info)
         fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names)), 3))

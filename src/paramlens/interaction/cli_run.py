@@ -5,55 +5,62 @@ MLPs go through the Python API (:func:`paramlens.interaction.basis.segments_of`)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from paramlens.core.loading import Loaded
+from paramlens.core.resolve import resolve
 from paramlens.core.runs import Result, new_run_dir
+from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
-from paramlens.interaction.basis import Segment, interaction_basis, segments_of
+from paramlens.errors import ParamLensError
+from paramlens.interaction.basis import interaction_basis, segments_of
 from paramlens.interaction.degeneracy import Degeneracy, degeneracy, residual_degeneracy
 from paramlens.interaction.edges import direction_curve, edge_curve, edges, edges_needed
 from paramlens.interaction.llc import LLCConfig, local_learning_coefficient
 from paramlens.interaction.lm_summary import LMInteraction, lm_interaction
 from paramlens.interaction.modularity import modules
-from paramlens.models.toy.modular_addition import BUILTIN, ModularConfig, ModularMLP, all_pairs, split, train_modular
+from paramlens.models.toy.modular_addition import ModularMLP, accuracy, all_pairs, labels, split
 from paramlens.report import Section, write_report
+
+BUILTIN = "modular-addition"
 
 
 @dataclass
 class LMOptions:
-    """How a language model is read: ``tokens`` from ``corpus`` in windows of ``context``; ``sources`` random
-    vectors per batch for Jacobian moments and edges; edges among the ``top`` directions per layer."""
+    """How a language model is read: ``text`` says which token windows; ``sources`` random vectors per batch for
+    Jacobian moments and edges; edges among the ``top`` directions per layer."""
 
-    corpus: str = "fortunes"
-    tokens: int = 2048
-    context: int = 64
+    text: TextOptions = field(default_factory=TextOptions)
     sources: int = 4
     top: int = 16
 
 
-def _lm_tokens(model: str, opts: LMOptions):
-    from paramlens.core.text import corpus_token_ids
-    from paramlens.models.lm.pretrained import load_lm
-
-    net, tokenizer, name = load_lm(model)
-    return net, corpus_token_ids(tokenizer, opts.corpus, opts.tokens), name
-
-
-def modular_model(p: int, seed: int, progress: bool = True) -> tuple[ModularMLP, list[Segment], dict]:
-    """The built-in modular-addition MLP (trained), its segments, and its train / test accuracy."""
-    model, acc = train_modular(ModularConfig(p=p, seed=seed), progress=progress)
-    return model, segments_of(model.layers()), acc
+def _model(spec: str, p: int, seed: int, command: str, trust_code: bool, progress: bool = True) -> Loaded:
+    """The built-in modular-addition MLP (trained with modulus ``p``) or a language model; anything else is an
+    error naming what the command reads."""
+    loaded = resolve(spec, trust_code=trust_code, seed=seed, progress=progress,
+                     options={"p": p} if spec.lower().replace("_", "-") == BUILTIN else None)
+    loaded.runnable(command)
+    if loaded.kind != "modular_addition" and not loaded.is_language_model:
+        raise ParamLensError(f"{spec}: a {loaded.kind} model; {command} reads the built-in '{BUILTIN}' MLP or a "
+                             "transformer language model (other MLPs: paramlens.interaction.basis.segments_of)")
+    return loaded
 
 
-def modular_llc(net: ModularMLP, p: int, seed: int) -> tuple[float, float, int]:
+def modular_model(p: int, seed: int, progress: bool = True) -> ModularMLP:
+    """The built-in modular-addition MLP, trained."""
+    return _model(BUILTIN, p, seed, "interaction", False, progress).module
+
+
+def modular_llc(net: ModularMLP, seed: int) -> tuple[float, float, int]:
     """``(LLC, its standard error, number of weights)`` of the trained modular-addition MLP on its training pairs
     (cross-entropy, SGLD batches of 512 pairs, the default :class:`LLCConfig`)."""
-    x, y = all_pairs(p)
-    idx, _ = split(ModularConfig(p=p, seed=seed))
+    x, y = all_pairs(net.cfg.p)[0], labels(net.cfg)
+    idx, _ = split(net.cfg)
     g = torch.Generator().manual_seed(seed)
 
     def loss(run, step: int) -> torch.Tensor:
@@ -80,7 +87,7 @@ class InteractionSummary(Result):
     direction_curves: dict[str, list[float]]
 
     def figures(self, folder: Path) -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
         for basis, curve in self.edge_curves.items():
@@ -104,8 +111,10 @@ class InteractionSummary(Result):
         return "\n".join(lines)
 
 
-def interaction_section(folder: Path, p: int = 59, seed: int = 0, progress: bool = True) -> tuple[InteractionSummary, Section]:
-    _, segs, acc = modular_model(p, seed, progress)
+def interaction_section(folder: Path, model: ModularMLP) -> tuple[InteractionSummary, Section]:
+    """LIB vs PCA vs neurons on the trained modular-addition ``model``: edges, modules, ablation curves."""
+    p, seed = model.cfg.p, model.cfg.seed
+    segs, acc = segments_of(model.layers()), accuracy(model)
     x, y = all_pairs(p)
     found = {kind: interaction_basis(segs, x, kind) for kind in ("lib", "pca", "neuron")}
     weights = {kind: edges(segs, bases, x) for kind, bases in found.items()}
@@ -124,16 +133,18 @@ def interaction_section(folder: Path, p: int = 59, seed: int = 0, progress: bool
                            figures=result.figures(folder), table=rows)
 
 
-def run_interaction(model: str, p: int, seed: int, out_dir: Path,
-                    lm: LMOptions | None = None) -> tuple[InteractionSummary | LMInteraction, Path]:
+def run_interaction(model: str, p: int, seed: int, out_dir: Path, lm: LMOptions | None = None,
+                    trust_code: bool = False) -> tuple[InteractionSummary | LMInteraction, Path]:
     """The built-in modular-addition MLP (``p``), or any language model read as ``lm`` says."""
-    if model == BUILTIN:
+    loaded = _model(model, p, seed, "interaction", trust_code)
+    if not loaded.is_language_model:
         folder = new_run_dir(out_dir, "interaction")
-        result, section = interaction_section(folder, p, seed)
+        result, section = interaction_section(folder, loaded.module)
     else:
         opts = lm or LMOptions()
-        net, ids, name = _lm_tokens(model, opts)
-        result = lm_interaction(net, ids, name, opts.context, sources=opts.sources, top=opts.top, seed=seed)
+        net, name = loaded.module, loaded.name
+        result = lm_interaction(net, lm_windows(loaded, opts.text), name, sources=opts.sources, top=opts.top,
+                                seed=seed)
         folder = new_run_dir(out_dir, "interaction")
         section = Section(title=f"Interaction basis of {name}'s residual stream", text=result.summary(),
                           figures=result.figures(folder), table=result.rows)
@@ -142,17 +153,19 @@ def run_interaction(model: str, p: int, seed: int, out_dir: Path,
     return result, folder
 
 
-def run_degeneracy(model: str, p: int, seed: int, out_dir: Path,
-                   lm: LMOptions | None = None) -> tuple[Degeneracy, Path]:
+def run_degeneracy(model: str, p: int, seed: int, out_dir: Path, lm: LMOptions | None = None,
+                   trust_code: bool = False) -> tuple[Degeneracy, Path]:
     """The built-in modular-addition MLP (``p``), or any language model read as ``lm`` says."""
-    if model == BUILTIN:
-        net, segs, _ = modular_model(p, seed)
-        result, name = degeneracy(segs, all_pairs(p)[0]), model
-        result.llc, result.llc_error, result.n_weights = modular_llc(net, p, seed)
+    loaded = _model(model, p, seed, "degeneracy", trust_code)
+    name = loaded.name
+    if not loaded.is_language_model:
+        net = loaded.module
+        result = degeneracy(segments_of(net.layers()), all_pairs(p)[0])
+        result.llc, result.llc_error, result.n_weights = modular_llc(net, seed)
     else:
         opts = lm or LMOptions()
-        net, ids, name = _lm_tokens(model, opts)
-        result = residual_degeneracy(net, ids, opts.context, sources=opts.sources, seed=seed, progress=True)
+        result = residual_degeneracy(loaded.module, lm_windows(loaded, opts.text), sources=opts.sources, seed=seed,
+                                     progress=True)
     folder = new_run_dir(out_dir, "degeneracy")
     result.save(folder)
     write_report(folder, "ParamLens degeneracy", [], [Section(title=f"Degeneracy of {name}", text=result.summary(),

@@ -26,7 +26,7 @@ from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.interaction.basis import LayerBasis, Segment, augmented_activations, interaction_basis
 from paramlens.interaction.residual import residual_basis
-from paramlens.models.lm.streams import blocks_of, windows_of
+from paramlens.models.lm.streams import batches_of, blocks_of
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Degeneracy(Result):
         return "\n".join(lines)
 
     def figures(self, folder) -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         fig, ax = plt.subplots(figsize=(5, 3))
         layers = range(len(self.widths))
@@ -158,7 +158,7 @@ def _activation_modules(block: nn.Module) -> list[nn.Module]:
 
 
 @torch.no_grad()
-def mlp_firing(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8) -> list[Tensor]:
+def mlp_firing(model: nn.Module, windows: Tensor, batch: int = 8) -> list[Tensor]:
     """Per block: ``(N, units)`` bool, where the input of the MLP's activation is positive, over all tokens."""
     blocks = blocks_of(model)
     found = [_activation_modules(b) for b in blocks]
@@ -170,7 +170,7 @@ def mlp_firing(model: nn.Module, tokens: Tensor, context: int = 64, batch: int =
              for i, f in enumerate(found)]
     model.eval()
     try:
-        for ids in windows_of(tokens, context, batch):
+        for ids in batches_of(windows, batch):
             model(input_ids=ids)
     finally:
         for h in hooks:
@@ -178,14 +178,14 @@ def mlp_firing(model: nn.Module, tokens: Tensor, context: int = 64, batch: int =
     return [torch.cat(f) for f in fires]
 
 
-def residual_degeneracy(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8, sources: int = 4,
-                        tol: float = 1e-12, near: float = 0.95, seed: int = 0, progress: bool = False) -> Degeneracy:
-    """All three measures for a transformer on ``tokens`` ``(n,)``: residual-stream layers ``0..L``, and the MLP
-    units of every block."""
-    bases = residual_basis(model, tokens, context, batch, sources, tol, seed, progress=progress)
+def residual_degeneracy(model: nn.Module, windows: Tensor, batch: int = 8, sources: int = 4, tol: float = 1e-12,
+                        near: float = 0.95, seed: int = 0, progress: bool = False) -> Degeneracy:
+    """All three measures for a transformer on token ``windows`` ``(n, T)``: residual-stream layers ``0..L``, and
+    the MLP units of every block."""
+    bases = residual_basis(model, windows, batch, sources, tol, seed, progress=progress)
     act_null, grad_null = _null_counts(bases, tol)
     # no block reads the constant unit: directions that move only it are null by construction, not counted
     grad_null = [g - (b.size - int(torch.linalg.matrix_rank(b.vectors[:-1]))) for g, b in zip(grad_null, bases)]
-    counts = [_unit_counts(f, near) for f in mlp_firing(model, tokens, context, batch)]
+    counts = [_unit_counts(f, near) for f in mlp_firing(model, windows, batch)]
     return Degeneracy([b.vectors.shape[0] - 1 for b in bases], act_null, grad_null, list(range(len(counts))),
                       *_per_count(counts), near, units="MLP of block")

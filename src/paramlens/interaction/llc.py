@@ -18,9 +18,9 @@ from functools import partial
 
 import torch
 from pydantic import BaseModel, Field
-from rich.progress import track
 from torch import Tensor, nn
 
+from paramlens.core.progress import track
 from paramlens.core.weights import Target, frozen, matrices, run_with
 from paramlens.errors import ParamLensError
 

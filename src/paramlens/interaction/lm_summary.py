@@ -50,7 +50,7 @@ class LMInteraction(Result):
         return "\n".join(lines)
 
     def figures(self, folder: Path) -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
         lib = self.importance["lib"]
@@ -89,29 +89,28 @@ def _top_share(weights: list[Tensor], fraction: float = 0.1) -> float:
     return float(flat[: max(1, int(fraction * len(flat)))].sum() / flat.sum().clamp_min(1e-300))
 
 
-def lm_interaction(model: nn.Module, tokens: Tensor, name: str, context: int = 64, batch: int = 8, sources: int = 4,
-                   top: int = 16, curve_layers: list[int] | None = None, seed: int = 0,
-                   progress: bool = True) -> LMInteraction:
-    """LIB and PCA of every residual-stream layer of ``model`` on ``tokens`` ``(n,)``; edges among the ``top``
+def lm_interaction(model: nn.Module, windows: Tensor, name: str, batch: int = 8, sources: int = 4, top: int = 16,
+                   curve_layers: list[int] | None = None, seed: int = 0, progress: bool = True) -> LMInteraction:
+    """LIB and PCA of every residual-stream layer of ``model`` on token ``windows`` ``(n, T)``; edges among the ``top``
     directions; ablation curves before ``curve_layers`` (default: blocks at a quarter, half and three
     quarters of the depth)."""
     n_blocks = len(blocks_of(model))
     curve_layers = curve_layers or sorted({n_blocks // 4, n_blocks // 2, (3 * n_blocks) // 4})
-    found = {"lib": residual_basis(model, tokens, context, batch, sources, seed=seed, progress=progress),
-             "pca": residual_basis(model, tokens, context, batch, kind="pca")}
+    found = {"lib": residual_basis(model, windows, batch, sources, seed=seed, progress=progress),
+             "pca": residual_basis(model, windows, batch, kind="pca")}
     d = found["pca"][0].vectors.shape[0]
     counts = sorted({2**i for i in range(d.bit_length())} | {d})
     edges, rows, curves, full = {}, [], {}, 0.0
     for basis, bases in found.items():
-        weights = residual_edges(model, tokens, bases, context, batch, sources, seed, top, progress)
+        weights = residual_edges(model, windows, bases, batch, sources, seed, top, progress)
         edges.update({f"{basis}/{l}": w for l, w in enumerate(weights)})
         mods = modules(weights, "sqrt", seed)
         rows.append({"basis": basis, "modules": mods.n_communities, "Q": mods.q,
                      "top 10% edge share": _top_share(weights)})
         curves[basis] = []
         for layer in curve_layers:
-            full, losses = stream_ablation_curve(model, tokens, layer, bases[layer], counts, context, batch)
+            full, losses = stream_ablation_curve(model, windows, layer, bases[layer], counts, batch)
             curves[basis].append(losses)
     importance = {b: [x.importance.tolist() for x in bases] for b, bases in found.items()}
-    return LMInteraction(name, (len(tokens) // context) * context, top, importance, edges, rows, curve_layers,
+    return LMInteraction(name, windows.numel(), top, importance, edges, rows, curve_layers,
                          counts, curves, full)

@@ -21,15 +21,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from rich.progress import track
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paramlens.core.progress import track
 from paramlens.errors import ParamLensError
 from paramlens.interaction.basis import LayerBasis, augment, pca_of_gram, whiten_gram
-from paramlens.models.lm.streams import blocks_of, stream_batches, windows_of
+from paramlens.models.lm.streams import batches_of, blocks_of, stream_batches
 
 
 class _Stop(Exception):
@@ -71,12 +70,11 @@ def run_block(model: nn.Module, layer: int, ids: Tensor, stream: Tensor) -> Tens
     raise RuntimeError("the block did not run")
 
 
-def _stream_grams(model: nn.Module, tokens: Tensor, context: int, batch: int,
-                  centred: bool) -> tuple[Tensor, Tensor | None]:
+def _stream_grams(model: nn.Module, windows: Tensor, batch: int, centred: bool) -> tuple[Tensor, Tensor | None]:
     """``(L + 1, d + 1, d + 1)`` float64 ``E[f f^T]`` of every residual-stream layer (constant 1 appended), and
     with ``centred`` the covariance instead, with the means ``(L + 1, d + 1)``."""
     grams, sums, n = 0, 0, 0
-    for _, h in stream_batches(model, tokens, context, batch):
+    for _, h in stream_batches(model, windows, batch):
         f = augment(h).flatten(1, 2)  # (L + 1, N, d + 1)
         grams = grams + f.transpose(1, 2) @ f
         sums = sums + f.sum(1)
@@ -87,21 +85,20 @@ def _stream_grams(model: nn.Module, tokens: Tensor, context: int, batch: int,
     return grams / n - means[:, :, None] * means[:, None, :], means
 
 
-def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: int = 8, sources: int = 8,
-                   tol: float = 1e-12, seed: int = 0, kind: Literal["lib", "pca"] = "lib", centred: bool = False,
+def residual_basis(model: nn.Module, windows: Tensor, batch: int = 8, sources: int = 8, tol: float = 1e-12,
+                   seed: int = 0, kind: Literal["lib", "pca"] = "lib", centred: bool = False,
                    progress: bool = False) -> list[LayerBasis]:
-    """Basis of every residual-stream layer ``0..L`` from ``tokens`` ``(n,)`` (consecutive windows of
-    ``context``): the LIB, or with ``kind="pca"`` the principal directions of each stream; ``sources``:
+    """Basis of every residual-stream layer ``0..L`` from token ``windows`` ``(n, T)``: the LIB, or with ``kind="pca"`` the principal directions of each stream; ``sources``:
     random vectors per batch for the Jacobian second moments; ``centred``: from the covariance rather than
     ``E[f f^T]`` (the bases then carry each stream's mean as their offset)."""
     if kind not in ("lib", "pca"):
         raise ParamLensError(f"unknown residual-stream basis '{kind}'; choose lib or pca")
     n_layers = len(blocks_of(model))
-    grams, means = _stream_grams(model, tokens, context, batch, centred)
+    grams, means = _stream_grams(model, windows, batch, centred)
     offsets = [None] * (n_layers + 1) if means is None else list(means)
     if kind == "pca":
         return [pca_of_gram(g, tol, o) for g, o in zip(grams, offsets)]
-    n = (len(tokens) // context) * context  # tokens in whole windows
+    n = windows.numel()
     bases: list[LayerBasis | None] = [None] * (n_layers + 1)
     bases[-1] = pca_of_gram(grams[-1], tol, offsets[-1])
     g = torch.Generator().manual_seed(seed)
@@ -111,7 +108,7 @@ def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: i
         white = LayerBasis(r_mat, p_mat, torch.ones(r_mat.shape[1]), False, gram_evals, offsets[layer])
         c_next = bases[layer + 1].coords
         m = torch.zeros(p_mat.shape[1], p_mat.shape[1], dtype=torch.float64)
-        for ids, h in stream_batches(model, tokens, context, batch):
+        for ids, h in stream_batches(model, windows, batch):
             z = white.coordinates(augment(h[layer])).requires_grad_(True)  # (B, T, k) whitened
             out = run_block(model, layer, ids, white.rebuild(z)[..., :-1].to(h.dtype))
             coords = augment(out) @ c_next  # (B, T, k_next)
@@ -127,8 +124,8 @@ def residual_basis(model: nn.Module, tokens: Tensor, context: int = 64, batch: i
     return bases
 
 
-def residual_edges(model: nn.Module, tokens: Tensor, bases: list[LayerBasis], context: int = 64, batch: int = 8,
-                   sources: int = 8, seed: int = 0, top: int | None = None, progress: bool = False) -> list[Tensor]:
+def residual_edges(model: nn.Module, windows: Tensor, bases: list[LayerBasis], batch: int = 8, sources: int = 8,
+                   seed: int = 0, top: int | None = None, progress: bool = False) -> list[Tensor]:
     """Edge weights ``(k_{l+1}, k_l)`` between consecutive residual-stream layers: for direction ``j`` of layer
     ``l`` and ``i`` of layer ``l + 1``, the mean over tokens of ``sum_(t, s) (d c_(i,t) / d y_(j,s) * y_(j,s))^2``
     (gradient times activation, squared, summed over token pairs). The sum over output tokens ``t`` is taken
@@ -141,7 +138,7 @@ def residual_edges(model: nn.Module, tokens: Tensor, bases: list[LayerBasis], co
         b, nxt = bases[layer], bases[layer + 1]
         k_in, k_out = (b.size, nxt.size) if top is None else (min(top, b.size), min(top, nxt.size))
         total = torch.zeros(k_out, k_in, dtype=torch.float64)
-        for ids, h in stream_batches(model, tokens, context, batch):
+        for ids, h in stream_batches(model, windows, batch):
             y = b.coordinates(augment(h[layer])).requires_grad_(True)  # (B, T, k) unit coordinates
             stream = run_block(model, layer, ids, b.rebuild(y)[..., :-1].to(h.dtype))
             coords = augment(stream) @ nxt.coords[:, :k_out]  # (B, T, k_out)
@@ -150,7 +147,7 @@ def residual_edges(model: nn.Module, tokens: Tensor, bases: list[LayerBasis], co
                     signs = torch.randint(0, 2, coords.shape[:2], generator=g).to(coords.dtype) * 2 - 1
                     (grad,) = torch.autograd.grad((coords[..., i] * signs).sum(), y, retain_graph=True)
                     total[i] += ((grad[..., :k_in] * y.detach()[..., :k_in]) ** 2).sum((0, 1)) / sources
-        out.append(total / ((len(tokens) // context) * context))
+        out.append(total / windows.numel())
     return out
 
 
@@ -167,8 +164,8 @@ def _stream_loss(out: object, ids: Tensor, reference: Tensor | None) -> tuple[Te
 
 
 @torch.no_grad()
-def stream_ablation_curve(model: nn.Module, tokens: Tensor, layer: int, basis: LayerBasis, counts: list[int],
-                          context: int = 64, batch: int = 8) -> tuple[float, list[float]]:
+def stream_ablation_curve(model: nn.Module, windows: Tensor, layer: int, basis: LayerBasis, counts: list[int],
+                          batch: int = 8) -> tuple[float, list[float]]:
     """``(loss of the full model, [loss with the stream before block layer rebuilt from its top-n directions
     of basis, for n in counts])``; the loss as in the module docstring (0 for the full encoder)."""
     if not 0 <= layer < len(blocks_of(model)):
@@ -176,8 +173,8 @@ def stream_ablation_curve(model: nn.Module, tokens: Tensor, layer: int, basis: L
                              f"(0..{len(blocks_of(model)) - 1})")
     block = blocks_of(model)[layer]
     model.eval()
-    full, losses, windows = 0.0, [0.0] * len(counts), 0
-    for ids in windows_of(tokens, context, batch):
+    full, losses, seen = 0.0, [0.0] * len(counts), 0
+    for ids in batches_of(windows, batch):
         clean, reference = _stream_loss(model(input_ids=ids), ids, None)
         full += float(clean) * len(ids)
         for c, n in enumerate(counts):
@@ -186,5 +183,5 @@ def stream_ablation_curve(model: nn.Module, tokens: Tensor, layer: int, basis: L
 
             with _input_replaced(block, keep_top, stop=False):
                 losses[c] += float(_stream_loss(model(input_ids=ids), ids, reference)[0]) * len(ids)
-        windows += len(ids)
-    return full / windows, [v / windows for v in losses]
+        seen += len(ids)
+    return full / seen, [v / seen for v in losses]

@@ -8,6 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+# Titles and labels hold model, tensor and folder names from the user's files: a '$' in them is text, not math.
+plt.rcParams["text.parse_math"] = False
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 

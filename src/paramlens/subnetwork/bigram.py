@@ -28,9 +28,8 @@ from paramlens.subnetwork.sparsify import SparseMask, SparsifyConfig, sparsify
 
 
 class BigramConfig(SparsifyConfig):
-    context: int = Field(64, ge=2)
     batch: int = Field(8, ge=1)
-    held_out: float = Field(0.1, gt=0, lt=1, description="share of the corpus (its end) held out for evaluation")
+    held_out: float = Field(0.1, gt=0, lt=1, description="share of the windows (the last ones) held out for evaluation")
     smoothing: float = Field(0.01, gt=0, description="add-k smoothing of the bigram counts")
 
 
@@ -38,9 +37,11 @@ class BigramModel:
     """``P(next | current)`` from token counts, add-``k`` smoothed. Counts are kept sparse (sorted pair keys and
     row offsets), so a 50k vocabulary costs memory only for the pairs that occur."""
 
-    def __init__(self, tokens: Tensor, vocab: int, k: float):
+    def __init__(self, windows: Tensor, vocab: int, k: float):
+        """Counts of the consecutive pairs inside each window of ``windows`` ``(n, T)``."""
         self.vocab, self.k = vocab, k
-        self.keys, counts = torch.unique(tokens[:-1] * vocab + tokens[1:], return_counts=True)  # sorted
+        pairs = (windows[:, :-1] * vocab + windows[:, 1:]).flatten()
+        self.keys, counts = torch.unique(pairs, return_counts=True)  # sorted
         self.counts = counts.double()
         rows = self.keys // vocab
         self.row_totals = torch.zeros(vocab, dtype=torch.float64).index_add_(0, rows, self.counts)
@@ -116,7 +117,7 @@ class BigramSubnetwork(Result):
         ])
 
     def figures(self, folder) -> list[tuple[str, str]]:
-        import matplotlib.pyplot as plt
+        from paramlens.report.plots import plt
 
         fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(self.per_matrix)), 3.2))
         ax.bar(range(len(self.per_matrix)), [r["share"] for r in self.per_matrix])
@@ -151,33 +152,29 @@ def _random_like(mask: SparseMask, g: torch.Generator) -> SparseMask:
     return SparseMask(masks, 0, 0.0, [])
 
 
-def bigram_subnetwork(model: nn.Module, tokens: Tensor, cfg: BigramConfig | None = None, name: str = "model",
+def bigram_subnetwork(model: nn.Module, windows: Tensor, cfg: BigramConfig | None = None, name: str = "model",
                       progress: bool = True) -> BigramSubnetwork:
-    """Find and evaluate the bigram subnetwork of ``model`` on the token stream ``tokens`` ``(n,)``."""
+    """Find and evaluate the bigram subnetwork of ``model`` on token ``windows`` ``(n, T)``."""
     cfg = cfg or BigramConfig()
     vocab = token_embeddings(model).shape[0]
-    if int(tokens.max()) >= vocab:
-        raise ParamLensError(f"token id {int(tokens.max())} is outside the model's vocabulary of {vocab}")
-    split = int(len(tokens) * (1 - cfg.held_out))
-    train_ids, eval_ids = tokens[:split], tokens[split:]
-    n_eval = len(eval_ids) // cfg.context
-    if n_eval == 0 or split <= cfg.context:
-        raise ParamLensError(f"{len(tokens)} tokens are too few for windows of {cfg.context} with "
-                             f"{cfg.held_out:.0%} held out")
-    bigram = BigramModel(train_ids, vocab, cfg.smoothing)
+    if int(windows.max()) >= vocab:
+        raise ParamLensError(f"token id {int(windows.max())} is outside the model's vocabulary of {vocab}")
+    split = int(len(windows) * (1 - cfg.held_out))
+    if split == 0 or split == len(windows):
+        raise ParamLensError(f"{len(windows)} windows are too few to hold {cfg.held_out:.0%} out; give more tokens")
+    train_windows, eval_windows = windows[:split], windows[split:]
+    bigram = BigramModel(train_windows, vocab, cfg.smoothing)
     prefix = block_prefix(model)
     targets: list[Target] = select(model, f"{prefix}.*")
     g = torch.Generator().manual_seed(cfg.seed)
 
     def task_loss(run, step: int) -> Tensor:
-        starts = torch.randint(0, len(train_ids) - cfg.context, (cfg.batch,), generator=g)
-        ids = train_ids[starts[:, None] + torch.arange(cfg.context)]
+        ids = train_windows[torch.randint(0, len(train_windows), (cfg.batch,), generator=g)]
         logp = F.log_softmax(run(input_ids=ids).logits.float(), dim=-1)
         target = bigram.probs(ids).view(*ids.shape, vocab)
         return -(target * logp).sum(-1).mean()
 
     mask = sparsify(model, targets, task_loss, cfg, progress=progress)
-    eval_windows = eval_ids[: n_eval * cfg.context].view(n_eval, cfg.context)
     s_full = _surprisal(model, eval_windows)
     s_sub = _surprisal(model, eval_windows, mask.weights(model))
     s_without = _surprisal(model, eval_windows, mask.weights(model, keep=False))

@@ -16,9 +16,9 @@ from functools import partial
 
 import torch
 from pydantic import BaseModel, Field
-from rich.progress import Progress
 from torch import Tensor, nn
 
+from paramlens.core.progress import progress as progress_bar
 from paramlens.core.weights import Target, frozen, matrices, run_with, select
 from paramlens.errors import ParamLensError
 
@@ -78,7 +78,7 @@ def sparsify(model: nn.Module, targets: list[Target], task_loss: Callable[[Calla
     opt = torch.optim.Adam(logits.values(), lr=cfg.lr)
     total = sum(w.numel() for w in weights.values())
     temp, history, undecided, step = 1.0, [], 1.0, 0
-    with frozen(model), Progress(disable=not progress, transient=True) as bar:
+    with frozen(model), progress_bar(disable=not progress) as bar:
         task_bar = bar.add_task("continuous sparsification", total=cfg.max_steps)
         for step in range(1, cfg.max_steps + 1):
             soft = {name: torch.sigmoid(temp * m) for name, m in logits.items()}

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from paramlens.core.images import ImageSet
 from paramlens.errors import ParamLensError
 from paramlens.models.bilinear.layers import Bilinear, Gate
-from paramlens.models.train import TrainConfig, read_saved, seeded, train
+from paramlens.models.train import TrainConfig, read_saved, seeded, train, validated
 
 
 class ClassifierConfig(TrainConfig):
@@ -110,9 +110,9 @@ def train_classifier(cfg: ClassifierConfig, data: ImageSet, **kwargs) -> tuple[B
 
 def load_classifier(folder: str | Path) -> BilinearClassifier:
     """Rebuild a classifier saved with :func:`paramlens.models.train.save_model`."""
-    config, state = read_saved(folder)
-    if config.get("kind") != "bilinear_classifier":
-        raise ParamLensError(f"{folder}: holds a '{config.get('kind')}' model, not a bilinear classifier")
-    model = BilinearClassifier(ClassifierConfig.model_validate(config))
-    model.load_state_dict(state)
-    return model
+    def build(config: dict) -> BilinearClassifier:
+        if config.get("kind") != "bilinear_classifier":
+            raise ParamLensError(f"{folder}: holds a '{config.get('kind')}' model, not a bilinear classifier")
+        return BilinearClassifier(validated(ClassifierConfig, config, Path(folder)))
+
+    return read_saved(folder, build)[1]

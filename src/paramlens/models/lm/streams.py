@@ -78,21 +78,18 @@ def residual_streams(model: nn.Module, input_ids: Tensor, weights: Mapping | Non
     return torch.stack(captured)
 
 
-def windows_of(tokens: Tensor, context: int, batch: int = 8) -> Iterator[Tensor]:
-    """Consecutive windows of ``context`` tokens from ``tokens`` ``(n,)``, ``batch`` windows ``(B, T)`` at a
-    time (a trailing partial window is dropped)."""
-    n = (len(tokens) // context) * context
-    if n == 0:
-        raise ParamLensError(f"{len(tokens)} tokens are fewer than one window of {context}")
-    windows = tokens[:n].view(-1, context)
+def batches_of(windows: Tensor, batch: int = 8) -> Iterator[Tensor]:
+    """``windows`` ``(n, T)`` token ids, ``batch`` rows ``(B, T)`` at a time."""
+    if windows.dim() != 2 or len(windows) == 0:
+        raise ParamLensError(f"token windows must be a non-empty (n, T) tensor, got {tuple(windows.shape)}")
     for s in range(0, len(windows), batch):
         yield windows[s: s + batch]
 
 
-def stream_batches(model: nn.Module, tokens: Tensor, context: int, batch: int = 8,
+def stream_batches(model: nn.Module, windows: Tensor, batch: int = 8,
                    weights: Mapping | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """:func:`windows_of` with each batch's residual streams: ``(ids (B, T), streams (L + 1, B, T, d))``, so
+    """:func:`batches_of` with each batch's residual streams: ``(ids (B, T), streams (L + 1, B, T, d))``, so
     only one batch of activations is held; ``weights`` as in :func:`residual_streams`."""
     model.eval()
-    for ids in windows_of(tokens, context, batch):
+    for ids in batches_of(windows, batch):
         yield ids, residual_streams(model, ids, weights)

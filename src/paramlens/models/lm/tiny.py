@@ -14,8 +14,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from paramlens.core.data import TokenWindows
-from paramlens.core.text import load_corpus
+from paramlens.core.data import TokenRows, TokenWindows
+from paramlens.core.text import load_corpus, wrap_windows
 from paramlens.models.lm.tokenizer import train_tokenizer
 from paramlens.models.train import TrainConfig, seeded, train
 
@@ -32,6 +32,8 @@ class TinyLMConfig(TrainConfig):
     n_heads: int = Field(4, ge=1)
     d_mlp: int = Field(512, ge=1)
     mlp: Literal["bilinear", "swiglu"] = "bilinear"
+    bos: bool = Field(False, description="the tokenizer starts every text with a BOS token, and training windows "
+                      "start with it (as Llama-family models are trained)")
     context: int = Field(64, ge=2)
     n_steps: int = 2000
     batch_size: int = 32
@@ -52,16 +54,17 @@ def build_tiny_lm(cfg: TinyLMConfig) -> nn.Module:
 
 
 def corpus_tokens(cfg: TinyLMConfig, tokenizer: Any) -> Tensor:
-    """The configured corpus as one ``(n_tokens,)`` stream of ``tokenizer`` ids."""
+    """The configured corpus as one ``(n_tokens,)`` stream of ``tokenizer`` ids (no special tokens)."""
     text = load_corpus(cfg.corpus, cfg.max_chars)
-    return torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
 
 
 def train_tiny_lm(cfg: TinyLMConfig, folder: str | Path | None = None, **kwargs) -> tuple[nn.Module, Any, list[dict]]:
     """Train tokenizer and model; with ``folder``, save both there as a Hugging Face folder.
     ``kwargs`` go to :func:`paramlens.models.train.train`. Returns ``(model, tokenizer, loss log)``."""
-    tokenizer = train_tokenizer(load_corpus(cfg.corpus, cfg.max_chars), cfg.vocab_size)
-    windows = TokenWindows(corpus_tokens(cfg, tokenizer), cfg.context)
+    tokenizer = train_tokenizer(load_corpus(cfg.corpus, cfg.max_chars), cfg.vocab_size, bos=cfg.bos)
+    ids = corpus_tokens(cfg, tokenizer)
+    windows = TokenRows(wrap_windows(ids, tokenizer, cfg.context)) if cfg.bos else TokenWindows(ids, cfg.context)
     model = seeded(lambda: build_tiny_lm(cfg), cfg.seed)
 
     def loss_fn(m: nn.Module, x: Tensor) -> Tensor:

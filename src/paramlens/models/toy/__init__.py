@@ -16,7 +16,7 @@ from paramlens.errors import ParamLensError
 from paramlens.models.toy.cross_layer import CrossLayerConfig, CrossLayerMLP, train_cross_layer
 from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, train_residual_mlp
 from paramlens.models.toy.tms import TMS, TMSConfig, train_tms
-from paramlens.models.train import read_saved, save_model
+from paramlens.models.train import read_saved, save_model, validated
 
 
 class ZooEntry(NamedTuple):
@@ -34,15 +34,14 @@ ZOO: dict[str, ZooEntry] = {
 
 def load_toy(folder: str | Path) -> nn.Module:
     """Rebuild a toy model saved with :func:`~paramlens.models.train.save_model`."""
-    raw, state = read_saved(folder)
-    kind = raw.get("kind")
-    if kind not in ZOO:
-        raise ParamLensError(f"{folder}: config kind '{kind}' is not a toy model ({', '.join(ZOO)})")
-    entry = ZOO[kind]
-    cfg = entry.config.model_validate(raw)
-    model = entry.model(cfg)
-    model.load_state_dict(state)
-    return model
+
+    def build(raw: dict) -> nn.Module:
+        kind = raw.get("kind")
+        if kind not in ZOO:
+            raise ParamLensError(f"{folder}: config kind '{kind}' is not a toy model ({', '.join(ZOO)})")
+        return ZOO[kind].model(validated(ZOO[kind].config, raw, Path(folder)))
+
+    return read_saved(folder, build)[1]
 
 
 __all__ = ["ZOO", "TMS", "TMSConfig", "ResidualMLP", "ResidualMLPConfig", "CrossLayerMLP",

@@ -18,8 +18,6 @@ from torch import Tensor, nn
 
 from paramlens.models.train import TrainConfig, seeded, train
 
-BUILTIN = "modular-addition"  # the name the command line trains this model under
-
 
 class ModularConfig(TrainConfig):
     kind: Literal["modular_addition"] = "modular_addition"
@@ -31,6 +29,7 @@ class ModularConfig(TrainConfig):
     batch_size: int = 512
     lr: float = 3e-3
     weight_decay: float = 2.0
+    shuffled_labels: bool = Field(False, description="train on the training pairs' labels permuted (memorisation)")
 
 
 class ModularMLP(nn.Module):
@@ -68,13 +67,31 @@ def split(cfg: ModularConfig) -> tuple[Tensor, Tensor]:
     return perm[:n], perm[n:]
 
 
-def train_modular(cfg: ModularConfig, progress: bool = True, labels: Tensor | None = None) -> tuple[ModularMLP, dict[str, float]]:
-    """Train; returns the model and ``{"train_acc", "test_acc"}``. ``labels`` ``(p^2,)`` replaces the true
-    labels (e.g. shuffled ones, to measure memorisation)."""
-    x, y = all_pairs(cfg.p)
-    if labels is not None:
-        y = labels
-    train_idx, test_idx = split(cfg)
+def labels(cfg: ModularConfig) -> Tensor:
+    """``(p^2,)`` the labels the model is trained on: ``(a + b) mod p``, or with ``cfg.shuffled_labels`` the training
+    pairs' labels permuted among themselves (seeded; the test pairs keep theirs)."""
+    y = all_pairs(cfg.p)[1]
+    if cfg.shuffled_labels:
+        idx, _ = split(cfg)
+        y[idx] = y[idx][torch.randperm(len(idx), generator=torch.Generator().manual_seed(cfg.seed))]
+    return y
+
+
+def accuracy(model: ModularMLP) -> dict[str, float]:
+    """``{"train_acc", "test_acc"}`` of ``model`` against the labels it was trained on."""
+    x, y = all_pairs(model.cfg.p)
+    train_idx, test_idx = split(model.cfg)
+    y = labels(model.cfg)
+    with torch.no_grad():
+        pred = model(x).argmax(-1)
+    return {"train_acc": float((pred[train_idx] == y[train_idx]).float().mean()),
+            "test_acc": float((pred[test_idx] == y[test_idx]).float().mean())}
+
+
+def train_modular(cfg: ModularConfig, progress: bool = True) -> tuple[ModularMLP, dict[str, float]]:
+    """Train; returns the model and ``{"train_acc", "test_acc"}``."""
+    x, y = all_pairs(cfg.p)[0], labels(cfg)
+    train_idx, _ = split(cfg)
     model = seeded(lambda: ModularMLP(cfg), cfg.seed)
 
     class Rows:
@@ -82,7 +99,4 @@ def train_modular(cfg: ModularConfig, progress: bool = True, labels: Tensor | No
             return train_idx[torch.randint(0, len(train_idx), (n,), generator=g)]
 
     train(model, Rows(), lambda m, idx: F.cross_entropy(m(x[idx]), y[idx]), cfg, progress=progress)
-    with torch.no_grad():
-        pred = model(x).argmax(-1)
-    return model, {"train_acc": float((pred[train_idx] == y[train_idx]).float().mean()),
-                   "test_acc": float((pred[test_idx] == y[test_idx]).float().mean())}
+    return model, accuracy(model)

@@ -1,0 +1,43 @@
+"""The zoo as :func:`paramlens.core.resolve.resolve` knows it: built-in names trained on the spot, and the kinds of
+run folder that hold a saved model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from paramlens.core.resolve import Builtin
+from paramlens.models.bilinear.classifier import load_classifier
+from paramlens.models.toy import ZOO, load_toy
+from paramlens.models.toy.modular_addition import ModularConfig, train_modular
+
+
+def _modular(seed: int, progress: bool, **options: Any) -> nn.Module:
+    return train_modular(ModularConfig(seed=seed, **options), progress=progress)[0]
+
+
+def _toy(kind: str) -> Callable[..., nn.Module]:
+    def build(seed: int, progress: bool, **options: Any) -> nn.Module:
+        entry = ZOO[kind]
+        return entry.train(entry.config(seed=seed, **options), progress=progress)[0]
+
+    return build
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(k for k in cls.model_fields if k not in ("kind", "seed"))
+
+
+BUILTINS: dict[str, Builtin] = {
+    "modular-addition": Builtin("an MLP trained on (a + b) mod p", _modular, _fields(ModularConfig)),
+    **{kind.replace("_", "-"): Builtin(f"the toy model {kind} with its default settings", _toy(kind),
+                                       _fields(entry.config)) for kind, entry in ZOO.items()},
+}
+
+FOLDER_KINDS: dict[str, Callable[[Path], nn.Module]] = {
+    **{kind: load_toy for kind in ZOO},
+    "bilinear_classifier": load_classifier,
+}

@@ -1,0 +1,46 @@
+"""What ``paramlens train-toy`` does: check the settings (or the run being resumed), train, save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paramlens.core.memory import check_fits
+from paramlens.core.runs import new_run_dir, resume_config, save_config
+from paramlens.errors import ParamLensError
+from paramlens.models.toy import ZOO, save_model
+
+
+def _check_memory(kind: str, cfg: Any) -> None:
+    """Refuse sizes that cannot fit: parameters with gradients and Adam states, and a batch through the widest layer
+    (the model is built on the meta device, so nothing is allocated)."""
+    with torch.device("meta"):
+        model = ZOO[kind].model(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    widest = max((max(p.shape) for p in model.parameters() if p.dim()), default=1)
+    check_fits(16 * params + 32 * cfg.batch_size * widest, f"train-toy {kind} with {params:,} parameters",
+               "lower --features / --hidden")
+
+
+def run_train_toy(kind: str, given: dict[str, Any], out_dir: Path, resume: Path | None,
+                  override: list[str]) -> tuple[Path, float]:
+    """Train the toy ``kind`` with the settings ``given`` (or continue the run in ``resume``); returns the run folder
+    and the final loss."""
+    entry = ZOO[kind]
+    if resume is not None:
+        folder, cfg = resume, resume_config(resume, entry.config, given, override)
+        if override:  # checked against the saved run: the new values are the run's settings from now on
+            save_config(folder, cfg)
+    else:
+        unknown = [k for k in given if k not in entry.config.model_fields]
+        if unknown:
+            raise ParamLensError(f"{kind} has no option {', '.join(unknown)}")
+        cfg = entry.config(**given)
+        _check_memory(kind, cfg)
+        folder = new_run_dir(out_dir, kind)
+        save_config(folder, cfg)
+    model, history = entry.train(cfg, folder=folder, resume=resume is not None)
+    save_model(folder, model, cfg)
+    return folder, history[-1]["loss"]
