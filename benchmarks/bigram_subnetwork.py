@@ -35,9 +35,10 @@ def main() -> None:
     cfg = TinyLMConfig(mlp="swiglu", n_layers=4, d_model=128, d_mlp=512, context=64, n_steps=1500)
     model, tok, history = train_tiny_lm(cfg, progress=False)
     tokens = corpus_tokens(cfg, tok)[:300_000]
+    windows = tokens.view(-1, 64)
     print(f"tiny LM (4 layers, d=128, SwiGLU) on fortunes: loss {history[0]['loss']:.2f} -> {history[-1]['loss']:.2f}; "
           f"{len(tokens)} tokens; device: CPU (no GPU here, so SmolLM2's subnetwork is not run)", flush=True)
-    r, seconds = timed(lambda: bigram_subnetwork(model, tokens, BigramConfig(max_steps=args.steps), name="tiny LM",
+    r, seconds = timed(lambda: bigram_subnetwork(model, windows, BigramConfig(max_steps=args.steps), name="tiny LM",
                                                  progress=False))
     print(r.summary(), flush=True)
     print_table("Bigram subnetwork (tiny LM) vs paper", [
@@ -52,8 +53,8 @@ def main() -> None:
     print_table("Active parameters per layer and matrix (share of the subnetwork)",
                 [{k: row[k] for k in ("target", "active", "share")} for row in r.per_matrix])
     masked = r.weights(model)
-    ids = tokens[-8192:]
-    full, sub = rotation(model, ids, context=64), rotation(model, ids, context=64, weights=masked)
+    ids = windows[-128:]
+    full, sub = rotation(model, ids), rotation(model, ids, weights=masked)
     print_table("Rotation (degrees): full model vs bigram subnetwork; paper GPT-2 large layer 1: to output 70.5 -> 46.3, "
                 "to input 0 -> 56.2", [{"layer": i, "full to input": a, "full to output": b, "subnetwork to input": c,
                                          "subnetwork to output": e}

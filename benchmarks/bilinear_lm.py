@@ -25,9 +25,8 @@ from common import print_table, timed  # noqa: E402
 from paramlens.bilinear.bilinearise import anneal_to_bilinear, bilinearise, compare  # noqa: E402
 from paramlens.bilinear.lm import token_interactions  # noqa: E402
 from paramlens.core.data import TokenWindows  # noqa: E402
-from paramlens.core.loading import load, load_tokenizer  # noqa: E402
+from paramlens.core.resolve import resolve  # noqa: E402
 from paramlens.core.text import load_corpus  # noqa: E402
-from paramlens.models.lm.pretrained import smollm2_gguf  # noqa: E402
 from paramlens.models.lm.tiny import TinyLMConfig, build_tiny_lm, corpus_tokens, train_tiny_lm  # noqa: E402
 
 OUTPUTS = (" the", ".", ",", " of", " you", " and")
@@ -64,9 +63,8 @@ def tiny_lm_rows(steps: int) -> list[dict]:
 
 
 def smollm2_rows(anneal_steps: int) -> list[dict]:
-    path = smollm2_gguf()
-    model = load(path).module.eval()
-    tok = load_tokenizer(path)
+    loaded = resolve("smollm2")
+    model, tok = loaded.module, loaded.tokenizer
     stream = torch.tensor(tok(load_corpus("fortunes", 400_000))["input_ids"], dtype=torch.long)
     data = TokenWindows(stream, 64)
     held_out = data.sample(16, torch.Generator().manual_seed(123))

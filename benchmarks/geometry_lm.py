@@ -24,23 +24,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table, timed  # noqa: E402
 
-from paramlens.core.text import corpus_token_ids as corpus_ids  # noqa: E402
+from paramlens.core.resolve import resolve  # noqa: E402
+from paramlens.core.text import corpus_windows  # noqa: E402
 from paramlens.geometry.layer_updates import GeometryConfig, layer_geometry  # noqa: E402
 from paramlens.geometry.rotation import rotation  # noqa: E402
-from paramlens.models.lm.pretrained import load_lm  # noqa: E402
 from paramlens.models.lm.streams import stream_batches  # noqa: E402
 from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm  # noqa: E402
 
 
 def analyse(name: str, model, tokenizer, n_tokens: int, context: int) -> None:
-    ids = corpus_ids(tokenizer, "fortunes", n_tokens)
+    ids = corpus_windows(tokenizer, "fortunes", n_tokens, context)  # (n, T), with the tokenizer's special tokens
     with torch.no_grad():
-        _, forward = timed(lambda: [model(input_ids=w) for w in ids[: len(ids) // context * context].view(-1, context).split(8)])
-    _, collect = timed(lambda: sum(h.shape[2] for _, h in stream_batches(model, ids, context, 8)))
-    print_table(f"{name}: activation collection over {len(ids)} tokens", [{
+        _, forward = timed(lambda: [model(input_ids=w) for w in ids.split(8)])
+    _, collect = timed(lambda: sum(h.shape[2] for _, h in stream_batches(model, ids, 8)))
+    print_table(f"{name}: activation collection over {ids.numel()} tokens", [{
         "streams s": collect, "plain forward s": forward, "ratio": collect / forward,
-        "s per 1k tokens": 1000 * collect / len(ids)}])
-    g, seconds = timed(lambda: layer_geometry(model, ids, GeometryConfig(context=context), name=name, progress=False))
+        "s per 1k tokens": 1000 * collect / ids.numel()}])
+    g, seconds = timed(lambda: layer_geometry(model, ids, GeometryConfig(), name=name, progress=False))
     for cls in g.classes:
         rows = [{"layer": r["layer"], "cos(D,T)": r["cos_DT"], "cos(D,R)": r["cos_DR"], "angle(D,T)": r["angle_DT"],
                  "angle(D,R)": r["angle_DR"], "top-k energy D": r["energy_D_topk"], "top-k energy R": r["energy_R_topk"],
@@ -49,7 +49,7 @@ def analyse(name: str, model, tokenizer, n_tokens: int, context: int) -> None:
         print_table(f"{name}: tokenwise class '{cls}'", rows)
     print(f"{name}: Spearman(|R|/|D|, KL) over layers x tokens = {g.spearman:.3f} (paper: often > 0.7, up to 0.95); "
           f"geometry took {seconds:.1f} s", flush=True)
-    rot = rotation(model, ids, context=context, name=name)
+    rot = rotation(model, ids, name=name)
     print_table(f"{name}: rotation (degrees); paper (GPT-2 large): layer 0 -> input 0, layer 1 -> output 70.5",
                 [{"layer": i, "to input": a, "to output": b} for i, (a, b) in enumerate(zip(rot.to_input, rot.to_output))])
 
@@ -67,8 +67,8 @@ def main() -> None:
         print(f"tiny LM: 4 layers, d=128, loss {history[0]['loss']:.2f} -> {history[-1]['loss']:.2f}", flush=True)
         analyse("tiny LM", model, tokenizer, args.tokens, 64)
     if not args.skip_smollm2:
-        model, tokenizer, name = load_lm("smollm2")
-        analyse(name, model, tokenizer, args.tokens, 128)
+        loaded = resolve("smollm2")
+        analyse(loaded.name, loaded.module, loaded.tokenizer, args.tokens, 128)
 
 
 if __name__ == "__main__":

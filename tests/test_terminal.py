@@ -38,10 +38,14 @@ def test_option_values_out_of_range_are_one_line_naming_the_option_before_any_wo
         (["information", "--beta", "nan"], "'--beta': nan (allowed: a finite number > 0)"),
         (["reverse", "invert", "x.pt", "--target", "1", "--low", 1, "--high", 0], "--low 1.0 is above --high 0.0"),
         (["reverse", "invert", "x.pt", "--target", "1", "--tol", -1], "--tol -1.0: give a number >= 0"),
-        (["reverse", "reassemble", tmp_path, "--data", "x.csv", "--search-rows", 0], "'--search-rows': Input should be greater than or equal to 1"),
+        (["reverse", "reassemble", tmp_path, "--data", "x.csv", "--search-rows", 0],
+         "'--search-rows': Input should be greater than or equal to 1"),
         (["decompose", "tms", "-t", "linear1", "--C", 10**9], "'--C': Input should be less than or equal to 1000000"),
         (["train-toy", "tms", "--features", 10**7], "'--features': Input should be less than or equal to 100000"),
         (["decompose", "tms", "-t", "linear1", "--set", "nonsense"], "--set takes key=value"),
+        (["decompose", "tms", "-t", "linear1", "--set", "C=0"], "invalid option: C='0': Input should be greater than "
+                                                                "or equal to 1 (allowed: ge 1)"),
+        (["geometry", "smollm2", "--classes", "ridge,cubic"], "invalid option: classes.1='cubic'"),
     ]
     for args, message in cases:
         code, out, err = cli(*args)

@@ -29,6 +29,7 @@ MODELS = ("'smollm2', 'minilm', a built-in name ('modular-addition', 'tms', ...)
 # Options shared by several commands (typer reads them as defaults; one definition each)
 OUT_DIR = typer.Option(Path("runs"), "--out", help="Folder for the new run folder.")
 SEED = typer.Option(0, help="Seed for every model, batch and random draw.")
+OVERRIDE = typer.Option("", help="On --resume: settings that may differ from the saved run (comma-separated).")
 TRUST_CODE = typer.Option(False, "--trust-code", help="Allow code stored with the model to run (trusted files only).")
 LM_MODEL = typer.Argument(..., help=f"A language model: {MODELS}.")
 MODEL_OR_BUILTIN = typer.Argument("modular-addition", help=f"The built-in MLP or a language model: {MODELS}.")
@@ -84,7 +85,7 @@ def train_toy(
     seed: Optional[int] = typer.Option(None, help="Seed (default 0)."),
     out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
-    override: str = typer.Option("", help="On --resume: settings that may differ from the saved run (comma-separated)."),
+    override: str = OVERRIDE,
 ) -> None:
     """Train a toy model with known mechanisms and save it to a run folder."""
     from paramlens.models.toy.cli_run import run_train_toy
@@ -126,7 +127,7 @@ def decompose_cmd(
     context: int = typer.Option(128, min=2, max=1_000_000, help="Language models: tokens per window."),
     out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
-    override: str = typer.Option("", help="On --resume: settings that may differ from the saved run (comma-separated)."),
+    override: str = OVERRIDE,
     trust_code: bool = TRUST_CODE,
 ) -> None:
     """Decompose target weights into subcomponents (SPD) or parameter components (APD)."""
@@ -291,7 +292,8 @@ def rotation_command(
     token_ids: Optional[Path] = TOKEN_IDS,
     tokens: int = typer.Option(4096, min=2, max=100_000_000, help="Tokens to analyse."),
     context: int = typer.Option(128, min=2, max=1_000_000, help="Tokens per window."),
-    subnetwork: Optional[Path] = typer.Option(None, help="A `paramlens bigram` run folder: compare with its subnetwork."),
+    subnetwork: Optional[Path] = typer.Option(None, help="A `paramlens bigram` run folder: compare with its "
+                                              "subnetwork."),
     trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:

@@ -117,7 +117,7 @@ def test_run_folders_resolve_to_their_saved_model(tmp_path):
 
 
 def test_unknown_names_list_what_is_known(tmp_path):
-    with pytest.raises(ParamLensError, match=r"nonsense: no such file or folder, and not a known name \(smollm2, minilm"):
+    with pytest.raises(ParamLensError, match=r"nonsense: no such file or folder, and not a known name \(smollm2, "):
         resolve("nonsense")
 
 

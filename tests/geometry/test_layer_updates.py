@@ -47,7 +47,7 @@ def test_bad_settings_are_clear_errors():
         layer_geometry(model, torch.zeros(16, 32, dtype=torch.long), GeometryConfig(classes=["ridge"], primary="mlp"))
     with pytest.raises(ParamLensError, match="nothing to fit"):
         layer_geometry(model, torch.zeros(1, 32, dtype=torch.long), progress=False)
-    with pytest.raises(ParamLensError, match=r"12 held-in tokens are too few .* 16-dimensional"):
+    with pytest.raises(ParamLensError, match=r"from 12 tokens of a 16-dimensional residual stream"):
         layer_geometry(model, torch.zeros(4, 4, dtype=torch.long), progress=False)  # 3 windows of 4 kept in
 
 
@@ -57,7 +57,8 @@ def test_a_real_encoder_from_its_package_is_analysed_without_the_kl_step():
 
     loaded = resolve("minilm")
     windows = lm_windows(loaded, TextOptions(tokens=1024, context=64))
-    assert (windows[:, 0] == loaded.tokenizer.cls_token_id).all() and (windows[:, -1] == loaded.tokenizer.sep_token_id).all()
+    tokenizer = loaded.tokenizer
+    assert (windows[:, 0] == tokenizer.cls_token_id).all() and (windows[:, -1] == tokenizer.sep_token_id).all()
     r = layer_geometry(loaded.module, windows, GeometryConfig(classes=["ridge"], top_k=4), name=loaded.name,
                        progress=False)
     assert len(r.rows("ridge")) == 6 and all(0 < row["cos_DT"] <= 1 for row in r.rows("ridge"))

@@ -38,7 +38,8 @@ def run_bilinear(model: str, settings: dict[str, Any], out_dir: Path, progress: 
         loaded.runnable("bilinear")
         if loaded.kind != "bilinear_classifier":
             raise ParamLensError(f"{model}: a {loaded.kind} model, not a bilinear classifier; give a saved classifier "
-                                 f"folder (paramlens bilinear <dataset> writes one) or a dataset ({', '.join(DATASETS)})")
+                                 "folder (paramlens bilinear <dataset> writes one) or a dataset "
+                                 f"({', '.join(DATASETS)})")
         net = loaded.module
         if net.cfg.dataset is None:
             raise ParamLensError(f"{model}: the saved config names no dataset to evaluate on")

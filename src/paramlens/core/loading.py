@@ -247,7 +247,8 @@ def _unpickle_trusted(path: Path, fmt: str) -> Loaded:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)  # trust_code path
     except Exception as e:  # the user's own code ran and failed
-        raise ParamLensError(f"{path}: unpickling with trust_code failed ({type(e).__name__}: {_first_line(e)})") from None
+        raise ParamLensError(f"{path}: unpickling with trust_code failed ({type(e).__name__}: "
+                             f"{_first_line(e)})") from None
     if isinstance(obj, nn.Module):
         obj.eval()
         return Loaded(path, fmt, dict(obj.state_dict()), obj, kind="module")

@@ -112,7 +112,8 @@ def read_token_ids(path: str | Path, vocab_size: int, context: int) -> Tensor:
                                  "file holds exactly one integer tensor")
         ids = next(iter(tensors.values()))
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool or ids.dim() not in (1, 2):
-        raise ParamLensError(f"{path}: token ids must be a 1-d or 2-d integer tensor, got {tuple(ids.shape)} {ids.dtype}")
+        raise ParamLensError(f"{path}: token ids must be a 1-d or 2-d integer tensor, got {tuple(ids.shape)} "
+                             f"{ids.dtype}")
     ids = ids.long()
     if ids.dim() == 1:
         if len(ids) < context:

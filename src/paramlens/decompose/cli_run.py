@@ -113,11 +113,17 @@ def _estimate(model: Any, data: Any, targets: list, cfg: Any) -> None:
     check_fits(params + acts, f"decompose with C={cfg.C}, batch_size={cfg.batch_size}", "lower --C or --batch-size")
 
 
-def _config(method: str, model: Any, targets: list[str], given: dict, defaults: dict) -> Any:
+def _check_settings(method: str, given: dict) -> None:
+    """Unknown or invalid settings are refused before the model is read (pydantic's error is one line in the CLI)."""
     fields = METHODS[method].config.model_fields
     unknown = sorted(set(given) - set(fields))
     if unknown:
         raise ParamLensError(f"{method} has no setting {', '.join(unknown)}; settings: {', '.join(fields)}")
+    METHODS[method].config(**given)
+
+
+def _config(method: str, model: Any, targets: list[str], given: dict, defaults: dict) -> Any:
+    fields = METHODS[method].config.model_fields
     names = {t.name for t in select(model, targets)}
     tied = {k: v for k, v in defaults.pop("tied", {}).items() if k in names and v in names}
     if tied and "tied" in fields:
@@ -135,8 +141,10 @@ def run_decompose(req: Request, *, out_dir: Path, resume: Path | None, override:
     if req.model is None or not req.targets:
         raise ParamLensError("decompose needs a model and at least one --targets pattern (or --resume FOLDER)")
     req.method = req.method or "spd"
-    model, data, truth, defaults = _model_and_data(req, trust_code)
     given = {**req.settings, **({"seed": req.seed} if req.seed is not None else {})}
+    if resume is None:
+        _check_settings(req.method, given)
+    model, data, truth, defaults = _model_and_data(req, trust_code)
     cfg = (resume_config(resume, METHODS[req.method].config, given, override) if resume is not None
            else _config(req.method, model, req.targets, given, defaults))
     _estimate(model, data, select(model, req.targets), cfg)

@@ -37,7 +37,7 @@ from paramlens.core.progress import track
 from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.geometry.ridge import RidgeSums, with_one
-from paramlens.models.lm.streams import blocks_of, stream_batches
+from paramlens.models.lm.streams import blocks_of, require_tokens, stream_batches
 
 CLASSES = ("ridge", "lowrank", "diagonal", "mlp")
 
@@ -300,15 +300,6 @@ def _row(layer: int, cls: str, a: dict[str, float], n: int) -> dict:
             "rel_error": a["rel"] / n}
 
 
-def _check_enough(model: nn.Module, n_fit: int) -> None:
-    """Refuse fits with fewer held-in tokens than the stream has dimensions (their explained variance is
-    meaningless, often negative)."""
-    d = model.get_input_embeddings().weight.shape[1]
-    if n_fit <= d:
-        raise ParamLensError(f"{n_fit} held-in tokens are too few to fit maps of a {d}-dimensional stream; give at "
-                             f"least {d + 1} held-in tokens (more tokens, or a larger share kept in)")
-
-
 def layer_geometry(model: nn.Module, windows: Tensor, cfg: GeometryConfig | None = None, name: str = "model",
                    progress: bool = True) -> LayerGeometry:
     """Fit tokenwise maps of every layer's update on token ``windows`` ``(n, T)`` and measure the geometry."""
@@ -316,7 +307,7 @@ def layer_geometry(model: nn.Module, windows: Tensor, cfg: GeometryConfig | None
     if cfg.primary not in cfg.classes:
         raise ParamLensError(f"the primary class '{cfg.primary}' must be one of the fitted classes {cfg.classes}")
     held = _split(len(windows), cfg)
-    _check_enough(model, int((~held).sum()) * windows.shape[1])
+    require_tokens(model, int((~held).sum()) * windows.shape[1], "tokenwise maps fitted on the held-in windows")
     n_layers = len(blocks_of(model))
     fit = _fit(model, windows[~held], n_layers, cfg, progress)
     acc = {(layer, cls): dict.fromkeys(STATS, 0.0) for layer in range(n_layers) for cls in cfg.classes}

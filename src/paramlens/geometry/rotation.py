@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from paramlens.core.runs import Result
 from paramlens.geometry.ridge import RidgeSums
-from paramlens.models.lm.streams import stream_batches, token_embeddings
+from paramlens.models.lm.streams import require_tokens, stream_batches, token_embeddings
 
 
 def map_rotation(w: Tensor) -> float:
@@ -67,6 +67,7 @@ def rotation(model: nn.Module, windows: Tensor, batch: int = 8, alpha: float = 1
              weights: Mapping | None = None) -> Rotation:
     """Rotation toward input and toward output of every layer, from token ``windows`` ``(n, T)``; ``weights``:
     matrices to substitute (e.g. a subnetwork's masked weights), as in :func:`paramlens.core.weights.run_with`."""
+    require_tokens(model, windows.numel(), "rotation maps")
     embed = token_embeddings(model).float()
     to_in: list[RidgeSums] = []
     to_out: list[RidgeSums] = []

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from paramlens.core.progress import track
 from paramlens.errors import ParamLensError
 from paramlens.interaction.basis import LayerBasis, augment, pca_of_gram, whiten_gram
-from paramlens.models.lm.streams import batches_of, blocks_of, stream_batches
+from paramlens.models.lm.streams import batches_of, blocks_of, require_tokens, stream_batches
 
 
 class _Stop(Exception):
@@ -93,6 +93,7 @@ def residual_basis(model: nn.Module, windows: Tensor, batch: int = 8, sources: i
     ``E[f f^T]`` (the bases then carry each stream's mean as their offset)."""
     if kind not in ("lib", "pca"):
         raise ParamLensError(f"unknown residual-stream basis '{kind}'; choose lib or pca")
+    require_tokens(model, windows.numel(), f"a {kind} basis of every residual-stream layer")
     n_layers = len(blocks_of(model))
     grams, means = _stream_grams(model, windows, batch, centred)
     offsets = [None] * (n_layers + 1) if means is None else list(means)

@@ -78,6 +78,15 @@ def residual_streams(model: nn.Module, input_ids: Tensor, weights: Mapping | Non
     return torch.stack(captured)
 
 
+def require_tokens(model: nn.Module, n_tokens: int, what: str) -> None:
+    """Refuse fits of a ``d``-dimensional stream from ``n_tokens <= d`` tokens: their maps, bases and null spaces
+    describe the sample, not the model (explained variance goes negative, every direction looks degenerate)."""
+    d = model.get_input_embeddings().weight.shape[1]
+    if n_tokens <= d:
+        raise ParamLensError(f"{what} from {n_tokens} tokens of a {d}-dimensional residual stream: fewer tokens than "
+                             f"dimensions; give more than {d} tokens (--tokens)")
+
+
 def batches_of(windows: Tensor, batch: int = 8) -> Iterator[Tensor]:
     """``windows`` ``(n, T)`` token ids, ``batch`` rows ``(B, T)`` at a time."""
     if windows.dim() != 2 or len(windows) == 0:
