@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from paramlens.core.fields import MAX_SEED
 from paramlens.core.text import TextOptions
 from paramlens.errors import UsageError
 from paramlens.terminal import Exit, finite, note, out, safe, say
@@ -28,7 +29,9 @@ MODELS = ("'smollm2', 'minilm', a built-in name ('modular-addition', 'tms', ...)
 
 # Options shared by several commands (typer reads them as defaults; one definition each)
 OUT_DIR = typer.Option(Path("runs"), "--out", help="Folder for the new run folder.")
-SEED = typer.Option(0, help="Seed for every model, batch and random draw.")
+
+SEED = typer.Option(0, min=0, max=MAX_SEED, help="Seed for every model, batch and random draw.")
+SEED_OR_SAVED = typer.Option(None, min=0, max=MAX_SEED, help="Seed (default 0; on --resume, the saved run's).")
 OVERRIDE = typer.Option("", help="On --resume: settings that may differ from the saved run (comma-separated).")
 TRUST_CODE = typer.Option(False, "--trust-code", help="Allow code stored with the model to run (trusted files only).")
 LM_MODEL = typer.Argument(..., help=f"A language model: {MODELS}.")
@@ -82,7 +85,7 @@ def train_toy(
     layers: Optional[int] = typer.Option(None, min=1, max=3, help="Residual MLP layers (1-3)."),
     steps: Optional[int] = typer.Option(None, min=1, max=10_000_000, help="Training steps."),
     identity: bool = typer.Option(False, help="TMS with a hidden identity layer."),
-    seed: Optional[int] = typer.Option(None, help="Seed (default 0)."),
+    seed: Optional[int] = SEED_OR_SAVED,
     out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
     override: str = OVERRIDE,
@@ -118,7 +121,7 @@ def decompose_cmd(
     batch_size: Optional[int] = typer.Option(None, min=1, max=10_000_000, help="Global batch size (language models: "
                                              "windows; default 8)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    seed: Optional[int] = typer.Option(None, help="Seed (default 0)."),
+    seed: Optional[int] = SEED_OR_SAVED,
     settings: list[str] = typer.Option([], "--set", help="Any other config field as key=value; repeat."),
     corpus: str = CORPUS,
     token_ids: Optional[Path] = TOKEN_IDS,
@@ -133,7 +136,7 @@ def decompose_cmd(
     """Decompose target weights into subcomponents (SPD) or parameter components (APD)."""
     from paramlens.decompose.cli_run import Request, run_decompose
 
-    given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": finite(lr, "--lr", 0, strict_low=True)}
+    given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": lr}
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -162,7 +165,7 @@ def bilinear(
     d_hidden: Optional[int] = typer.Option(None, min=1, max=100_000, help="Bilinear hidden width (new model)."),
     noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training (new model)."),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay (new model)."),
-    seed: Optional[int] = typer.Option(None, help="Seed (new model)."),
+    seed: Optional[int] = typer.Option(None, min=0, max=MAX_SEED, help="Seed (new model)."),
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Read a bilinear image classifier from its weights: class spectra, eigenvector images, truncation,

@@ -82,7 +82,7 @@ def regular_file(path: str | Path) -> Path:
     path = Path(path)
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ParamLensError(f"{path}: no such file or folder; check the path") from None
     except OSError as e:
         raise ParamLensError(f"{path}: cannot be read ({e.strerror})") from None
@@ -97,8 +97,11 @@ def sniff(path: Path) -> str:
     ``"gguf"``; anything else raises naming what the file looks like."""
     from paramlens.core.archive import is_torch_file
 
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise ParamLensError(f"{path}: cannot be read ({e.strerror or e})") from None
     if head[:4] == b"GGUF":
         return "gguf"
     if head[:6] == b"\x93NUMPY":
@@ -159,6 +162,7 @@ def load(path: str | Path, *, trust_code: bool = False, check_finite: bool = Tru
             loaded = _maybe_lens(loaded, root)
         else:
             loaded = _maybe_lens(Loaded(path, fmt, read_tensors(path, fmt)), None)
+    loaded = _widened(loaded)
     if check_finite:
         check_all_finite(loaded.tensors, loaded.path or path)
     loaded.name = loaded.name or path.name
@@ -172,6 +176,25 @@ def read_tensors(path: Path, fmt: str) -> dict[str, Tensor]:
     from paramlens.core.arrays import read_npy, read_npz
 
     return read_npz(path) if fmt == "npz" else {path.stem: read_npy(path)}
+
+
+_WIDER = {**{getattr(torch, n): torch.float32 for n in dir(torch) if n.startswith("float8_")},
+          torch.uint16: torch.int64, torch.uint32: torch.int64, torch.uint64: torch.float64}
+
+
+def widen(t: Tensor) -> Tensor:
+    """``t`` in a dtype every analysis supports: float8 -> float32 and uint16/32 -> int64 (exact); uint64 -> float64
+    (exact up to 2^53). Torch implements few operations (min, isfinite, ...) on the narrow types."""
+    return t.to(_WIDER[t.dtype]) if t.dtype in _WIDER else t
+
+
+def _widened(loaded: Loaded) -> Loaded:
+    narrow = sorted({str(t.dtype).removeprefix("torch.") for t in loaded.tensors.values() if t.dtype in _WIDER})
+    if narrow:
+        loaded.tensors = {k: widen(v) for k, v in loaded.tensors.items()}
+        said = f"{', '.join(narrow)} tensors widened to float32/int64/float64 (same values)"
+        loaded.note = f"{loaded.note}; {said}" if loaded.note else said
+    return loaded
 
 
 def check_all_finite(tensors: dict[str, Tensor], source: str | Path) -> None:
@@ -219,6 +242,8 @@ def _load_torch(path: Path, trust_code: bool) -> tuple[Loaded, Any]:
                 "--trust-code (trust_code=True) would run it")
     else:
         tensors, note = _unwrap(archive.root, tensors)
+    if "" in tensors:  # torch.save(tensor): the file holds one unnamed tensor
+        tensors = {(k or path.stem): v for k, v in tensors.items()}
     if not tensors:
         raise ParamLensError(f"{path}: the checkpoint holds no tensors (found {type(archive.root).__name__})")
     return Loaded(path, archive.format, tensors, note=note), archive.root

@@ -9,6 +9,8 @@ A spec is tried in this order:
    folder;
 4. a file of any format :func:`paramlens.core.loading.load` reads.
 
+A file or folder that exists under the given name wins over a name of 1. or 2.
+
 The zoo's names and run-folder kinds come from :mod:`paramlens.models.registry`, the one place core looks them
 up. Nothing is downloaded.
 """
@@ -89,11 +91,13 @@ def resolve(spec: str | Path, *, trust_code: bool = False, check_finite: bool = 
     """
     key = str(spec).strip().lower().replace("_", "-")
     builtins, _ = _zoo()
+    if _exists(spec):  # a file or folder of that name wins over a name
+        key = ""
     if key in PACKAGED:
         loaded = load(PACKAGED[key].path(), trust_code=trust_code, check_finite=check_finite)
         loaded.name = PACKAGED[key].title
         return loaded
-    if key in builtins and not Path(spec).exists():
+    if key in builtins:
         return _build(key, builtins[key], seed, progress, options or {})
     path = Path(spec)
     if path.is_dir() and (path / "config.json").is_file():
@@ -103,6 +107,14 @@ def resolve(spec: str | Path, *, trust_code: bool = False, check_finite: bool = 
     if not path.exists() and not path.is_symlink():
         raise ParamLensError(f"{spec}: no such file or folder, and not a known name ({', '.join(known_names())})")
     return load(path, trust_code=trust_code, check_finite=check_finite)
+
+
+def _exists(spec: str | Path) -> bool:
+    try:
+        return Path(spec).exists()
+    except OSError as e:  # a name too long for the file system, ...
+        shown = str(spec) if len(str(spec)) <= 80 else str(spec)[:77] + "..."
+        raise ParamLensError(f"{shown}: not a usable path ({e.strerror})") from None
 
 
 def _build(name: str, entry: Builtin, seed: int, progress: bool, options: dict[str, Any]) -> Loaded:
@@ -132,11 +144,13 @@ def _saved_model(folder: Path) -> Loaded | None:
     return Loaded(folder, "run folder", dict(module.state_dict()), module, kind=kind, name=folder.name)
 
 
-def resolve_lm(spec: str | Path, command: str, **kwargs: Any) -> Loaded:
-    """:func:`resolve` (same keyword arguments) for commands that run a transformer language model: anything else
-    is one clear error."""
+def resolve_lm(spec: str | Path, command: str, causal: bool = False, **kwargs: Any) -> Loaded:
+    """:func:`resolve` (same keyword arguments) for commands that run a transformer language model (with
+    ``causal``: one with next-token logits); anything else is one clear error."""
     loaded = resolve(spec, **kwargs)
     loaded.runnable(command)
+    if causal and loaded.kind == "encoder":
+        raise ParamLensError(f"{spec}: an encoder without next-token logits; {command} needs a causal language model")
     if not loaded.is_language_model:
         raise ParamLensError(f"{spec}: a {loaded.kind} model, not a transformer language model; {command} reads "
                              "Llama-, GPT-2- or BERT-style models (smollm2, minilm, a Hugging Face folder, a .gguf "

@@ -49,15 +49,19 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ParamLensError(f"{root}: not a folder; choose another output folder")
-    root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 100_000):
-        path = root / (f"{name}-{stamp}" if n == 1 else f"{name}-{stamp}-{n}")
-        try:
-            path.mkdir(exist_ok=False)
-        except FileExistsError:
-            continue
-        return path
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 100_000):
+            path = root / (f"{name}-{stamp}" if n == 1 else f"{name}-{stamp}-{n}")
+            try:
+                path.mkdir(exist_ok=False)
+            except FileExistsError:
+                continue
+            return path
+    except OSError as e:  # no permission, read-only file system, a path inside /proc ...
+        raise ParamLensError(f"{root}: cannot create a run folder there ({e.strerror}); choose another output "
+                             "folder (--out)") from None
     raise ParamLensError(f"{root}: every name {name}-{stamp}-N is taken; choose another output folder")
 
 

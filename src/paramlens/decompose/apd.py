@@ -31,6 +31,7 @@ from einops import einsum
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
+from paramlens.core.fields import LearningRate, Seed
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import check_tied_in, module_key, tied_owners
 from paramlens.decompose.forward import faithfulness, logits_of, output_loss, run_maps, weighted_total
@@ -47,7 +48,7 @@ class APDConfig(BaseModel):
     topk: float = Field(0.211, gt=0, description="mean number of active components per input (batch top-k)")
     steps: int = Field(20_000, ge=1)
     batch_size: int = Field(2048, ge=1)
-    lr: float = Field(3e-2, gt=0)
+    lr: LearningRate = 3e-2
     lr_schedule: Literal["cosine", "constant"] = "constant"
     lr_warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of the steps with a linear lr warm-up")
     faithfulness_coeff: float = Field(1.0, ge=0)
@@ -59,7 +60,7 @@ class APDConfig(BaseModel):
     output_loss: Literal["mse", "kl"] = "mse"
     tied: dict[str, str] = Field(default_factory=dict, description="{target: owner}: target's matrix is owner's "
                                  "transpose (tied weights); it uses the owner's components, transposed")
-    seed: int = 0
+    seed: Seed = 0
 
 
 class APDModel(nn.Module):

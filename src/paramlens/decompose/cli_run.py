@@ -100,17 +100,20 @@ def _model_and_data(req: Request, trust_code: bool) -> tuple[Any, Any, Any, dict
 
 def _estimate(model: Any, data: Any, targets: list, cfg: Any) -> None:
     """Refuse before allocating when one step cannot fit in memory: the decomposition's parameters with their
-    gradients and Adam states, and on a language model the activations of every forward pass of a step (the
-    target pass, the masked passes, one layerwise pass per target), each about ``3 V + 20 d L`` floats a token
+    gradients and Adam states; per input token, every target's ``C`` component activations and importance-function
+    hidden units (with their gradients); and on a language model the activations of every forward pass of a step
+    (the target pass, the masked passes, one layerwise pass per target), each about ``3 V + 20 d L`` floats a token
     (logits, their softmax, and the blocks' saved activations)."""
-    params = 16 * cfg.C * sum(t.shape[0] + t.shape[1] for t in targets)
-    acts = 0
+    gate = getattr(cfg, "gate_hidden", 0)
+    params = 16 * cfg.C * sum(t.shape[0] + t.shape[1] + 3 * gate for t in targets)
+    tokens = cfg.batch_size * (data.windows.shape[1] if isinstance(data, TokenRows) else 1)
+    per_token = 8 * len(targets) * cfg.C * (gate + 8)
     if isinstance(data, TokenRows):
         vocab, d = model.get_input_embeddings().weight.shape
-        layers = len(blocks_of(model))
         passes = 2 + getattr(cfg, "n_mask_samples", 1) + len(targets)
-        acts = 4 * cfg.batch_size * data.windows.shape[1] * passes * (3 * vocab + 20 * d * layers)
-    check_fits(params + acts, f"decompose with C={cfg.C}, batch_size={cfg.batch_size}", "lower --C or --batch-size")
+        per_token += 4 * passes * (3 * vocab + 20 * d * len(blocks_of(model)))
+    check_fits(params + tokens * per_token, f"decompose with C={cfg.C}, batch_size={cfg.batch_size}",
+               "lower --C or --batch-size")
 
 
 def _check_settings(method: str, given: dict) -> None:

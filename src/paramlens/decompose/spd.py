@@ -22,6 +22,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
+from paramlens.core.fields import LearningRate, Seed
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import (
     Gates,
@@ -45,7 +46,7 @@ class SPDConfig(BaseModel):
     C: int = Field(20, ge=1, description="subcomponents per target")
     steps: int = Field(40_000, ge=1)
     batch_size: int = Field(4096, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: LearningRate = 1e-3
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     lr_warmup_frac: float = Field(0.0, ge=0, lt=1, description="share of the steps with a linear lr warm-up")
     p: float = Field(1.0, gt=0, description="exponent of the importance-minimality loss")
@@ -58,7 +59,7 @@ class SPDConfig(BaseModel):
     n_mask_samples: int = Field(1, ge=1)
     faithfulness_warmup_steps: int = Field(
         0, ge=0, description="steps of fitting the subcomponents' sum to the weights alone (AdamW) before training")
-    faithfulness_warmup_lr: float = Field(1e-2, gt=0)
+    faithfulness_warmup_lr: LearningRate = 1e-2
     faithfulness_warmup_weight_decay: float = Field(0.1, ge=0)
     output_loss: Literal["mse", "kl"] = "mse"
     tied: dict[str, str] = Field(
@@ -67,7 +68,7 @@ class SPDConfig(BaseModel):
     compile: bool | None = Field(
         None, description="compile the gate MLPs with torch.compile (about 20 s once, then ~3x faster gates); "
         "None: only for runs of 3000 steps or more")
-    seed: int = 0
+    seed: Seed = 0
 
     def compiles(self) -> bool:
         return self.compile if self.compile is not None else self.steps >= 3000

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from paramlens.core.fields import Seed
 from paramlens.core.progress import track
 from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
@@ -53,7 +54,7 @@ class GeometryConfig(BaseModel):
     mlp_tokens: int = Field(4096, ge=16, description="held-in tokens kept per layer to train the MLP")
     held_out: float = Field(0.25, gt=0, lt=1, description="share of windows held out for evaluation")
     batch: int = Field(8, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 def _affine_maps(s: RidgeSums, cfg: GeometryConfig) -> dict[str, Tensor]:

@@ -22,6 +22,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
+from paramlens.core.fields import LearningRate, Seed
 from paramlens.core.progress import track
 from paramlens.core.runs import Result
 from paramlens.core.weights import Target, frozen, matrices, run_with
@@ -31,10 +32,10 @@ from paramlens.errors import ParamLensError
 class InformationConfig(BaseModel):
     beta: float = Field(1e-3, gt=0, description="weight of the information term (per weight, in loss units)")
     steps: int = Field(1000, ge=1)
-    lr: float = Field(0.05, gt=0)
+    lr: LearningRate = 0.05
     init_log_alpha: float = -8.0
     hutchinson_samples: int = Field(16, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
+from paramlens.core.fields import Seed
 from paramlens.core.progress import track
 from paramlens.core.weights import Target, frozen, matrices, run_with
 from paramlens.errors import ParamLensError
@@ -31,7 +32,7 @@ class LLCConfig(BaseModel):
     chains: int = Field(2, ge=1)
     eps: float = Field(1e-3, gt=0, description="SGLD step size")
     gamma: float = Field(100.0, ge=0, description="localisation strength")
-    seed: int = 0
+    seed: Seed = 0
 
 
 def local_learning_coefficient(model: nn.Module, targets: list[Target], loss_of: Callable[[Callable, int], Tensor],

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from paramlens.core.data import DataSource
+from paramlens.core.fields import LearningRate, Seed
 from paramlens.core.runs import CONFIG, atomic_write, fit_loop, save_config, state_mismatch
 from paramlens.errors import ParamLensError
 
@@ -25,9 +26,9 @@ class TrainConfig(BaseModel):
 
     n_steps: int = Field(5000, ge=1)
     batch_size: int = Field(1024, ge=1)
-    lr: float = Field(5e-3, gt=0)
+    lr: LearningRate = 5e-3
     weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
+    seed: Seed = 0
 
 
 def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from paramlens.core.loading import regular_file, sniff
+from paramlens.core.loading import regular_file, sniff, widen
 from paramlens.core.resolve import resolve
 from paramlens.errors import ParamLensError
 
@@ -58,7 +58,7 @@ class TensorStore:
         if self._tensors is not None:
             return self._tensors[name]
         try:
-            return self._file.get_tensor(name)
+            return widen(self._file.get_tensor(name))
         except Exception as e:  # a header that promises more bytes than the file holds
             raise ParamLensError(f"{self.path}: tensor '{name}' cannot be read ({e}); the file is truncated") from None
 

@@ -14,7 +14,7 @@ from paramlens.subnetwork.bigram import BigramConfig, BigramSubnetwork, bigram_s
 
 def run_bigram(model: str, text: TextOptions, cfg: BigramConfig, out_dir: Path,
                trust_code: bool = False) -> tuple[BigramSubnetwork, Path]:
-    loaded = resolve_lm(model, "bigram", trust_code=trust_code)
+    loaded = resolve_lm(model, "bigram", causal=True, trust_code=trust_code)
     result = bigram_subnetwork(loaded.module, lm_windows(loaded, text), cfg, name=loaded.name)
     folder = new_run_dir(out_dir, "bigram")
     result.save(folder)

@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
+from paramlens.core.fields import LearningRate, Seed
 from paramlens.core.progress import progress as progress_bar
 from paramlens.core.weights import Target, frozen, matrices, run_with, select
 from paramlens.errors import ParamLensError
@@ -26,12 +27,12 @@ from paramlens.errors import ParamLensError
 class SparsifyConfig(BaseModel):
     lam: float = Field(1.0, ge=0, description="weight of the mean soft mask in the loss")
     init_logit: float = Field(1.0, description="starting mask logit (sigmoid(1) = 0.73: start near the full model)")
-    lr: float = Field(0.05, gt=0)
+    lr: LearningRate = 0.05
     temp_growth: float = Field(1.001, ge=1.0)
     undecided: float = Field(0.01, gt=0, lt=1, description="stop when fewer masks than this share are undecided")
     max_steps: int = Field(5000, ge=1)
     check_every: int = Field(25, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass
