@@ -40,7 +40,7 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert "no such file" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     r = paramlens("train-toy", "tms", "--layers", 2)
-    assert r.returncode == 1 and "tms has no option n_layers" in r.stderr
+    assert r.returncode == 2 and "tms has no option n_layers" in r.stderr  # a usage mistake
     r = paramlens("--debug", "inspect", tmp_path / "missing.safetensors")
     assert r.returncode == 1 and "Traceback" in r.stderr
     r = paramlens("train-toy", "nonsense")
@@ -65,7 +65,7 @@ def test_decompose_a_toy_run_folder_writes_a_report(tmp_path):
     assert {"config.json", "result.json", "tensors.safetensors", "index.html", "losses.png", "ci_linear1.png"} <= written
     assert "mmcs" in r.stdout and "random init" in r.stdout
     r = paramlens("decompose", model, "-t", "linear1", "--set", "gamma=3", "--out", tmp_path / "runs")
-    assert r.returncode == 1 and "spd has no setting gamma" in r.stderr
+    assert r.returncode == 2 and "spd has no setting gamma" in r.stderr
 
 
 def test_decompose_a_language_model_without_tokenizer_needs_token_ids(tmp_path):
@@ -87,7 +87,7 @@ def test_bilinear_trains_analyses_and_reanalyses_a_saved_model(tmp_path):
     r = paramlens("bilinear", folder / "model", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     r = paramlens("bilinear", folder / "model", "--steps", 5, "--out", tmp_path)
-    assert r.returncode == 1 and "only apply when training" in r.stderr
+    assert r.returncode == 2 and "only apply when training" in r.stderr
     r = paramlens("bilinear", "imagenet", "--out", tmp_path)
     assert r.returncode == 1 and "neither a model folder nor a dataset" in r.stderr
 

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from paramlens.terminal import Exit
 from tests.formats import Payload, malformed_files, weights_files, whole_module
@@ -32,6 +33,8 @@ def network(tmp_path_factory):
     folder = tmp_path_factory.mktemp("formats")
     files = weights_files(module, folder)
     files["whole_module.pt"] = whole_module(module, folder / "whole.pt")
+    files["int8.safetensors"] = folder / "int8.safetensors"  # integer networks stored in narrow integer types
+    save_file({k: v.to(torch.int8).contiguous() for k, v in module.state_dict().items()}, files["int8.safetensors"])
     return files
 
 
@@ -41,7 +44,7 @@ def one_line(err):
 
 @pytest.mark.parametrize("fmt", ["safetensors", "state_dict.pt", "legacy.pt", "wrapped_state_dict.ckpt",
                                  "wrapped_model.pth", "ddp_module.pt", "arrays.npz", "cuda.pt", "mps.pt",
-                                 "whole_module.pt"])
+                                 "whole_module.pt", "int8.safetensors"])
 def test_inspect_and_reverse_read_every_weights_format_alike(cli, network, fmt, tmp_path):
     path = network[fmt]
     code, out, err = cli("inspect", path, "--json")

@@ -96,3 +96,72 @@ def test_a_folder_named_like_mathtext_draws_its_figures(cli, lm_folder, tmp_path
     code, out, err = cli("rotation", model, "--tokens", 256, "--context", 16, "--out", tmp_path / "runs")
     assert code == 0, err
     assert list((tmp_path / "runs").glob("*/0_rotation.png"))
+
+
+def test_usage_mistakes_are_status_2_and_wrong_kinds_are_refused_before_training(cli, tmp_path, monkeypatch):
+    cases = [
+        (["decompose", "tms", "-t", "linear1", "--set", "gamma=3"], "spd has no setting gamma"),
+        (["train-toy", "residual_mlp", "--identity"], "residual_mlp has no option hidden_identity"),
+        (["train-toy", "tms", "--seed", 2**40], "'--seed': Input should be less than or equal to 2147483647"),
+        (["decompose", "tms", "-t", "linear1", "--lr", "1e300"], "lr=1e+300: Input should be less than or equal"),
+        (["geometry", "smollm2", "--classes", "ridge", "--primary", "mlp"], "must be one of the fitted classes"),
+    ]
+    for args, message in cases:
+        code, _, err = cli(*args)
+        assert code == Exit.USAGE and one_line(err) and message in err, (args, code, err)
+    monkeypatch.setattr("paramlens.models.registry.ZOO", {})  # training anything now fails loudly
+    code, _, err = cli("interaction", "tms")
+    assert code == Exit.BAD_INPUT and "a built-in toy model" in err
+
+
+def test_ctrl_c_is_status_130_with_one_line(cli, monkeypatch):
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("paramlens.core.loading.describe", interrupted)
+    code, _, err = cli("inspect", "tms")
+    assert code == Exit.INTERRUPTED and err.strip() == "error: interrupted"
+
+
+def test_an_interrupted_training_run_says_where_its_checkpoint_is(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = subprocess.Popen([sys.executable, "-m", "paramlens", "train-toy", "tms", "--steps", str(10**7), "--out",
+                            str(tmp_path)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob("*/config.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == Exit.INTERRUPTED and "interrupted after step" in err and "--resume" in err
+
+
+def test_run_folders_that_cannot_be_made_and_odd_caches_are_one_line(cli, tmp_path, monkeypatch):
+    code, _, err = cli("train-toy", "tms", "--steps", 5, "--out", "/proc/paramlens-cannot-write")
+    assert code == Exit.BAD_INPUT and one_line(err) and "cannot create a run folder there" in err
+    monkeypatch.setenv("PARAMLENS_CACHE", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    code, _, err = cli("inspect", "smollm2")
+    assert code in (0, Exit.BAD_INPUT) and "Traceback" not in err  # a cached copy elsewhere, or one clear line
+
+
+def test_help_text_and_file_derived_bidi_controls(cli, tmp_path):
+    code, out, _ = cli()
+    assert code == Exit.USAGE and "Usage:" in out and "\n" in out.strip()  # the help, not squashed into one line
+    assert safe("a\u202eb") == "a\\x202eb"
+    code, out, _ = cli("inspect", "tms", "--json")
+    assert code == 0 and '"path": "tms"' in out
+
+
+def test_text_files_are_read_only_as_far_as_needed(tmp_path):
+    from paramlens.core.text import load_corpus
+
+    big = tmp_path / "sparse.txt"
+    with open(big, "wb") as f:
+        f.truncate(8 << 30)  # 8 GiB of zeros on paper, nothing on disk
+    assert len(load_corpus(str(big), max_chars=1000)) == 1000

@@ -36,7 +36,8 @@ OVERRIDE = typer.Option("", help="On --resume: settings that may differ from the
 TRUST_CODE = typer.Option(False, "--trust-code", help="Allow code stored with the model to run (trusted files only).")
 LM_MODEL = typer.Argument(..., help=f"A language model: {MODELS}.")
 MODEL_OR_BUILTIN = typer.Argument("modular-addition", help=f"The built-in MLP or a language model: {MODELS}.")
-MODULUS = typer.Option(59, min=3, max=1000, help="Modulus of the built-in modular-addition model.")
+MODULUS = typer.Option(59, min=3, max=257, help="Modulus of the built-in modular-addition model (its p^2 one-hot "
+                      "pairs are held in memory).")
 CORPUS = typer.Option("fortunes", help="Text to read: a corpus name (fortunes, bible) or a text file.")
 TOKEN_IDS = typer.Option(None, "--token-ids", help="A file of token ids (one integer tensor, or a text file with one "
                          "window per line), for models without a tokenizer; replaces --corpus.")
@@ -68,7 +69,7 @@ def demo(
     """Train the built-in toy models, run every analysis on them and write an HTML report."""
     from paramlens.demo import run_demo
 
-    run_demo(out_dir, seed=seed, quick=quick)
+    say(f"report: {run_demo(out_dir, seed=seed, quick=quick) / 'index.html'}")
 
 
 class ToyKind(str, Enum):
@@ -209,11 +210,13 @@ def reverse_invert(
     low: float = typer.Option(0.0, help="Lower bound of every input (real-valued networks)."),
     high: float = typer.Option(1.0, help="Upper bound of every input (real-valued networks)."),
     tol: float = typer.Option(1e-4, help="Allowed error per output (real-valued networks)."),
+    last: str = typer.Option("auto", help="Does the last layer pass a ReLU? auto (yes for Boolean networks, no for "
+                             "real ones), relu or linear."),
 ) -> None:
     """Find an input that produces the target output: SAT for Boolean networks, MILP for small real ones."""
     from paramlens.reverse.cli_run import run_invert
 
-    result = run_invert(path, target, low=low, high=high, tol=tol)
+    result = run_invert(path, target, low=low, high=high, tol=tol, last=last)
     say(f"tried: {result.tried}")
     say(result.why)
     if not result.found:
@@ -393,10 +396,10 @@ def inspect(
 
     found = inspect_loaded(resolve(path, trust_code=trust_code, check_finite=False))
     if as_json:
-        out.print_json(json.dumps({"path": str(found.path), "format": found.format, "note": found.note,
+        out.print_json(json.dumps({"path": found.source, "format": found.format, "note": found.note,
                                    "parameters": found.n_parameters, "tensors": found.rows}))
         return
-    title = f"{found.path} ({found.format}): {len(found.rows)} tensors, {found.n_parameters:,} values"
+    title = f"{found.source} ({found.format}): {len(found.rows)} tensors, {found.n_parameters:,} values"
     columns = ("name", "shape", "dtype", "mean", "std", "min", "max", "nonfinite")
     cells = [[safe(r["name"]).replace("\t", "\\t").replace("\n", "\\n"), "x".join(map(str, r["shape"])) or "scalar",
               r["dtype"],

@@ -21,6 +21,7 @@ from paramlens.models.toy.cross_layer import CrossLayerConfig, layer_shares
 from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, residual_loss
 from paramlens.models.toy.tms import TMS, TMSConfig
 from paramlens.report import Section, plots, write_report
+from paramlens.terminal import safe
 
 
 @dataclass
@@ -201,9 +202,9 @@ SECTIONS: dict[str, Callable[[Path, Trained], tuple[Section, dict[str, Any]]]] =
 
 def run_demo(root: str | Path = "runs", *, seed: int = 0, quick: bool = False, progress: bool = True) -> Path:
     """Train the zoo, analyse it, write ``index.html``; returns the run folder."""
-    console = Console(stderr=True, quiet=not progress)
+    console = Console(stderr=True, quiet=not progress, markup=False, highlight=False)
     folder = new_run_dir(root, "demo")
-    console.print(f"[bold]ParamLens demo[/] -> {folder}")
+    console.print(safe(f"ParamLens demo -> {folder}"))
     sections, summary, trained = [], [], {}
     for name, cfg in demo_models(quick, seed).items():
         console.print(f"  training {name}")
@@ -229,6 +230,5 @@ def run_demo(root: str | Path = "runs", *, seed: int = 0, quick: bool = False, p
     section, row = interaction_demo_section(folder, quick, seed, progress)
     sections.append(section)
     summary.append(row)
-    index = write_report(folder, "ParamLens demo: toy models with known mechanisms", summary, sections)
-    console.print(f"[green]report:[/] {index}")
+    write_report(folder, "ParamLens demo: toy models with known mechanisms", summary, sections)
     return folder

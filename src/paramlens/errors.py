@@ -13,6 +13,10 @@ class UsageError(ParamLensError):
     """An option value outside its allowed range; the CLI prints it as one line and exits with status 2."""
 
 
+class Interrupted(ParamLensError):
+    """Stopped by Ctrl-C; what was kept (a checkpoint) is in the message. The CLI exits with status 130."""
+
+
 class NotFound(ParamLensError):
     """The analysis ran and found no answer (no input inverts the network, no order reproduces the data); the CLI
     exits with status 4."""

@@ -8,6 +8,7 @@ never reaches the terminal as a command. Progress bars go to stderr.
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from enum import IntEnum
@@ -15,7 +16,8 @@ from typing import Any
 
 from rich.console import Console
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 control characters (ANSI / OSC escapes) and the Unicode bidirectional controls that reorder text on screen
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class Exit(IntEnum):
@@ -98,13 +100,17 @@ def run_cli(app: Any, state: dict) -> None:
     import typer
     from pydantic import ValidationError
 
-    from paramlens.errors import NotFound, ParamLensError, UsageError
+    from paramlens.errors import Interrupted, NotFound, ParamLensError, UsageError
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # bars of other libraries (GGUF conversion): stderr stays ours
     try:
         status = app(standalone_mode=False)
     except typer.Abort:
         fail("interrupted", Exit.INTERRUPTED)
     except typer.TyperException as e:  # typer's command-line parsing errors: unknown options, bad values
+        if type(e).__name__ == "NoArgsIsHelpError":  # `paramlens` or `paramlens reverse` alone: the help, as is
+            out.print(e.format_message())
+            sys.exit(int(Exit.USAGE))
         fail(e.format_message() if hasattr(e, "format_message") else e, Exit.USAGE)
     except KeyboardInterrupt:
         fail("interrupted", Exit.INTERRUPTED)
@@ -115,8 +121,12 @@ def run_cli(app: Any, state: dict) -> None:
             fail(validation_line(e, "invalid option: ") if isinstance(e, ValidationError) else e, Exit.USAGE)
         if isinstance(e, NotFound):
             fail(e, Exit.NOT_FOUND)
+        if isinstance(e, Interrupted):
+            fail(e, Exit.INTERRUPTED)
         if isinstance(e, ParamLensError):
             fail(e, Exit.BAD_INPUT)
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         fail(f"internal error: {type(e).__name__}: {first}; rerun with --debug and report it", Exit.INTERNAL)
+    if status == Exit.INTERRUPTED:  # typer turns Ctrl-C outside our loops into a silent exit status
+        fail("interrupted", Exit.INTERRUPTED)
     sys.exit(int(status) if isinstance(status, int) else 0)

@@ -315,7 +315,8 @@ def test_tensors_in_walks_trusted_objects_like_archives():
     model = nn.Sequential(WithState(), nn.Linear(2, 1))
     found = tensors_in({"model": model, "extra": [model[1].weight], "custom": Custom()})
     assert [t.name for t in found] == ["model.0.scale", "model.0.lin.weight", "model.0.lin.bias", "model.1.weight",
-                                       "model.1.bias", "custom.table"]  # a module's buffers come before submodules
+                                       "model.1.bias", "extra.0", "custom.table"]  # buffers before submodules
+    assert found[5].value is found[3].value  # a tensor under two names (tied) is listed under both, not copied
 
 
 @pytest.mark.parametrize("protocol", [1, 2, 4, 5])  # torch.load itself cannot read protocol 0

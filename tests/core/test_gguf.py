@@ -14,10 +14,10 @@ from gguf import GGUFReader, GGUFWriter
 from gguf.constants import GGMLQuantizationType, GGUFValueType
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from paramlens.core.resolve import PACKAGED
 
 from paramlens import ParamLensError
 from paramlens.core.gguf import KEPT_ARRAY, GGUFHeader, read_gguf_header
+from paramlens.core.resolve import PACKAGED
 
 U8, I32, U32, U64, F32, BOOL, STR, ARR = 0, 5, 4, 10, 6, 7, 8, 9
 Q8_0 = int(GGMLQuantizationType.Q8_0)

@@ -148,3 +148,27 @@ def test_concurrent_loads_fill_the_gguf_cache_once(tmp_path, monkeypatch):
     for t in threads:
         t.join()
     assert len(fills) == 1 and len(results) == 2 and all(r.format == "gguf" for r in results)
+
+
+def test_dtypes_torch_cannot_hold_are_one_line(tmp_path):
+    np.save(tmp_path / "ld.npy", np.ones(2, np.longdouble))
+    with pytest.raises(ParamLensError, match="ld.npy: dtype float128 has no torch equivalent"):
+        load(tmp_path / "ld.npy")
+    header = b'{"a":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}'
+    (tmp_path / "f4.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\x00")
+    with pytest.raises(ParamLensError, match="f4.safetensors: tensor 'a' is of dtype float4_e2m1fn_x2, which"):
+        load(tmp_path / "f4.safetensors")
+
+
+def test_token_id_files_are_checked_and_capped_by_tokens(tmp_path):
+    from paramlens.core.token_ids import read_token_ids
+
+    (tmp_path / "ids.txt").write_text("1 2 3 4\n5 6 7 8\n9 10 11 12\n")
+    assert read_token_ids(tmp_path / "ids.txt", 20, 4, max_tokens=8).tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    torch.save(torch.arange(100), tmp_path / "flat.pt")
+    assert read_token_ids(tmp_path / "flat.pt", 100, 10, max_tokens=30).shape == (3, 10)
+    (tmp_path / "huge.txt").write_text("1 99999999999999999999999\n")
+    with pytest.raises(ParamLensError, match="huge.txt, line 1: an id beyond 64-bit integers"):
+        read_token_ids(tmp_path / "huge.txt", 20, 2)
+    with pytest.raises(ParamLensError, match=r"flat.pt: token ids range over \[0, 99\], outside .* vocabulary of 50"):
+        read_token_ids(tmp_path / "flat.pt", 50, 10)

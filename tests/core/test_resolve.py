@@ -137,5 +137,80 @@ def test_a_transformer_lens_state_dict_runs_with_its_config_and_says_what_is_mis
 
 
 def test_not_a_language_model_is_a_clear_error():
-    with pytest.raises(ParamLensError, match="a tms model, not a transformer language model; bigram reads"):
-        resolve_lm("tms", "bigram", options={"n_steps": 5}, progress=False)
+    with pytest.raises(ParamLensError, match="tms: a built-in toy model, not a transformer language model"):
+        resolve_lm("tms", "bigram")  # refused by name, before anything is trained
+    with pytest.raises(ParamLensError, match="an encoder without next-token logits; bigram needs a causal"):
+        resolve_lm("minilm", "bigram", causal=True)
+
+
+def test_a_folder_whose_weights_do_not_fit_its_model_is_refused(tmp_path):
+    """Renamed keys would leave transformers initialising the whole model at random."""
+    from safetensors.torch import load_file, save_file
+
+    gpt2().save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    save_file({k.replace("transformer.", "body."): v for k, v in load_file(weights).items()}, weights)
+    with pytest.raises(ParamLensError, match=r"the weights lack \d+ tensors the GPT2LMHeadModel needs .*at random"):
+        resolve(tmp_path / "m")
+
+
+def test_a_shard_index_may_not_reach_outside_its_folder(tmp_path):
+    gpt2().save_pretrained(tmp_path / "m", max_shard_size="20KB")
+    index = tmp_path / "m" / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    first = next(iter(data["weight_map"]))
+    data["weight_map"][first] = "../outside.safetensors"
+    index.write_text(json.dumps(data))
+    with pytest.raises(ParamLensError, match="names a shard outside the folder"):
+        resolve(tmp_path / "m")
+
+
+def test_a_config_that_contradicts_its_model_fails_when_read(tmp_path):
+    model = gpt2()
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["n_head"] = 3  # 16 dimensions do not split into 3 heads
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ParamLensError, match=r"m: (the model fails on a 2-token input|transformers cannot build)"):
+        resolve(tmp_path / "m")
+
+
+def test_a_trusted_pickled_transformers_model_is_a_language_model(tmp_path):
+    torch.save(gpt2(), tmp_path / "whole.pt")
+    assert resolve(tmp_path / "whole.pt").module is None
+    loaded = resolve_lm(tmp_path / "whole.pt", "geometry", trust_code=True)
+    assert loaded.kind == "causal_lm"
+
+
+def test_names_that_collide_or_share_a_tensor_are_all_kept(tmp_path):
+    t = torch.ones(2)
+    torch.save({"": torch.zeros(1), "a": {"b": torch.ones(1)}, "a.b": torch.full((1,), 2.0), "x": t, "y": t},
+               tmp_path / "odd.pt")
+    loaded = resolve(tmp_path / "odd.pt")
+    assert {k: v.tolist() for k, v in loaded.tensors.items()} == {
+        "tensor": [0.0], "a.b": [1.0], "a.b#2": [2.0], "x": [1.0, 1.0], "y": [1.0, 1.0]}
+    assert "#2" in loaded.note and loaded.n_parameters == 5  # x and y are one tensor, counted once
+
+
+def test_a_gguf_of_an_architecture_transformers_cannot_build_is_read_as_weights(tmp_path, monkeypatch):
+    import gguf
+    import numpy as np
+
+    monkeypatch.setenv("PARAMLENS_CACHE", str(tmp_path / "cache"))
+    w = gguf.GGUFWriter(str(tmp_path / "z.gguf"), "zorblax")
+    w.add_tensor("a.weight", np.arange(12, dtype=np.float32).reshape(4, 3))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    loaded = resolve(tmp_path / "z.gguf")
+    assert loaded.module is None and "zorblax" in loaded.note
+    assert torch.equal(loaded.tensors["a.weight"], torch.arange(12.0).view(4, 3))
+
+
+def test_float8_and_unsigned_tensors_are_widened_with_a_note(tmp_path):
+    torch.save({"w": torch.tensor([0.5, -2.0]).to(torch.float8_e4m3fn), "u": torch.tensor([7]).to(torch.uint16)},
+               tmp_path / "narrow.pt")
+    loaded = resolve(tmp_path / "narrow.pt")
+    assert loaded.tensors["w"].tolist() == [0.5, -2.0] and loaded.tensors["u"].dtype == torch.int64
+    assert "widened" in loaded.note

@@ -388,3 +388,28 @@ def test_the_run_lock_refuses_a_second_holder_and_is_free_afterwards(tmp_path):
         fit_loop(5, step, stateful, folder=tmp_path, write=False, progress=False)  # a reading process takes no lock
     fit_loop(5, step, stateful, folder=tmp_path, progress=False)
     assert (tmp_path / CHECKPOINT).exists() and (tmp_path / ".lock").read_text() == ""
+
+
+def test_a_checkpoint_that_inflates_is_refused_before_torch_unpacks_it(tmp_path):
+    """A checkpoint re-zipped with deflate: a few hundred kB that inflate to 128 MiB of zeros."""
+    import io
+    import zipfile
+
+    model, _ = train_tms(TMSConfig(n_steps=100), folder=tmp_path, progress=False)
+    buffer = io.BytesIO()
+    torch.save({"step": 1, "history": "[]", "states": {"model": {"w": torch.zeros(32 << 20)}}}, buffer)
+    with zipfile.ZipFile(buffer) as plain, zipfile.ZipFile(tmp_path / "checkpoint.pt", "w", zipfile.ZIP_DEFLATED) as z:
+        for info in plain.infolist():
+            z.writestr(info.filename, plain.read(info))
+    assert (tmp_path / "checkpoint.pt").stat().st_size < 1 << 20
+    with pytest.raises(ParamLensError, match="zip bomb"):
+        train_tms(TMSConfig(n_steps=200), folder=tmp_path, resume=True, progress=False)
+
+
+def test_files_in_run_folders_are_readable_by_others(tmp_path):
+    model, _ = train_tms(TMSConfig(n_steps=100), progress=False)
+    save_model(tmp_path, model, model.cfg)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

@@ -71,3 +71,14 @@ def test_train_toy_resume_checks_the_folder(cli, tmp_path):
     (folder / "config.json").write_text("{not json")
     code, _, err = cli("train-toy", "tms", "--resume", folder)
     assert code == Exit.BAD_INPUT and "config.json" in err
+
+
+def test_an_override_the_checkpoint_cannot_take_leaves_the_run_as_it_was(cli, tmp_path):
+    code, _, err = cli("train-toy", "tms", "--steps", 50, "--out", tmp_path)
+    (folder,) = tmp_path.iterdir()
+    before = snapshot(folder)
+    code, _, err = cli("train-toy", "tms", "--resume", folder, "--features", 7, "--override", "n_features")
+    assert code == Exit.BAD_INPUT and "does not fit" in err
+    assert snapshot(folder) == before
+    code, _, err = cli("train-toy", "tms", "--resume", folder)
+    assert code == 0, err

@@ -13,7 +13,8 @@ def test_geometry_and_rotation_run_on_a_hugging_face_folder(lm_folder, tmp_path)
     assert res.exit_code == 0, res.output
     g = LayerGeometry.load(next((tmp_path / "g").iterdir()))
     assert len(g.kl) == 2 and {r["class"] for r in g.layers} == {"ridge", "diagonal"}
-    res = runner.invoke(app, ["rotation", str(lm_folder), "--tokens", "768", "--context", "16", "--out", str(tmp_path / "r")])
+    res = runner.invoke(app, ["rotation", str(lm_folder), "--tokens", "768", "--context", "16", "--out",
+                              str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     r = Rotation.load(next((tmp_path / "r").iterdir()) / "rotation_0")
     assert len(r.to_input) == 3 and r.to_input[0] < 1.0  # layer 0 is the token embedding itself
@@ -22,4 +23,5 @@ def test_geometry_and_rotation_run_on_a_hugging_face_folder(lm_folder, tmp_path)
 
 def test_unknown_model_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["rotation", str(tmp_path / "nope")])
-    assert isinstance(res.exception, ParamLensError) and "no such file or folder, and not a known name" in str(res.exception)
+    assert isinstance(res.exception, ParamLensError)
+    assert "no such file or folder, and not a known name" in str(res.exception)

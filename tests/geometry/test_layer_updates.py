@@ -1,5 +1,6 @@
 import pytest
 import torch
+from pydantic import ValidationError
 
 from paramlens.errors import ParamLensError
 from paramlens.geometry.layer_updates import GeometryConfig, LayerGeometry, layer_geometry
@@ -43,8 +44,10 @@ def test_result_round_trips_and_draws(result, tmp_path):
 
 def test_bad_settings_are_clear_errors():
     model = ToyLM([Tokenwise(torch.zeros(D, D))], D)
-    with pytest.raises(ParamLensError, match="primary"):
-        layer_geometry(model, torch.zeros(16, 32, dtype=torch.long), GeometryConfig(classes=["ridge"], primary="mlp"))
+    with pytest.raises(ValidationError, match="primary"):
+        GeometryConfig(classes=["ridge"], primary="mlp")
+    with pytest.raises(ValidationError, match="twice"):
+        GeometryConfig(classes=["ridge", "ridge"])
     with pytest.raises(ParamLensError, match="nothing to fit"):
         layer_geometry(model, torch.zeros(1, 32, dtype=torch.long), progress=False)
     with pytest.raises(ParamLensError, match=r"from 12 tokens of a 16-dimensional residual stream"):

@@ -30,7 +30,8 @@ def test_interaction_basis_needs_fewer_edges_than_pca_and_neurons(tmp_path):
 
 def test_unknown_models_are_a_clear_error():
     res = CliRunner().invoke(app, ["degeneracy", "gpt5"])
-    assert isinstance(res.exception, ParamLensError) and "no such file or folder, and not a known name" in str(res.exception)
+    assert isinstance(res.exception, ParamLensError)
+    assert "no such file or folder, and not a known name" in str(res.exception)
 
 
 def test_commands_read_a_language_models_residual_stream(lm_folder, tmp_path):

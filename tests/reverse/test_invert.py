@@ -60,3 +60,20 @@ def test_targets_parse_as_hex_bits_or_values():
         parse_target("0x1f", 4)
     with pytest.raises(ParamLensError, match="3 values"):
         parse_target("1,2,3", 2)
+
+
+def test_a_real_network_has_a_linear_readout_unless_told_otherwise(tmp_path):
+    """A target with a negative output is reachable through a linear last layer, never through a ReLU."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    layers = {"0.weight": torch.randn(6, 3), "0.bias": torch.randn(6), "2.weight": torch.randn(2, 6),
+              "2.bias": torch.randn(2)}
+    save_file(layers, tmp_path / "real.safetensors")
+    x = torch.tensor([0.7576, 0.2793, 0.4031])
+    y = torch.relu(x @ layers["0.weight"].T + layers["0.bias"]) @ layers["2.weight"].T + layers["2.bias"]
+    assert y.min() < 0
+    target = ",".join(f"{v:.6f}" for v in y.tolist())
+    found = invert_file(str(tmp_path / "real.safetensors"), target, tol=1e-4)
+    assert found.found and "linear last layer" in found.tried
+    assert not invert_file(str(tmp_path / "real.safetensors"), target, tol=1e-4, last="relu").found

@@ -92,3 +92,16 @@ def test_malformed_inputs_are_clear_errors(shuffled, tmp_path):
     (folder / "piece_0.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises(ParamLensError, match="piece_0"):
         load_pieces(folder)
+
+
+def test_blank_lines_are_not_rows_and_a_pipe_is_not_a_data_file(tmp_path):
+    import os
+
+    from paramlens.reverse.reassemble import load_rows
+
+    (tmp_path / "d.csv").write_text("x0,x1,y\n1,2,3\n\n4,5,6\n\n\n")
+    x, y = load_rows(tmp_path / "d.csv", 2, 1)
+    assert x.tolist() == [[1.0, 2.0], [4.0, 5.0]] and y.tolist() == [[3.0], [6.0]]
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(ParamLensError, match="not a regular file"):
+        load_rows(tmp_path / "pipe.csv", 2, 1)

@@ -81,3 +81,12 @@ def test_real_valued_networks_are_described_without_signatures(tmp_path):
     assert r.widths == [8, 8, 8, 8, 4] and [row["kind"] for row in r.layers] == ["real"] * 4
     assert r.layers[0]["signatures"] == {} and "linear readout" in r.output[0]
     assert r.n_params == 3 * (64 + 8) + 32
+
+
+def test_a_layer_without_rows_is_empty_not_binary(tmp_path):
+    import torch
+
+    from paramlens.reverse.scan import scan
+
+    torch.save({"a.weight": torch.zeros(0, 5), "a.bias": torch.zeros(0)}, tmp_path / "empty.pt")
+    assert "1 empty" in scan(tmp_path / "empty.pt", progress=False).summary()

@@ -9,7 +9,7 @@ from paramlens.bilinear.result import ClassifierAnalysis, analyse
 from paramlens.core.images import DATASETS, load_images
 from paramlens.core.resolve import resolve
 from paramlens.core.runs import new_run_dir
-from paramlens.errors import ParamLensError
+from paramlens.errors import ParamLensError, UsageError
 from paramlens.models.bilinear.classifier import ClassifierConfig, train_classifier
 from paramlens.models.train import save_model
 from paramlens.report import Section, write_report
@@ -33,7 +33,7 @@ def run_bilinear(model: str, settings: dict[str, Any], out_dir: Path, progress: 
         raise ParamLensError(f"'{model}' is neither a model folder nor a dataset ({', '.join(DATASETS)})")
     if model not in DATASETS:
         if settings:
-            raise ParamLensError(f"training settings ({', '.join(settings)}) only apply when training a new model")
+            raise UsageError(f"training settings ({', '.join(settings)}) only apply when training a new model")
         loaded = resolve(model)
         loaded.runnable("bilinear")
         if loaded.kind != "bilinear_classifier":

@@ -1127,11 +1127,12 @@ def _looks_like_module(obj: Any) -> bool:
 
 
 def _walk(root: Any, where: str) -> tuple[list[ArchiveTensor], list[str]]:
-    """Tensors reachable from ``root`` in order, and the names of whole-module stand-ins, each object once.
+    """Tensors reachable from ``root`` in order, and the names of whole-module stand-ins.
 
-    Iterative depth-first walk; a container (or tensor) reached again is skipped, so shared and cyclic graphs
-    cost their size, not their number of paths. Names are built only for tensors and modules. ``where`` starts
-    error messages.
+    Iterative depth-first walk; a container reached again is skipped, so shared and cyclic graphs cost their size,
+    not their number of paths. A tensor stored under two names (tied weights: ``{"embed": t, "lm_head": t}``) is
+    listed under both, sharing its memory. Names are built only for tensors and modules. ``where`` starts error
+    messages.
     """
     tensors: list[ArchiveTensor] = []
     modules: list[str] = []
@@ -1139,11 +1140,10 @@ def _walk(root: Any, where: str) -> tuple[list[ArchiveTensor], list[str]]:
     stack: list[tuple[Any, tuple | None, int]] = [(root, None, 0)]
     while stack:
         obj, node, depth = stack.pop()
-        if id(obj) in seen:
-            continue
         if isinstance(obj, Tensor):
-            seen.add(id(obj))
             tensors.append(ArchiveTensor(_name(node, where), obj))
+            continue
+        if id(obj) in seen:
             continue
         children = _children(obj)
         if children is None:

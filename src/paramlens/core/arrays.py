@@ -35,6 +35,11 @@ def _header(f: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
                              "numeric arrays")
     if dtype.kind not in KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise ParamLensError(f"{where}: dtype {dtype} is not a plain number type")
+    try:
+        torch.from_numpy(np.zeros(0, dtype.newbyteorder("=")))
+    except TypeError:
+        raise ParamLensError(f"{where}: dtype {dtype} has no torch equivalent (e.g. long double); save it as float64") \
+            from None
     return shape, fortran, dtype
 
 

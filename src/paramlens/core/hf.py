@@ -29,8 +29,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 
 
 def cache_dir() -> Path:
-    """Where dequantized GGUF models are kept: ``$PARAMLENS_CACHE`` or ``~/.cache/paramlens``."""
-    return Path(os.environ.get("PARAMLENS_CACHE", Path.home() / ".cache" / "paramlens"))
+    """Where dequantized GGUF models are kept: ``$PARAMLENS_CACHE`` (when set and not empty) or
+    ``~/.cache/paramlens``."""
+    return Path(os.environ.get("PARAMLENS_CACHE") or Path.home() / ".cache" / "paramlens")
 
 
 def _transformers():
@@ -67,6 +68,10 @@ def _weight_files(folder: Path) -> list[Path]:
                 shards = sorted(set(json.loads(regular_file(folder / index).read_text())["weight_map"].values()))
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
                 raise ParamLensError(f"{folder / index}: not a valid shard index ({type(e).__name__}: {e})") from None
+            outside = [s for s in shards if not isinstance(s, str) or Path(s).name != s]
+            if outside:
+                raise ParamLensError(f"{folder / index}: names a shard outside the folder ({outside[0]!r}); shards are "
+                                     "plain file names beside the index")
             return [folder / s for s in shards]
     found = [folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).exists()]
     if not found:
@@ -99,7 +104,8 @@ def _check_weight_file(path: Path, trust_code: bool) -> None:
         raise ParamLensError(f"{path}: a {fmt} file where transformers expects safetensors or a torch file")
 
 
-def _kind(model: Any) -> str:
+def model_kind(model: Any) -> str:
+    """``"causal_lm"`` for a transformers model with an LM head, ``"encoder"`` for other transformers models."""
     return "causal_lm" if any(type(model).__name__.endswith(h) for h in HEADS) else "encoder"
 
 
@@ -115,23 +121,43 @@ def load_hf_folder(folder: Path, trust_code: bool = False) -> Loaded:
                                                             or []))
     tokenizer = load_tokenizer(folder) if any((folder / n).is_file() for n in TOKENIZER_FILES) else None
     note = "" if tokenizer is not None else "no tokenizer in the folder: give token ids (--token-ids FILE)"
-    return Loaded(folder, "hf", dict(model.state_dict()), model, kind=_kind(model), tokenizer=tokenizer,
+    return Loaded(folder, "hf", dict(model.state_dict()), model, kind=model_kind(model), tokenizer=tokenizer,
                   name=folder.name, note=note)
 
 
 def _from_pretrained(folder: Path, trust_code: bool, causal: bool, **kwargs: Any) -> Any:
+    """The float32 eval-mode model of ``folder``; weights the model needs and the files lack are an error (transformers
+    would initialise them at random and carry on)."""
     tf = _transformers()
     auto = tf.AutoModelForCausalLM if causal else tf.AutoModel
     try:
-        model = auto.from_pretrained(folder, dtype=torch.float32, local_files_only=True, trust_remote_code=trust_code,
-                                     **kwargs)
+        model, info = auto.from_pretrained(folder, dtype=torch.float32, local_files_only=True,
+                                           trust_remote_code=trust_code, output_loading_info=True, **kwargs)
     except ImportError as e:
         raise ParamLensError(f"{folder}: a package is missing ({e}); pip install 'paramlens[hf]'") from None
     except Exception as e:  # transformers raises many types for configs and weights it cannot use
         where = folder / kwargs["gguf_file"] if "gguf_file" in kwargs else folder
         raise ParamLensError(f"{where}: transformers cannot build this model ({type(e).__name__}: "
                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})") from None
+    _smoke_test(model, folder)
+    missing, unused = sorted(info.get("missing_keys", ())), sorted(info.get("unexpected_keys", ()))
+    if missing:
+        extra = f"; it holds {len(unused)} tensors the model does not use (first: {unused[0]})" if unused else ""
+        raise ParamLensError(f"{folder}: the weights lack {len(missing)} tensors the {type(model).__name__} needs "
+                             f"(first: {missing[0]}){extra}; transformers would fill them at random")
     return model.eval()
+
+
+def _smoke_test(model: Any, where: Path) -> None:
+    """Run the model once on two tokens: a config that contradicts its weights or itself fails here, as one line
+    about the model, not later inside an analysis."""
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.zeros(1, 2, dtype=torch.long))
+    except Exception as e:  # noqa: BLE001 - any failure of the user's model means the same thing
+        raise ParamLensError(f"{where}: the model fails on a 2-token input ({type(e).__name__}: "
+                             f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); its config and "
+                             "weights do not make a working model") from None
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -150,8 +176,13 @@ def load_tokenizer(path: str | Path) -> Any:
 @contextmanager
 def _locked(lock: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``lock`` (waiting for other processes) for the block."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")
+    except OSError as e:
+        raise ParamLensError(f"{lock.parent}: the GGUF cache cannot be written there ({e.strerror}); set "
+                             "PARAMLENS_CACHE to a writable folder") from None
+    with handle as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -163,16 +194,29 @@ def load_gguf(path: Path) -> Loaded:
     """A GGUF file, dequantized once through transformers, then read back from the cache as a Hugging Face folder."""
     from paramlens.core.gguf import read_gguf_header
 
-    read_gguf_header(path)  # a damaged or hostile header is one clear error here, never inside transformers
+    header = read_gguf_header(path)  # a damaged or hostile header is one clear error here, never inside transformers
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     cached = cache_dir() / "gguf" / f"{path.stem}-{key}"
-    with _locked(cached.with_name(cached.name + ".lock")):
-        if not (cached / "config.json").is_file():
-            _fill_cache(path, cached)
+    try:
+        with _locked(cached.with_name(cached.name + ".lock")):
+            if not (cached / "config.json").is_file():
+                _fill_cache(path, cached)
+    except ParamLensError as e:  # transformers cannot build this architecture: its tensors can still be read
+        return Loaded(path, "gguf", _dequantized(path), name=path.name,
+                      note=f"weights only: {e} (architecture {header.architecture!r})")
     loaded = load_hf_folder(cached)
     loaded.path, loaded.format, loaded.name = path, "gguf", path.name
     return loaded
+
+
+def _dequantized(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a (validated) GGUF file, dequantized to float32, named as the file names them."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    return {t.name: torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).astype("float32", copy=True))
+            for t in reader.tensors}
 
 
 def _fill_cache(path: Path, cached: Path) -> None:

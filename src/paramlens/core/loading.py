@@ -13,8 +13,10 @@ Whatever the format, the result is one :class:`Loaded`; a file that holds weight
 from __future__ import annotations
 
 import json
+import math
 import re
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,16 +184,25 @@ _WIDER = {**{getattr(torch, n): torch.float32 for n in dir(torch) if n.startswit
           torch.uint16: torch.int64, torch.uint32: torch.int64, torch.uint64: torch.float64}
 
 
-def widen(t: Tensor) -> Tensor:
+_READABLE = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+             torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool, *_WIDER}
+
+
+def widen(t: Tensor, name: str, source: str | Path | None) -> Tensor:
     """``t`` in a dtype every analysis supports: float8 -> float32 and uint16/32 -> int64 (exact); uint64 -> float64
-    (exact up to 2^53). Torch implements few operations (min, isfinite, ...) on the narrow types."""
+    (exact up to 2^53); torch implements few operations (min, isfinite, ...) on the narrow types. Packed 4-bit, bit
+    and quantized types are one error naming ``source`` and the tensor ``name``."""
+    if t.dtype not in _READABLE:
+        raise ParamLensError(f"{source}: tensor '{name}' is of dtype {str(t.dtype).removeprefix('torch.')}, which "
+                             "ParamLens cannot read (packed 4-bit, bit or quantized types); convert it to a float type")
     return t.to(_WIDER[t.dtype]) if t.dtype in _WIDER else t
 
 
 def _widened(loaded: Loaded) -> Loaded:
+    source = loaded.path or loaded.name
     narrow = sorted({str(t.dtype).removeprefix("torch.") for t in loaded.tensors.values() if t.dtype in _WIDER})
+    loaded.tensors = {k: widen(v, k, source) for k, v in loaded.tensors.items()}
     if narrow:
-        loaded.tensors = {k: widen(v) for k, v in loaded.tensors.items()}
         said = f"{', '.join(narrow)} tensors widened to float32/int64/float64 (same values)"
         loaded.note = f"{loaded.note}; {said}" if loaded.note else said
     return loaded
@@ -216,9 +227,9 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
 
     try:
         return load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ParamLensError(f"{path}: unreadable safetensors file ({_first_line(e)}); it is truncated or "
-                             "corrupt") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, NotImplementedError) as e:
+        raise ParamLensError(f"{path}: unreadable safetensors file ({_first_line(e)}); it is truncated, corrupt "
+                             "or of a dtype torch does not read") from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -233,20 +244,40 @@ def _load_torch(path: Path, trust_code: bool) -> tuple[Loaded, Any]:
     archive = open_archive(path)
     if archive.pickles_code and trust_code:
         return _unpickle_trusted(path, archive.format), None
-    tensors = {t.name: t.value for t in archive.tensors}
-    note = ""
+    tensors, note = _unique(archive.tensors)
     if archive.pickles_code:
         shown = ", ".join(archive.globals[:3]) + (" ..." if len(archive.globals) > 3 else "")
         what = "a whole pickled nn.Module" if archive.modules else "code"
-        note = (f"the file pickles {what} ({shown}); its tensors were read without running it, and "
-                "--trust-code (trust_code=True) would run it")
+        note = _joined(note, f"the file pickles {what} ({shown}); its tensors were read without running it, and "
+                             "--trust-code (trust_code=True) would run it")
     else:
-        tensors, note = _unwrap(archive.root, tensors)
-    if "" in tensors:  # torch.save(tensor): the file holds one unnamed tensor
-        tensors = {(k or path.stem): v for k, v in tensors.items()}
+        tensors, unwrapped = _unwrap(archive.root, tensors)
+        note = _joined(note, unwrapped)
     if not tensors:
-        raise ParamLensError(f"{path}: the checkpoint holds no tensors (found {type(archive.root).__name__})")
+        raise ParamLensError(f"{path}: the checkpoint holds no tensors ParamLens reads (found "
+                             f"{type(archive.root).__name__}; numpy arrays and quantized tensors inside torch files "
+                             "are not read)")
     return Loaded(path, archive.format, tensors, note=note), archive.root
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _unique(found: list) -> tuple[dict[str, Tensor], str]:
+    """``{name: tensor}`` of archive tensors; a name met twice (``{"a": {"b": x}, "a.b": y}`` flatten alike) gets
+    ``#2``, ``#3`` ... so nothing is dropped, and an unnamed tensor (``torch.save(tensor)``) is called ``tensor``."""
+    tensors: dict[str, Tensor] = {}
+    clashes = 0
+    for t in found:
+        name, n = t.name or "tensor", 1
+        while name in tensors:
+            n += 1
+            name = f"{t.name or 'tensor'}#{n}"
+        clashes += n > 1
+        tensors[name] = t.value
+    said = f"{clashes} tensor names occur twice in the file; the later ones end in #2, #3, ..." if clashes else ""
+    return tensors, said
 
 
 def _unwrap(root: Any, tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
@@ -263,20 +294,25 @@ def _unwrap(root: Any, tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], s
                 break
     if tensors and all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
-        note = (note + "; " if note else "") + "dropped the 'module.' prefix of a data-parallel model"
+        note = _joined(note, "dropped the 'module.' prefix of a data-parallel model")
     return tensors, note
 
 
 def _unpickle_trusted(path: Path, fmt: str) -> Loaded:
     """Full unpickling, reached only through ``trust_code=True``: runs the code the file names."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)  # trust_code path
+        with warnings.catch_warnings():  # the user's code may warn (TorchScript, old classes): stderr stays one line
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=False)  # trust_code path
     except Exception as e:  # the user's own code ran and failed
         raise ParamLensError(f"{path}: unpickling with trust_code failed ({type(e).__name__}: "
                              f"{_first_line(e)})") from None
     if isinstance(obj, nn.Module):
-        obj.eval()
-        return Loaded(path, fmt, dict(obj.state_dict()), obj, kind="module")
+        from paramlens.core.hf import model_kind
+
+        is_transformers = hasattr(obj, "config") and hasattr(obj, "get_input_embeddings")
+        kind = model_kind(obj) if is_transformers else "module"
+        return Loaded(path, fmt, dict(obj.eval().state_dict()), obj, kind=kind)
     from paramlens.core.archive import tensors_in
 
     return Loaded(path, fmt, {t.name: t.value for t in tensors_in(obj)})
@@ -317,21 +353,49 @@ def _lens_config(path: Path, root: Any) -> tuple[dict | None, str]:
     for candidate in (path.with_name(path.stem + ".config.json"), path.with_name("config.json")):
         if candidate.is_file():
             try:
-                return json.loads(regular_file(candidate).read_text()), candidate.name
+                config = json.loads(regular_file(candidate).read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ParamLensError(f"{candidate}: not a JSON config ({e})") from None
+            if not isinstance(config, dict):
+                raise ParamLensError(f"{candidate}: holds a JSON {type(config).__name__}, not a model config")
+            return config, candidate.name
     return None, ""
 
 
 @dataclass
 class Inspection:
-    """What :func:`inspect` found: the format, one row of statistics per tensor, and a note."""
+    """What :func:`inspect_loaded` found: where from (a path, or a built-in's name), the format, one row of
+    statistics per tensor, and a note."""
 
-    path: Path | None
+    source: str
     format: str
     rows: list[dict[str, Any]]
     n_parameters: int
     note: str = ""
+
+
+STATS_CHUNK = 1 << 22  # values per chunk: statistics cost a bounded float64 copy, whatever the tensor's size
+
+
+def _finite_stats(t: Tensor) -> dict[str, Any]:
+    """Count of non-finite values, and mean, std, min, max over the finite ones, in chunks (Chan et al.'s merge of
+    per-chunk means and squared deviations keeps the std exact to rounding)."""
+    n, mean, m2, lo, hi, bad = 0, 0.0, 0.0, math.inf, -math.inf, 0
+    for chunk in t.detach().reshape(-1).split(STATS_CHUNK):
+        f = chunk.double()
+        f = f[torch.isfinite(f)]
+        bad += chunk.numel() - f.numel()
+        if not f.numel():
+            continue
+        k, chunk_mean = f.numel(), float(f.mean())
+        chunk_m2 = float(((f - chunk_mean) ** 2).sum())
+        delta, total = chunk_mean - mean, n + k
+        mean, m2, n = mean + delta * k / total, m2 + chunk_m2 + delta**2 * n * k / total, total
+        lo, hi = min(lo, float(f.min())), max(hi, float(f.max()))
+    row: dict[str, Any] = {"nonfinite": bad}
+    if n:
+        row.update(mean=mean, std=math.sqrt(m2 / (n - 1)) if n > 1 else 0.0, min=lo, max=hi)
+    return row
 
 
 def describe(tensors: dict[str, Tensor]) -> list[dict[str, Any]]:
@@ -342,16 +406,12 @@ def describe(tensors: dict[str, Tensor]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
                                "numel": t.numel()}
         if t.numel() and not t.is_complex() and t.dtype != torch.bool:
-            f = t.detach().double()
-            finite = f[torch.isfinite(f)]
-            row["nonfinite"] = int(f.numel() - finite.numel())
-            if finite.numel():
-                row.update(mean=float(finite.mean()), std=float(finite.std()) if finite.numel() > 1 else 0.0,
-                           min=float(finite.min()), max=float(finite.max()))
+            row.update(_finite_stats(t))
         rows.append(row)
     return rows
 
 
 def inspect_loaded(loaded: Loaded) -> Inspection:
     """Statistics of every tensor of a resolved model (non-finite values counted, never refused)."""
-    return Inspection(loaded.path, loaded.format, describe(loaded.tensors), loaded.n_parameters, loaded.note)
+    source = str(loaded.path) if loaded.path is not None else loaded.name
+    return Inspection(source, loaded.format, describe(loaded.tensors), loaded.n_parameters, loaded.note)

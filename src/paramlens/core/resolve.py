@@ -89,10 +89,8 @@ def resolve(spec: str | Path, *, trust_code: bool = False, check_finite: bool = 
             for ``modular-addition``); an option the built-in does not take is an error, and options given for a
             file or folder are ignored.
     """
-    key = str(spec).strip().lower().replace("_", "-")
+    key = _name(spec)
     builtins, _ = _zoo()
-    if _exists(spec):  # a file or folder of that name wins over a name
-        key = ""
     if key in PACKAGED:
         loaded = load(PACKAGED[key].path(), trust_code=trust_code, check_finite=check_finite)
         loaded.name = PACKAGED[key].title
@@ -107,6 +105,19 @@ def resolve(spec: str | Path, *, trust_code: bool = False, check_finite: bool = 
     if not path.exists() and not path.is_symlink():
         raise ParamLensError(f"{spec}: no such file or folder, and not a known name ({', '.join(known_names())})")
     return load(path, trust_code=trust_code, check_finite=check_finite)
+
+
+def _name(spec: str | Path) -> str:
+    """``spec`` as a packaged or built-in name (lower case, ``_`` as ``-``); "" when a file or folder of that name
+    exists, which wins over a name."""
+    return "" if _exists(spec) else str(spec).strip().lower().replace("_", "-")
+
+
+def builtin(spec: str | Path) -> str | None:
+    """The built-in zoo name ``spec`` stands for, or None (a path, a packaged model, anything else): lets a command
+    refuse a model of the wrong kind before training it."""
+    key = _name(spec)
+    return key if key in _zoo()[0] else None
 
 
 def _exists(spec: str | Path) -> bool:
@@ -147,6 +158,9 @@ def _saved_model(folder: Path) -> Loaded | None:
 def resolve_lm(spec: str | Path, command: str, causal: bool = False, **kwargs: Any) -> Loaded:
     """:func:`resolve` (same keyword arguments) for commands that run a transformer language model (with
     ``causal``: one with next-token logits); anything else is one clear error."""
+    if builtin(spec):
+        raise ParamLensError(f"{spec}: a built-in toy model, not a transformer language model; {command} reads "
+                             "Llama-, GPT-2- or BERT-style models")
     loaded = resolve(spec, **kwargs)
     loaded.runnable(command)
     if causal and loaded.kind == "encoder":

@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from paramlens.errors import ParamLensError
+from paramlens.errors import Interrupted, ParamLensError
 
 CONFIG, RESULT, TENSORS, CHECKPOINT = "config.json", "result.json", "tensors.safetensors", "checkpoint.pt"
 LOCK = ".lock"
@@ -65,6 +65,15 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     raise ParamLensError(f"{root}: every name {name}-{stamp}-N is taken; choose another output folder")
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it, which races with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        return 0o022
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a new temporary file beside ``path``, flush it to disk, then rename it to ``path``.
 
@@ -75,6 +84,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     try:
         tmp.open("xb").close()  # claims the name; "x" fails rather than reuse someone else's file
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # writers that make private temp files (safetensors) would leave 0600
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -342,7 +352,17 @@ def state_mismatch(module: nn.Module, state: Any) -> str | None:
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint in ``path`` (tensors and plain data only), with the keys :func:`fit_loop` writes."""
+    """The checkpoint in ``path`` (tensors and plain data only), with the keys :func:`fit_loop` writes. The file is
+    first read by the bounded archive reader, so a damaged or hostile file (a zip bomb) is refused before torch
+    unpacks it."""
+    from paramlens.core.archive import open_archive
+
+    try:
+        open_archive(path)
+    except ParamLensError as e:
+        why = str(e).removeprefix(f"{path}: ")
+        raise ParamLensError(f"{path}: unreadable checkpoint ({why}); the file is damaged, start the run again "
+                             "without resuming") from None
     try:
         with warnings.catch_warnings():  # a damaged file may first warn about its pickle protocol
             warnings.simplefilter("ignore")
@@ -429,6 +449,7 @@ def fit_loop(
     description: str = "training",
     progress: bool = True,
     write: bool = True,
+    on_start: Callable[[], None] | None = None,
 ) -> list[dict[str, float]]:
     """Run ``step(i)`` for ``i`` in ``range(n_steps)`` with a progress bar, checkpoints and resume.
 
@@ -444,7 +465,10 @@ def fit_loop(
         write: write checkpoints (False for all but one process of a data-parallel run; all of them
             still read the checkpoint on resume).
         checkpoint_every: steps between checkpoints. Ctrl-C finishes the current step, writes a
-            checkpoint and raises :class:`ParamLensError`; a second Ctrl-C stops at once.
+            checkpoint and raises :class:`~paramlens.errors.Interrupted`; a second Ctrl-C stops at once.
+        on_start: called once the run is ready to step, holding the folder's lock (a resumed run: after its
+            checkpoint was read and found to fit), e.g. to write the run's settings only once they are known to
+            be valid for it.
 
     Returns:
         The metric log: one dict (with ``"step"`` and ``"seconds"`` of wall time since the start, resumed
@@ -466,6 +490,8 @@ def fit_loop(
 
     where = f"checkpoint in {ckpt}, continue with --resume" if ckpt else "no run folder, nothing saved"
     with _writing(folder, write, resumed_from):
+        if on_start is not None:
+            on_start()
         _run_steps(n_steps, start, step, history, save, where, checkpoint_every=checkpoint_every, log_every=log_every,
                    description=description, progress=progress)
     return history
@@ -501,7 +527,7 @@ def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]]
                 if (i + 1) % checkpoint_every == 0 or interrupted or i + 1 == n_steps:
                     save(i + 1)
                 if interrupted and i + 1 < n_steps:
-                    raise ParamLensError(f"interrupted after step {i + 1} of {n_steps}; {where}")
+                    raise Interrupted(f"interrupted after step {i + 1} of {n_steps}; {where}")
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

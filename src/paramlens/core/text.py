@@ -50,7 +50,8 @@ def load_corpus(name: str | Path, max_chars: int | None = None) -> str:
         path = Path(name)
         if not path.is_file():
             raise ParamLensError(f"'{name}' is neither a corpus ({', '.join(CORPORA)}) nor a text file")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as f:  # only what is needed of a large file
+            text = f.read(max_chars if max_chars else -1)
     return text[:max_chars] if max_chars else text
 
 
@@ -96,56 +97,10 @@ def corpus_windows(tokenizer: Any, corpus: str | Path, n_tokens: int, context: i
     return windows[:n_windows]
 
 
-def read_token_ids(path: str | Path, vocab_size: int, context: int) -> Tensor:
-    """Token ids from a file, as ``(n, T)`` windows: one integer tensor in any weights format ParamLens reads
-    (``(n, T)`` kept as is, ``(n,)`` cut into windows of ``context``), or a text file of whitespace-separated
-    integers, one window per line (all of one length). Every id must lie in ``[0, vocab_size)``."""
-    from paramlens.core.loading import load, regular_file
-
-    path = regular_file(path)
-    if path.suffix in (".txt", ".csv", ".tsv"):
-        ids = _ids_from_text(path)
-    else:
-        tensors = load(path, check_finite=False).tensors
-        if len(tensors) != 1:
-            raise ParamLensError(f"{path}: holds {len(tensors)} tensors ({', '.join(list(tensors)[:4])}); a token-id "
-                                 "file holds exactly one integer tensor")
-        ids = next(iter(tensors.values()))
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool or ids.dim() not in (1, 2):
-        raise ParamLensError(f"{path}: token ids must be a 1-d or 2-d integer tensor, got {tuple(ids.shape)} "
-                             f"{ids.dtype}")
-    ids = ids.long()
-    if ids.dim() == 1:
-        if len(ids) < context:
-            raise ParamLensError(f"{path}: {len(ids)} token ids are fewer than one window of --context {context}")
-        ids = ids[: len(ids) // context * context].view(-1, context)
-    if ids.numel() == 0:
-        raise ParamLensError(f"{path}: holds no token ids")
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= vocab_size:
-        raise ParamLensError(f"{path}: token ids range over [{low}, {high}], outside the model's vocabulary of "
-                             f"{vocab_size} (ids 0..{vocab_size - 1})")
-    return ids
-
-
-def _ids_from_text(path: Path) -> Tensor:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append([int(v) for v in line.replace(",", " ").split()])
-            except ValueError:
-                raise ParamLensError(f"{path}, line {number}: not a list of integer token ids") from None
-    if len({len(r) for r in rows}) > 1:
-        raise ParamLensError(f"{path}: lines hold different numbers of ids ({sorted({len(r) for r in rows})[:5]}); "
-                             "every line is one window of the same length")
-    return torch.tensor(rows, dtype=torch.long)
-
-
 @dataclass(frozen=True)
 class TextOptions:
     """What a language-model command reads: ``tokens`` tokens of ``corpus`` (a corpus name or a text file) in
-    windows of ``context``, or the windows of a ``token_ids`` file (for models without a tokenizer)."""
+    windows of ``context``, or the first ``tokens`` of a ``token_ids`` file (for models without a tokenizer)."""
 
     corpus: str = "fortunes"
     token_ids: Path | None = None
@@ -156,9 +111,11 @@ class TextOptions:
 def lm_windows(loaded: Any, text: TextOptions) -> Tensor:
     """The ``(n, T)`` token windows a language-model command reads (``loaded``: a
     :class:`~paramlens.core.loading.Loaded` language model)."""
+    from paramlens.core.token_ids import read_token_ids
+
     vocab = loaded.module.get_input_embeddings().weight.shape[0]
     if text.token_ids is not None:
-        windows = read_token_ids(text.token_ids, vocab, text.context)
+        windows = read_token_ids(text.token_ids, vocab, text.context, text.tokens)
     elif loaded.tokenizer is None:
         raise ParamLensError(f"{loaded.path or loaded.name}: no tokenizer comes with this model, so a text corpus "
                              "cannot be read; give token ids with --token-ids FILE")
@@ -167,6 +124,8 @@ def lm_windows(loaded: Any, text: TextOptions) -> Tensor:
     config = getattr(loaded.module, "config", None)
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
     if limit is not None and windows.shape[1] > limit:
+        fix = f"use --context {limit} or less" if windows.shape[1] == text.context else \
+            f"cut the windows in {text.token_ids} to {limit} tokens or fewer"
         raise ParamLensError(f"windows of {windows.shape[1]} tokens are longer than the {limit} positions "
-                             f"{loaded.name} was built for; use --context {limit} or less")
+                             f"{loaded.name} was built for; {fix}")
     return windows

@@ -145,6 +145,8 @@ def select(model: nn.Module, patterns: str | Sequence[str]) -> list[Target]:
     modules = dict(model.named_modules())
     chosen: dict[str, Target] = {}
     for pattern in patterns:
+        if not pattern.strip():
+            raise ParamLensError("an empty target pattern; give module names or globs such as 'layers.*.mlp.*'")
         wildcard = any(ch in pattern for ch in "*?[")
         if not wildcard and pattern in modules and _kind(modules[pattern]) is None:
             kind = type(modules[pattern]).__name__

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ def decompose(
     eval_every: int | None = None,
     log_every: int = 100,
     checkpoint_every: int = 1000,
+    on_start: Callable[[], None] | None = None,
     **settings: Any,
 ) -> Decomposition:
     """Decompose the weight matrices of ``model`` selected by ``targets`` (glob patterns).
@@ -51,6 +52,8 @@ def decompose(
         folder: run folder for checkpoints and the saved result; ``resume`` continues from it.
         eval_every: also compute the metrics every so many steps (into ``result.history``).
         log_every, checkpoint_every: steps between loss log entries and between checkpoints.
+        on_start: called once the run is ready to step (after ``config.json`` is written; a resumed run: after its
+            checkpoint was read and found to fit).
     """
     if method not in METHODS:
         raise ParamLensError(f"unknown decomposition method '{method}'; choose one of {', '.join(METHODS)}")
@@ -62,7 +65,8 @@ def decompose(
     from paramlens.decompose.fit import fit
 
     return fit(impl, model, data, targets, config, ground_truth=ground_truth, folder=folder, resume=resume,
-               progress=progress, eval_every=eval_every, log_every=log_every, checkpoint_every=checkpoint_every)
+               progress=progress, eval_every=eval_every, log_every=log_every, checkpoint_every=checkpoint_every,
+               on_start=on_start)
 
 
 __all__ = ["decompose", "Decomposition", "SPDConfig", "APDConfig", "METHODS"]

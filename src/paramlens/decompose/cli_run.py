@@ -21,11 +21,11 @@ import torch.distributed as dist
 from paramlens.core.data import TokenRows
 from paramlens.core.memory import check_fits
 from paramlens.core.resolve import resolve
-from paramlens.core.runs import atomic_write, new_run_dir, resume_config, save_config
+from paramlens.core.runs import atomic_write, new_run_dir, resume_config
 from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
 from paramlens.decompose import METHODS, Decomposition, decompose
-from paramlens.errors import ParamLensError
+from paramlens.errors import ParamLensError, UsageError
 from paramlens.models.lm.streams import blocks_of
 from paramlens.report import Section, write_report
 
@@ -63,8 +63,10 @@ def _saved_request(folder: Path) -> Request:
         saved = json.loads(path.read_text())
         text = TextOptions(corpus=saved["corpus"], tokens=saved["tokens"], context=saved["context"],
                            token_ids=Path(saved["token_ids"]) if saved.get("token_ids") else None)
-        return Request(saved["model"], list(saved["targets"]), saved["method"], text)
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        if saved["method"] not in METHODS or not all(isinstance(t, str) for t in saved["targets"]):
+            raise ValueError(f"method {saved['method']!r} or targets {saved['targets']!r} are not what decompose wrote")
+        return Request(str(saved["model"]), list(saved["targets"]), saved["method"], text)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
         raise ParamLensError(f"{path}: damaged ({type(e).__name__}: {e}); the run cannot be resumed") from None
 
 
@@ -100,12 +102,14 @@ def _model_and_data(req: Request, trust_code: bool) -> tuple[Any, Any, Any, dict
 
 def _estimate(model: Any, data: Any, targets: list, cfg: Any) -> None:
     """Refuse before allocating when one step cannot fit in memory: the decomposition's parameters with their
-    gradients and Adam states; per input token, every target's ``C`` component activations and importance-function
-    hidden units (with their gradients); and on a language model the activations of every forward pass of a step
-    (the target pass, the masked passes, one layerwise pass per target), each about ``3 V + 20 d L`` floats a token
-    (logits, their softmax, and the blocks' saved activations)."""
+    gradients and Adam states, and one target's components as ``(C, d_out, d_in)`` matrices; per input token,
+    every target's ``C`` component activations and importance-function hidden units (with their gradients); and on
+    a language model the activations of every forward pass of a step (the target pass, the masked passes, one
+    layerwise pass per target), each about ``3 V + 20 d L`` floats a token (logits, their softmax, and the blocks'
+    saved activations)."""
     gate = getattr(cfg, "gate_hidden", 0)
     params = 16 * cfg.C * sum(t.shape[0] + t.shape[1] + 3 * gate for t in targets)
+    params += 8 * cfg.C * max(t.shape[0] * t.shape[1] for t in targets)  # evaluation reads each component's matrix
     tokens = cfg.batch_size * (data.windows.shape[1] if isinstance(data, TokenRows) else 1)
     per_token = 8 * len(targets) * cfg.C * (gate + 8)
     if isinstance(data, TokenRows):
@@ -121,7 +125,7 @@ def _check_settings(method: str, given: dict) -> None:
     fields = METHODS[method].config.model_fields
     unknown = sorted(set(given) - set(fields))
     if unknown:
-        raise ParamLensError(f"{method} has no setting {', '.join(unknown)}; settings: {', '.join(fields)}")
+        raise UsageError(f"{method} has no setting {', '.join(unknown)}; settings: {', '.join(fields)}")
     METHODS[method].config(**given)
 
 
@@ -152,11 +156,12 @@ def run_decompose(req: Request, *, out_dir: Path, resume: Path | None, override:
            else _config(req.method, model, req.targets, given, defaults))
     _estimate(model, data, select(model, req.targets), cfg)
     folder = resume if resume is not None else (new_run_dir(out_dir, req.method) if rank == 0 else None)
-    if folder is not None and (resume is None or override):  # a new run, or a resumed one whose changes were checked
-        save_config(folder, cfg)
+
+    def record() -> None:  # what the run decomposes, once the run is known to be valid
         atomic_write(folder / RUN_RECORD, lambda p: p.write_text(json.dumps(req.record(), indent=2)))
+
     result = decompose(model, data, req.targets, req.method, config=cfg, ground_truth=truth, folder=folder,
-                       resume=resume is not None, eval_every=max(cfg.steps // 20, 1))
+                       resume=resume is not None, eval_every=max(cfg.steps // 20, 1), on_start=record)
     if rank != 0:
         return result, None
     section = Section(f"{req.method.upper()} of {req.model}", text=result.summary().splitlines()[0],

@@ -9,7 +9,7 @@ float summation order).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,6 +89,7 @@ def fit(
     eval_every: int | None = None,
     eval_size: int | None = None,
     checkpoint_every: int = 1000,
+    on_start: Callable[[], None] | None = None,
 ) -> Decomposition:
     """Decompose ``model``'s targets with ``method``; see :func:`paramlens.decompose.decompose`."""
     targets = check_targets(model, patterns)
@@ -121,8 +122,8 @@ def fit(
         for name, value in losses.items():
             if not torch.isfinite(value):
                 raise ParamLensError(
-                    f"loss '{name}' is {float(value.detach())} at step {i}; stopped. The last good checkpoint is kept "
-                    "in the run folder: lower the learning rate or check the model's activations"
+                    f"loss '{name}' is {float(value.detach())} at step {i}; stopped (the run folder keeps its last "
+                    "checkpoint, if one was written): lower the learning rate or check the model's activations"
                 )
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -140,13 +141,17 @@ def fit(
             logged.update(evaluate(method, dec, model, targets, eval_x, cfg, ground_truth, generator=None).scalars)
         return logged
 
-    if folder is not None and rank == 0 and not resume:  # a resumed run keeps (and was checked against) its config
+    def started() -> None:  # config.json is written once the run is known to be valid (a resume: its checkpoint fits)
         save_config(folder, cfg)
+        if on_start is not None:
+            on_start()
+
     with frozen(model):
         history = fit_loop(cfg.steps, step, {"decomposition": dec, "optimizer": opt, "scheduler": sched,
                                              "generator": generator},
                            folder=folder, resume=resume, checkpoint_every=checkpoint_every, write=rank == 0,
-                           log_every=log_every, description=method.name, progress=progress and rank == 0)
+                           log_every=log_every, description=method.name, progress=progress and rank == 0,
+                           on_start=started if folder is not None and rank == 0 else None)
         final = evaluate(method, dec, model, targets, eval_x, cfg, ground_truth, generator=torch.Generator().manual_seed(cfg.seed + 3))
         current = {k: v.clone() for k, v in dec.state_dict().items()}
         dec.load_state_dict(initial)

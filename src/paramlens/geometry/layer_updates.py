@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
@@ -44,7 +44,7 @@ CLASSES = ("ridge", "lowrank", "diagonal", "mlp")
 
 
 class GeometryConfig(BaseModel):
-    classes: list[Literal["ridge", "lowrank", "diagonal", "mlp"]] = list(CLASSES)
+    classes: list[Literal["ridge", "lowrank", "diagonal", "mlp"]] = Field(list(CLASSES), min_length=1)
     primary: Literal["ridge", "lowrank", "diagonal", "mlp"] = Field("ridge", description="class used for the KL intervention")
     alpha: float = Field(1e-3, gt=0, description="ridge penalty, in units of the mean input second moment")
     rank: int = Field(16, ge=1)
@@ -55,6 +55,14 @@ class GeometryConfig(BaseModel):
     held_out: float = Field(0.25, gt=0, lt=1, description="share of windows held out for evaluation")
     batch: int = Field(8, ge=1)
     seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _primary_is_fitted(self) -> "GeometryConfig":
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes {self.classes} name a class twice")
+        if self.primary not in self.classes:
+            raise ValueError(f"the primary class '{self.primary}' must be one of the fitted classes {self.classes}")
+        return self
 
 
 def _affine_maps(s: RidgeSums, cfg: GeometryConfig) -> dict[str, Tensor]:
@@ -305,8 +313,6 @@ def layer_geometry(model: nn.Module, windows: Tensor, cfg: GeometryConfig | None
                    progress: bool = True) -> LayerGeometry:
     """Fit tokenwise maps of every layer's update on token ``windows`` ``(n, T)`` and measure the geometry."""
     cfg = cfg or GeometryConfig()
-    if cfg.primary not in cfg.classes:
-        raise ParamLensError(f"the primary class '{cfg.primary}' must be one of the fitted classes {cfg.classes}")
     held = _split(len(windows), cfg)
     require_tokens(model, int((~held).sum()) * windows.shape[1], "tokenwise maps fitted on the held-in windows")
     n_layers = len(blocks_of(model))

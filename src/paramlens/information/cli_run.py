@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paramlens.core.loading import Loaded
-from paramlens.core.resolve import resolve
+from paramlens.core.resolve import builtin, resolve
 from paramlens.core.runs import new_run_dir
 from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
@@ -54,11 +54,14 @@ def run_information(model: str, p: int, seed: int, shuffled: bool, cfg: Informat
                     trust_code: bool = False) -> tuple[WeightInformation, Path]:
     """The built-in model (``p``, ``shuffled``) or a causal LM (``targets``, ``text``); writes the run folder and
     its report."""
-    builtin = model.lower().replace("_", "-") == BUILTIN
-    if shuffled and not builtin:
+    name = builtin(model)
+    if name not in (None, BUILTIN):
+        raise ParamLensError(f"{model}: a built-in toy model; information reads the built-in '{BUILTIN}' MLP or a "
+                             "causal language model")
+    if shuffled and name is None:
         raise ParamLensError(f"--shuffled retrains the built-in model on permuted labels; it has no meaning for "
                              f"'{model}'")
-    options = {"p": p, "shuffled_labels": shuffled} if builtin else None
+    options = {"p": p, "shuffled_labels": shuffled} if name else None
     loaded = resolve(model, trust_code=trust_code, seed=seed, progress=False, options=options)
     loaded.runnable("information")
     if loaded.kind == "modular_addition":

@@ -131,7 +131,8 @@ def weight_information(model: nn.Module, targets: list[Target], task_loss: Calla
             info = sum(-0.5 * la.sum() for la in log_alpha.values())
             loss = task + cfg.beta * info
             if not torch.isfinite(loss):
-                raise ParamLensError(f"information loss is {loss.item()} at step {step}; lower lr")
+                raise ParamLensError(f"information loss is {loss.item()} at step {step}; lower the learning rate "
+                                     "(InformationConfig.lr) or --beta")
             opt.zero_grad()
             loss.backward()
             opt.step()

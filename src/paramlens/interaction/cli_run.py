@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from paramlens.core.loading import Loaded
-from paramlens.core.resolve import resolve
+from paramlens.core.resolve import builtin, resolve
 from paramlens.core.runs import Result, new_run_dir
 from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
@@ -42,8 +42,12 @@ class LMOptions:
 def _model(spec: str, p: int, seed: int, command: str, trust_code: bool, progress: bool = True) -> Loaded:
     """The built-in modular-addition MLP (trained with modulus ``p``) or a language model; anything else is an
     error naming what the command reads."""
+    name = builtin(spec)
+    if name not in (None, BUILTIN):
+        raise ParamLensError(f"{spec}: a built-in toy model; {command} reads the built-in '{BUILTIN}' MLP or a "
+                             "transformer language model")
     loaded = resolve(spec, trust_code=trust_code, seed=seed, progress=progress,
-                     options={"p": p} if spec.lower().replace("_", "-") == BUILTIN else None)
+                     options={"p": p} if name == BUILTIN else None)
     loaded.runnable(command)
     if loaded.kind != "modular_addition" and not loaded.is_language_model:
         raise ParamLensError(f"{spec}: a {loaded.kind} model; {command} reads the built-in '{BUILTIN}' MLP or a "

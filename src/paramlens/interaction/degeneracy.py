@@ -151,10 +151,14 @@ def degeneracy(segments: list[Segment], x: Tensor, tol: float = 1e-12, near: flo
     return Degeneracy([a.shape[1] - 1 for a in acts], act_null, grad_null, relu, *_per_count(counts), near)
 
 
+ACTIVATIONS = ("act_fn", "act", "intermediate_act_fn", "activation_fn", "gelu_impl")
+
+
 def _activation_modules(block: nn.Module) -> list[nn.Module]:
-    """The parameter-free activation modules of a block's MLP (``act_fn``, ``act``, ``intermediate_act_fn``)."""
+    """The parameter-free activation modules of a block's MLP (``act_fn``, ``act``, ``intermediate_act_fn``,
+    ``activation_fn`` (Phi), ``gelu_impl`` (BLOOM))."""
     return [m for name, m in block.named_modules()
-            if name.rsplit(".", 1)[-1] in ("act_fn", "act", "intermediate_act_fn") and not list(m.parameters())]
+            if name.rsplit(".", 1)[-1] in ACTIVATIONS and not list(m.parameters())]
 
 
 @torch.no_grad()
@@ -163,8 +167,8 @@ def mlp_firing(model: nn.Module, windows: Tensor, batch: int = 8) -> list[Tensor
     blocks = blocks_of(model)
     found = [_activation_modules(b) for b in blocks]
     if not all(len(f) == 1 for f in found):
-        raise ParamLensError(f"{type(model).__name__}: expected one MLP activation module per block (act_fn, act or "
-                             f"intermediate_act_fn), found {[len(f) for f in found]}")
+        raise ParamLensError(f"{type(model).__name__}: expected one MLP activation module per block (act_fn, act, "
+                             f"intermediate_act_fn, activation_fn or gelu_impl), found {[len(f) for f in found]}")
     fires: list[list[Tensor]] = [[] for _ in blocks]
     hooks = [f[0].register_forward_hook(lambda _m, args, _o, i=i: fires[i].append((args[0] > 0).flatten(0, -2)))
              for i, f in enumerate(found)]

@@ -88,9 +88,10 @@ def _stream_grams(model: nn.Module, windows: Tensor, batch: int, centred: bool) 
 def residual_basis(model: nn.Module, windows: Tensor, batch: int = 8, sources: int = 8, tol: float = 1e-12,
                    seed: int = 0, kind: Literal["lib", "pca"] = "lib", centred: bool = False,
                    progress: bool = False) -> list[LayerBasis]:
-    """Basis of every residual-stream layer ``0..L`` from token ``windows`` ``(n, T)``: the LIB, or with ``kind="pca"`` the principal directions of each stream; ``sources``:
-    random vectors per batch for the Jacobian second moments; ``centred``: from the covariance rather than
-    ``E[f f^T]`` (the bases then carry each stream's mean as their offset)."""
+    """Basis of every residual-stream layer ``0..L`` from token ``windows`` ``(n, T)``: the LIB, or with
+    ``kind="pca"`` the principal directions of each stream; ``sources``: random vectors per batch for the Jacobian
+    second moments; ``centred``: from the covariance rather than ``E[f f^T]`` (the bases then carry each stream's
+    mean as their offset)."""
     if kind not in ("lib", "pca"):
         raise ParamLensError(f"unknown residual-stream basis '{kind}'; choose lib or pca")
     require_tokens(model, windows.numel(), f"a {kind} basis of every residual-stream layer")

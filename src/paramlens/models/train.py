@@ -47,6 +47,7 @@ def train(
     folder: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    on_start: Callable[[], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place on batches from ``source``; returns the loss log.
 
@@ -69,7 +70,7 @@ def train(
     stateful = {"model": model, "optimizer": opt, "scheduler": sched, "generator": generator}
     return fit_loop(
         cfg.n_steps, step, stateful, folder=folder, resume=resume, description=f"train {type(model).__name__}",
-        progress=progress, checkpoint_every=max(cfg.n_steps // 10, 100),
+        progress=progress, checkpoint_every=max(cfg.n_steps // 10, 100), on_start=on_start,
     )
 
 

@@ -55,12 +55,17 @@ class TensorStore:
             self.shapes = {k: tuple(v.shape) for k, v in self._tensors.items()}
 
     def get(self, name: str) -> Tensor:
+        """The tensor ``name``; integer tensors as int64 (narrow integer types wrap in the range checks)."""
         if self._tensors is not None:
-            return self._tensors[name]
+            return _int64(self._tensors[name])
         try:
-            return widen(self._file.get_tensor(name))
+            return _int64(widen(self._file.get_tensor(name), name, self.path))
         except Exception as e:  # a header that promises more bytes than the file holds
             raise ParamLensError(f"{self.path}: tensor '{name}' cannot be read ({e}); the file is truncated") from None
+
+
+def _int64(t: Tensor) -> Tensor:
+    return t if t.is_floating_point() or t.is_complex() or t.dtype in (torch.int64, torch.bool) else t.to(torch.int64)
 
 
 def _natural_key(name: str) -> list:

@@ -35,9 +35,9 @@ def run_circuit(path: str, out_dir: Path) -> tuple[CircuitResult, Path]:
     return result, folder
 
 
-def run_invert(path: str, target: str, low: float, high: float, tol: float) -> Inversion:
+def run_invert(path: str, target: str, low: float, high: float, tol: float, last: str) -> Inversion:
     """Invert the network at ``path`` (no run folder: the answer is printed)."""
-    return invert_file(path, target, low=low, high=high, tol=tol)
+    return invert_file(path, target, low=low, high=high, tol=tol, last=last)
 
 
 def run_reassemble(pieces: Path, data: Path, out_dir: Path, search_rows: int = 256) -> tuple[Reassembly, Path]:

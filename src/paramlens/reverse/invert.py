@@ -251,8 +251,15 @@ def check_options(low: float, high: float, tol: float) -> None:
         raise UsageError(f"--tol {tol}: give a number >= 0 (the allowed error per output)")
 
 
-def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol: float = 1e-4) -> Inversion:
+LAST = ("auto", "linear", "relu")
+
+
+def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol: float = 1e-4,
+                last: str = "auto") -> Inversion:
     """Invert the layer chain in ``path``: SAT when it is a Boolean network and the target is 0/1, else MILP.
+
+    ``last``: whether the last layer's outputs pass a ReLU. ``"auto"``: yes for a Boolean network (its gates are
+    ReLU units), no for the MILP (a real network's readout is linear); ``"relu"`` / ``"linear"`` say it outright.
 
     Raises:
         ParamLensError: bad options (:func:`check_options`, :func:`parse_target`), or a layer holding NaN,
@@ -262,10 +269,12 @@ def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol
     from paramlens.reverse.circuit import lift, simplify
 
     check_options(low, high, tol)
+    if last not in LAST:
+        raise UsageError(f"--last {last!r}: choose one of {', '.join(LAST)}")
     weights, biases = chain_weights(path, torch.float64)
     refuse_bad_values(path, weights, biases, "inversion (SAT or MILP)")
     values = parse_target(target, len(biases[-1]))
-    if all(v in (0.0, 1.0) for v in values):
+    if all(v in (0.0, 1.0) for v in values) and last != "linear":
         try:
             circuit = simplify(lift(weights, biases).circuit)
         except ParamLensError as e:
@@ -273,7 +282,8 @@ def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol
         else:
             return invert_circuit(circuit, [int(v) for v in values])
     else:
-        boolean_why = "the target is not 0/1"
-    result = invert_relu(weights, biases, values, low=low, high=high, tol=tol)
-    result.tried = f"not a Boolean instance ({boolean_why}); {result.tried}"
+        boolean_why = "the target is not 0/1" if last != "linear" else "the last layer is linear (--last linear)"
+    result = invert_relu(weights, biases, values, low=low, high=high, tol=tol, relu_last=last == "relu")
+    readout = "ReLU on the outputs" if last == "relu" else "linear last layer (--last relu applies a ReLU)"
+    result.tried = f"not a Boolean instance ({boolean_why}); {result.tried}; {readout}"
     return result

@@ -138,7 +138,9 @@ def _signatures(W: Tensor, bias: Tensor, fan_in: Tensor) -> tuple[dict[str, int]
 
 
 def _min_mean_max(counts: Tensor) -> tuple[int, float, int]:
-    """Smallest, mean and largest of per-row or per-column counts."""
+    """Smallest, mean and largest of per-row or per-column counts (zeros for a layer without rows or columns)."""
+    if counts.numel() == 0:
+        return 0, 0.0, 0
     return int(counts.min()), float(counts.float().mean()), int(counts.max())
 
 
@@ -160,10 +162,11 @@ def layer_stats(W: Tensor, b: Tensor | None, names: tuple[str, str | None] = ("w
     value_counts = _integer_counts(W) if integer else None
     values = ([float(v) for v in sorted(value_counts)] if len(value_counts) <= MAX_DISTINCT else None) \
         if value_counts is not None else _distinct(W)
-    signatures, constant_bits = _signatures(W, bias, fan_in) if integer else ({}, [])
+    signatures, constant_bits = _signatures(W, bias, fan_in) if integer and W.numel() else ({}, [])
     n_finite = int(W.isfinite().sum()) if W.is_floating_point() else W.numel()
     return LayerStats(
-        shape=tuple(W.shape), integer=integer, values=values, kind=_kind(values, integer, finite),
+        shape=tuple(W.shape), integer=integer, values=values,
+        kind=_kind(values, integer, finite) if W.numel() else "empty",
         sparsity=1 - int(nz.sum()) / max(n_finite, 1), fan_in=_min_mean_max(fan_in), fan_out=_min_mean_max(nz.sum(0)),
         bias_values=_distinct(bias), signatures=signatures, constant_bits=constant_bits, value_counts=value_counts,
         bias_hash=_bias_key(bias), problem=layer_problem(W, b, names))

@@ -26,6 +26,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from paramlens.core.loading import regular_file
 from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.reverse.block_order import Blocks, order_blocks
@@ -82,11 +83,9 @@ def load_rows(path: str | Path, d_in: int, d_out: int) -> tuple[Tensor, Tensor]:
     """Inputs ``(R, d_in)`` and outputs ``(R, d_out)`` from a CSV with a header: inputs are the first
     ``d_in`` columns; outputs are the columns named ``y``/``pred``... if there are exactly ``d_out`` of them,
     else the ``d_out`` columns after the inputs."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamLensError(f"{path}: no such data file")
+    path = regular_file(path)
     with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+        rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]  # blank lines are not rows
     if len(rows) < 2:
         raise ParamLensError(f"{path}: needs a header and at least one row")
     header, body = rows[0], rows[1:]

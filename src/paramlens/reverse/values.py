@@ -24,6 +24,11 @@ MAX_MAGNITUDE = 2**31
 RANGE = "|v| <= 2^31"
 
 
+def _wide(t: Tensor) -> Tensor:
+    """Integer tensors as int64: comparing int8/int16/int32/uint8 with ``±2^31`` would wrap the bound."""
+    return t if t.is_floating_point() or t.dtype == torch.int64 else t.to(torch.int64)
+
+
 def nonfinite_counts(t: Tensor) -> dict[str, int]:
     """``{"NaN": n, "+Inf": n, "-Inf": n}`` with the non-zero counts only (empty for finite tensors)."""
     if not t.is_floating_point():
@@ -36,6 +41,7 @@ def in_range(t: Tensor) -> bool:
     """Every value finite and within ``±MAX_MAGNITUDE`` (True for an empty tensor)."""
     if t.numel() == 0:
         return True
+    t = _wide(t)
     return bool(t.min() >= -MAX_MAGNITUDE) and bool(t.max() <= MAX_MAGNITUDE)  # NaN compares False
 
 
@@ -48,6 +54,7 @@ def describe(t: Tensor) -> str | None:
     """What makes ``t`` unusable for the integer and solver paths, e.g. ``1 NaN, 2 +Inf`` or ``3 values
     beyond ±2^31 (largest magnitude 1e+30)``; None when every value is finite and in range."""
     parts = [f"{n} {k}" for k, n in nonfinite_counts(t).items()]
+    t = _wide(t)
     finite = t[t.isfinite()] if t.is_floating_point() else t
     big = finite[(finite > MAX_MAGNITUDE) | (finite < -MAX_MAGNITUDE)]
     if big.numel():

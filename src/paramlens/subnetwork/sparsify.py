@@ -88,7 +88,8 @@ def sparsify(model: nn.Module, targets: list[Target], task_loss: Callable[[Calla
             density = sum(s.sum() for s in soft.values()) / total
             loss = task + cfg.lam * density
             if not torch.isfinite(loss):
-                raise ParamLensError(f"sparsification loss is {loss.item()} at step {step}; lower lr or lam")
+                raise ParamLensError(f"sparsification loss is {loss.item()} at step {step}; lower the learning rate "
+                                     "(lr) or lam")
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from paramlens.core.weights import run_with
 from paramlens.errors import ParamLensError
 
-LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "encoder.layer", "bert.encoder.layer")
+LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "encoder.layer", "bert.encoder.layer",
+               "layers", "h")  # the last two: base models without a head (LlamaModel, GPT2Model)
 
 
 def block_prefix(model: nn.Module) -> str:

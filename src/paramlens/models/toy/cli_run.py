@@ -9,7 +9,7 @@ import torch
 
 from paramlens.core.memory import check_fits
 from paramlens.core.runs import new_run_dir, resume_config, save_config
-from paramlens.errors import ParamLensError
+from paramlens.errors import UsageError
 from paramlens.models.toy import ZOO, save_model
 
 
@@ -31,16 +31,15 @@ def run_train_toy(kind: str, given: dict[str, Any], out_dir: Path, resume: Path 
     entry = ZOO[kind]
     if resume is not None:
         folder, cfg = resume, resume_config(resume, entry.config, given, override)
-        if override:  # checked against the saved run: the new values are the run's settings from now on
-            save_config(folder, cfg)
     else:
         unknown = [k for k in given if k not in entry.config.model_fields]
         if unknown:
-            raise ParamLensError(f"{kind} has no option {', '.join(unknown)}")
+            raise UsageError(f"{kind} has no option {', '.join(unknown)}")
         cfg = entry.config(**given)
         _check_memory(kind, cfg)
         folder = new_run_dir(out_dir, kind)
-        save_config(folder, cfg)
-    model, history = entry.train(cfg, folder=folder, resume=resume is not None)
+    # config.json is written once the run is known to be valid (a resume: its checkpoint fits the settings)
+    model, history = entry.train(cfg, folder=folder, resume=resume is not None,
+                                 on_start=lambda: save_config(folder, cfg))
     save_model(folder, model, cfg)
     return folder, history[-1]["loss"]
