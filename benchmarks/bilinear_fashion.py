@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table, timed  # noqa: E402
 
-from paramlens.bilinear.classifier import class_forms  # noqa: E402
+from paramlens.bilinear.class_forms import class_forms  # noqa: E402
 from paramlens.bilinear.result import analyse  # noqa: E402
 from paramlens.bilinear.truncation import eigenvector_similarity  # noqa: E402
 from paramlens.core.images import load_images  # noqa: E402
-from paramlens.models.bilinear import BilinearClassifier, ClassifierConfig, train_classifier  # noqa: E402
+from paramlens.models.bilinear_nets import BilinearClassifier, ClassifierConfig, train_classifier  # noqa: E402
 
 KS = (1, 2, 5, 10, 20)
 

@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import in_fresh_process, print_table  # noqa: E402
 
-from paramlens.bilinear.classifier import class_forms  # noqa: E402
+from paramlens.bilinear.class_forms import class_forms  # noqa: E402
 from paramlens.bilinear.spectra import bilinear_tensor, eigen, output_features  # noqa: E402
-from paramlens.models.bilinear import BilinearClassifier, ClassifierConfig  # noqa: E402
+from paramlens.models.bilinear_nets import BilinearClassifier, ClassifierConfig  # noqa: E402
 
 
 def fast(model: BilinearClassifier, k: int) -> tuple[list, list]:

@@ -28,7 +28,7 @@ from paramlens.core.resolve import resolve  # noqa: E402
 from paramlens.core.text import corpus_windows  # noqa: E402
 from paramlens.geometry.layer_updates import GeometryConfig, layer_geometry  # noqa: E402
 from paramlens.geometry.rotation import rotation  # noqa: E402
-from paramlens.models.lm.streams import stream_batches  # noqa: E402
+from paramlens.core.streams import stream_batches  # noqa: E402
 from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm  # noqa: E402
 
 

@@ -147,7 +147,7 @@ def bilinear_section(folder: Path, quick: bool, seed: int, progress: bool) -> tu
     from paramlens.bilinear.cli_run import classifier_section
     from paramlens.bilinear.result import analyse
     from paramlens.core.images import load_images
-    from paramlens.models.bilinear import ClassifierConfig, train_classifier
+    from paramlens.models.bilinear_nets import ClassifierConfig, train_classifier
 
     data = load_images("mnist")
     cfg = ClassifierConfig(dataset="mnist", d_hidden=32 if quick else 128, n_steps=100 if quick else 1500,

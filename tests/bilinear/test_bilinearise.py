@@ -2,7 +2,7 @@ import torch
 
 from paramlens.bilinear.bilinearise import anneal_to_bilinear, bilinearise, compare
 from paramlens.core.data import TokenWindows
-from paramlens.models.bilinear import Bilinear
+from paramlens.models.bilinear_nets import Bilinear
 from paramlens.models.lm.tiny import TinyLMConfig, build_tiny_lm
 
 

@@ -2,7 +2,7 @@ import torch
 
 from paramlens.bilinear.result import ClassifierAnalysis, analyse
 from paramlens.core.images import load_images
-from paramlens.models.bilinear import ClassifierConfig, train_classifier
+from paramlens.models.bilinear_nets import ClassifierConfig, train_classifier
 
 
 def test_analysis_saves_loads_and_draws(tmp_path):

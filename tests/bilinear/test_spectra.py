@@ -12,7 +12,7 @@ from paramlens.bilinear.spectra import (
     quadratic_form,
 )
 from paramlens.errors import ParamLensError
-from paramlens.models.bilinear import Bilinear
+from paramlens.models.bilinear_nets import Bilinear
 
 
 def random_layer(d_in=6, d_hidden=5, d_out=4, bias=True, seed=0, output_bias=False):

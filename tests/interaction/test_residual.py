@@ -39,7 +39,7 @@ def test_jacobian_second_moments_match_their_closed_forms():
 
 
 def test_a_llama_model_runs_block_by_block_with_its_positional_machinery():
-    from paramlens.models.lm.streams import residual_streams
+    from paramlens.core.streams import residual_streams
     from tests.models.test_streams import llama
 
     model = llama()

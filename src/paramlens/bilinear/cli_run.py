@@ -10,7 +10,7 @@ from paramlens.core.images import DATASETS, load_images
 from paramlens.core.resolve import resolve
 from paramlens.core.runs import new_run_dir
 from paramlens.errors import ParamLensError, UsageError
-from paramlens.models.bilinear.classifier import ClassifierConfig, train_classifier
+from paramlens.models.bilinear_nets.classifier import ClassifierConfig, train_classifier
 from paramlens.models.train import save_model
 from paramlens.report import Section, write_report
 

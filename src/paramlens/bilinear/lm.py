@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from paramlens.bilinear.spectra import eigen, interaction_matrix
 from paramlens.errors import ParamLensError
-from paramlens.models.bilinear.layers import Bilinear
+from paramlens.models.bilinear_nets.layers import Bilinear
 from paramlens.models.lm.adapters import LMParts
 
 

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from paramlens.bilinear.adversarial import adversarial_masks, attack
-from paramlens.bilinear.classifier import class_forms
+from paramlens.bilinear.class_forms import class_forms
 from paramlens.bilinear.spectra import effective_rank
 from paramlens.bilinear.truncation import truncation_curve
 from paramlens.core.images import ImageSet
 from paramlens.core.runs import Result
-from paramlens.models.bilinear.classifier import BilinearClassifier
+from paramlens.models.bilinear_nets.classifier import BilinearClassifier
 from paramlens.report import plots
 
 ATTACK_FRACTIONS = (0.25, 0.5, 1.0)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from paramlens.errors import ParamLensError
-from paramlens.models.bilinear.layers import Bilinear
+from paramlens.models.bilinear_nets.layers import Bilinear
 
 
 def _sym(m: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from paramlens.bilinear.classifier import ClassForms
+from paramlens.bilinear.class_forms import ClassForms
 from paramlens.bilinear.spectra import Eigen
 
 

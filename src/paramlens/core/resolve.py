@@ -11,8 +11,9 @@ A spec is tried in this order:
 
 A file or folder that exists under the given name wins over a name of 1. or 2.
 
-The zoo's names and run-folder kinds come from :mod:`paramlens.models.registry`, the one place core looks them
-up. Nothing is downloaded.
+The zoo's names and run-folder kinds are registered here by :mod:`paramlens.models` (imported with
+``paramlens``) through :func:`register_builtin` and :func:`register_folder_kind`; core never imports the zoo.
+Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -66,15 +67,23 @@ PACKAGED = {
 }
 
 
-def _zoo() -> tuple[dict[str, Builtin], dict[str, Callable[[Path], nn.Module]]]:
-    from paramlens.models.registry import BUILTINS, FOLDER_KINDS
+BUILTINS: dict[str, Builtin] = {}
+FOLDER_KINDS: dict[str, Callable[[Path], nn.Module]] = {}
 
-    return BUILTINS, FOLDER_KINDS
+
+def register_builtin(name: str, builtin: Builtin) -> None:
+    """Make ``name`` a model spec: :func:`resolve` then trains it with ``builtin.build`` (seeded)."""
+    BUILTINS[name] = builtin
+
+
+def register_folder_kind(kind: str, load_folder: Callable[[Path], nn.Module]) -> None:
+    """Run folders whose ``config.json`` says ``"kind": kind`` hold a model that ``load_folder(folder)`` reads."""
+    FOLDER_KINDS[kind] = load_folder
 
 
 def known_names() -> list[str]:
     """Every name :func:`resolve` accepts besides paths."""
-    return [*PACKAGED, *_zoo()[0]]
+    return [*PACKAGED, *BUILTINS]
 
 
 def resolve(spec: str | Path, *, trust_code: bool = False, check_finite: bool = True, seed: int = 0,
@@ -90,13 +99,12 @@ def resolve(spec: str | Path, *, trust_code: bool = False, check_finite: bool = 
             file or folder are ignored.
     """
     key = _name(spec)
-    builtins, _ = _zoo()
     if key in PACKAGED:
         loaded = load(PACKAGED[key].path(), trust_code=trust_code, check_finite=check_finite)
         loaded.name = PACKAGED[key].title
         return loaded
-    if key in builtins:
-        return _build(key, builtins[key], seed, progress, options or {})
+    if key in BUILTINS:
+        return _build(key, BUILTINS[key], seed, progress, options or {})
     path = Path(spec)
     if path.is_dir() and (path / "config.json").is_file():
         saved = _saved_model(path)
@@ -117,7 +125,7 @@ def builtin(spec: str | Path) -> str | None:
     """The built-in zoo name ``spec`` stands for, or None (a path, a packaged model, anything else): lets a command
     refuse a model of the wrong kind before training it."""
     key = _name(spec)
-    return key if key in _zoo()[0] else None
+    return key if key in BUILTINS else None
 
 
 def _exists(spec: str | Path) -> bool:
@@ -145,13 +153,12 @@ def _saved_model(folder: Path) -> Loaded | None:
         kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("kind")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
         return None
-    _, folder_kinds = _zoo()
-    if kind not in folder_kinds:
+    if kind not in FOLDER_KINDS:
         if (folder / "result.json").is_file():
             raise ParamLensError(f"{folder}: a ParamLens result folder, not a model; inspect its tensors with "
                                  f"paramlens inspect {folder / 'tensors.safetensors'}")
         return None
-    module = folder_kinds[kind](folder).eval()
+    module = FOLDER_KINDS[kind](folder).eval()
     return Loaded(folder, "run folder", dict(module.state_dict()), module, kind=kind, name=folder.name)
 
 

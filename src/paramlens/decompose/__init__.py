@@ -17,7 +17,7 @@ from paramlens.decompose.apd import APDConfig, APDMethod
 from paramlens.decompose.result import Decomposition
 from paramlens.decompose.spd import SPDConfig, SPDMethod
 from paramlens.errors import ParamLensError
-from paramlens.models.ground_truth import GroundTruth
+from paramlens.core.ground_truth import GroundTruth
 
 METHODS: dict[str, Any] = {"spd": SPDMethod, "apd": APDMethod}
 

@@ -26,7 +26,7 @@ from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
 from paramlens.decompose import METHODS, Decomposition, decompose
 from paramlens.errors import ParamLensError, UsageError
-from paramlens.models.lm.streams import blocks_of
+from paramlens.core.streams import blocks_of
 from paramlens.report import Section, write_report
 
 RUN_RECORD = "run.json"

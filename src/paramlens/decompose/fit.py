@@ -26,7 +26,7 @@ from paramlens.decompose.evaluate import evaluate
 from paramlens.decompose.forward import capture
 from paramlens.decompose.result import Decomposition
 from paramlens.errors import ParamLensError
-from paramlens.models.ground_truth import GroundTruth
+from paramlens.core.ground_truth import GroundTruth
 
 DECOMPOSABLE = ("linear", "conv1d", "embedding")
 

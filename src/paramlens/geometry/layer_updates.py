@@ -38,7 +38,7 @@ from paramlens.core.progress import track
 from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.geometry.ridge import RidgeSums, with_one
-from paramlens.models.lm.streams import blocks_of, require_tokens, stream_batches
+from paramlens.core.streams import blocks_of, require_tokens, stream_batches
 
 CLASSES = ("ridge", "lowrank", "diagonal", "mlp")
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from paramlens.core.runs import Result
 from paramlens.geometry.ridge import RidgeSums
-from paramlens.models.lm.streams import require_tokens, stream_batches, token_embeddings
+from paramlens.core.streams import require_tokens, stream_batches, token_embeddings
 
 
 def map_rotation(w: Tensor) -> float:

@@ -16,7 +16,7 @@ from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
 from paramlens.errors import ParamLensError
 from paramlens.information.weights_info import InformationConfig, WeightInformation, weight_information
-from paramlens.models.lm.streams import batches_of, block_prefix
+from paramlens.core.streams import batches_of, block_prefix
 from paramlens.models.toy.modular_addition import all_pairs, labels, split
 from paramlens.report import Section, write_report
 

@@ -26,7 +26,7 @@ from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.interaction.basis import LayerBasis, Segment, augmented_activations, interaction_basis
 from paramlens.interaction.residual import residual_basis
-from paramlens.models.lm.streams import batches_of, blocks_of
+from paramlens.core.streams import batches_of, blocks_of
 
 
 @dataclass

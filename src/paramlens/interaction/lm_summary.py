@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from paramlens.core.runs import Result
 from paramlens.interaction.modularity import modules
 from paramlens.interaction.residual import residual_basis, residual_edges, stream_ablation_curve
-from paramlens.models.lm.streams import blocks_of
+from paramlens.core.streams import blocks_of
 
 BASES = ("lib", "pca")
 

@@ -8,7 +8,7 @@ are a function of every earlier token's stream, so ``M = E[sum_(t, s) J_ts^T J_t
 for ``r ~ N(0, I)`` over all output tokens and directions, ``g = J^T r`` is one vector-Jacobian product
 through the block and ``E[g g^T] = M`` exactly in expectation. Blocks are run in place inside the model
 (their input replaced through a hook, the forward stopped after them), so any model that
-:func:`paramlens.models.lm.streams.blocks_of` understands works, positional machinery included.
+:func:`paramlens.core.streams.blocks_of` understands works, positional machinery included.
 
 PCA of each stream (same interface) is the baseline. Ablation curves rebuild the stream before one block from
 its top-n basis directions and run the rest of the model: next-token cross-entropy for a causal LM, the
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from paramlens.core.progress import track
 from paramlens.errors import ParamLensError
 from paramlens.interaction.basis import LayerBasis, augment, pca_of_gram, whiten_gram
-from paramlens.models.lm.streams import batches_of, blocks_of, require_tokens, stream_batches
+from paramlens.core.streams import batches_of, blocks_of, require_tokens, stream_batches
 
 
 class _Stop(Exception):

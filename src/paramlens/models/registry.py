@@ -1,16 +1,15 @@
-"""The zoo as :func:`paramlens.core.resolve.resolve` knows it: built-in names trained on the spot, and the kinds of
-run folder that hold a saved model."""
+"""Registers the zoo with :func:`paramlens.core.resolve.resolve`: built-in names trained on the spot, and the kinds
+of run folder that hold a saved model."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from paramlens.core.resolve import Builtin
-from paramlens.models.bilinear.classifier import load_classifier
+from paramlens.core.resolve import Builtin, register_builtin, register_folder_kind
+from paramlens.models.bilinear_nets.classifier import load_classifier
 from paramlens.models.toy import ZOO, load_toy
 from paramlens.models.toy.modular_addition import ModularConfig, train_modular
 
@@ -31,13 +30,9 @@ def _fields(cls: type) -> tuple[str, ...]:
     return tuple(k for k in cls.model_fields if k not in ("kind", "seed"))
 
 
-BUILTINS: dict[str, Builtin] = {
-    "modular-addition": Builtin("an MLP trained on (a + b) mod p", _modular, _fields(ModularConfig)),
-    **{kind.replace("_", "-"): Builtin(f"the toy model {kind} with its default settings", _toy(kind),
-                                       _fields(entry.config)) for kind, entry in ZOO.items()},
-}
-
-FOLDER_KINDS: dict[str, Callable[[Path], nn.Module]] = {
-    **{kind: load_toy for kind in ZOO},
-    "bilinear_classifier": load_classifier,
-}
+register_builtin("modular-addition", Builtin("an MLP trained on (a + b) mod p", _modular, _fields(ModularConfig)))
+for _kind, _entry in ZOO.items():
+    register_builtin(_kind.replace("_", "-"), Builtin(f"the toy model {_kind} with its default settings", _toy(_kind),
+                                                      _fields(_entry.config)))
+    register_folder_kind(_kind, load_toy)
+register_folder_kind("bilinear_classifier", load_classifier)

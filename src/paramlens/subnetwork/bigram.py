@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from paramlens.core.runs import Result
 from paramlens.core.weights import Target, run_with, select
 from paramlens.errors import ParamLensError
-from paramlens.models.lm.streams import block_prefix, token_embeddings
+from paramlens.core.streams import block_prefix, token_embeddings
 from paramlens.subnetwork.sparsify import SparseMask, SparsifyConfig, sparsify
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from paramlens.errors import ParamLensError
-from paramlens.models.lm.streams import token_embeddings, unembedding
+from paramlens.core.streams import token_embeddings, unembedding
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from paramlens.models.ground_truth import GroundTruth
+from paramlens.core.ground_truth import GroundTruth
 from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, residual_loss
 from paramlens.models.train import seeded, train
 

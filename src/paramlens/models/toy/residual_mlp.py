@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from paramlens.core.data import SparseFeatures
-from paramlens.models.ground_truth import GroundTruth
+from paramlens.core.ground_truth import GroundTruth
 from paramlens.models.train import TrainConfig, seeded, train
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from paramlens.core.data import SparseFeatures
 from paramlens.core.weights import run_with
-from paramlens.models.ground_truth import GroundTruth
+from paramlens.core.ground_truth import GroundTruth
 from paramlens.models.train import TrainConfig, seeded, train
 
 

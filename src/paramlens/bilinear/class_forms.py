@@ -14,7 +14,7 @@ from torch import Tensor
 
 from paramlens.bilinear.spectra import Eigen, QuadraticForm, quadratic_form
 from paramlens.errors import ParamLensError
-from paramlens.models.bilinear.classifier import BilinearClassifier
+from paramlens.models.bilinear_nets.classifier import BilinearClassifier
 
 
 @dataclass

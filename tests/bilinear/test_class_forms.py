@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from paramlens.bilinear.adversarial import adversarial_masks, attack
-from paramlens.bilinear.classifier import class_forms
+from paramlens.bilinear.class_forms import class_forms
 from paramlens.bilinear.truncation import eigenvector_similarity, truncation_curve
 from paramlens.core.images import load_images
 from paramlens.errors import ParamLensError
-from paramlens.models.bilinear import BilinearClassifier, ClassifierConfig, accuracy, train_classifier
+from paramlens.models.bilinear_nets import BilinearClassifier, ClassifierConfig, accuracy, train_classifier
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from paramlens.core.images import ImageSet
 from paramlens.errors import ParamLensError
-from paramlens.models.bilinear.layers import Bilinear, Gate
+from paramlens.models.bilinear_nets.layers import Bilinear, Gate
 from paramlens.models.train import TrainConfig, read_saved, seeded, train, validated
 
 

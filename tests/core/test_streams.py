@@ -3,7 +3,7 @@ import torch
 
 from paramlens.core.weights import select
 from paramlens.errors import ParamLensError
-from paramlens.models.lm.streams import block_prefix, residual_streams, stream_batches, token_embeddings, unembedding
+from paramlens.core.streams import block_prefix, residual_streams, stream_batches, token_embeddings, unembedding
 
 
 def gpt2():
