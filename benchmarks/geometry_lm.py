@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table, timed  # noqa: E402
 
 from paramlens.core.resolve import resolve  # noqa: E402
+from paramlens.core.streams import stream_batches  # noqa: E402
 from paramlens.core.text import corpus_windows  # noqa: E402
 from paramlens.geometry.layer_updates import GeometryConfig, layer_geometry  # noqa: E402
 from paramlens.geometry.rotation import rotation  # noqa: E402
-from paramlens.core.streams import stream_batches  # noqa: E402
 from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm  # noqa: E402
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table, timed  # noqa: E402
 
 from paramlens.models.shuffled import PiecesConfig, make_shuffled  # noqa: E402
-from paramlens.reverse.block_order import _predicted_changes, _seeds, moves  # noqa: E402
+from paramlens.reverse.block_order import moves, predicted_changes, seed_orders  # noqa: E402
 from paramlens.reverse.reassemble import load_pieces, load_rows, pair_pieces, reassemble, stack_blocks  # noqa: E402
 
 
@@ -34,11 +34,11 @@ def scoring_speed(folder: Path) -> dict:
     blocks = stack_blocks(pieces, pairing).to(torch.float32)
     x, _ = load_rows(folder / "data.csv", blocks.expand.shape[2], blocks.readout.shape[0])
     x = x[:256].float()
-    order = next(iter(_seeds(blocks, x).values()))
+    order = next(iter(seed_orders(blocks, x).values()))
     h = blocks.streams(order, x)
     g = blocks.output_jacobians(order, h)
     cands = moves(order, blocks.n)
-    _, batched = timed(lambda: _predicted_changes(blocks, cands, h, g, chunk=512))
+    _, batched = timed(lambda: predicted_changes(blocks, cands, h, g, chunk=512))
 
     def loop():
         for m in cands:

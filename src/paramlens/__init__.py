@@ -12,9 +12,11 @@ replaced, decompose them, and compare the result with models whose mechanisms ar
 from paramlens import models  # noqa: F401  (registers the zoo's built-in names with the resolver)
 from paramlens.core.loading import load
 from paramlens.core.resolve import resolve
+from paramlens.core.streams import capture, patched, run_until
 from paramlens.core.weights import run_with, select
 from paramlens.decompose import decompose
 from paramlens.errors import ParamLensError
 
-__all__ = ["resolve", "load", "select", "run_with", "decompose", "ParamLensError", "__version__"]
+__all__ = ["ParamLensError", "__version__", "capture", "decompose", "load", "patched", "resolve", "run_until", "run_with",
+           "select"]
 __version__ = "0.1.0"

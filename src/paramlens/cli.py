@@ -6,11 +6,14 @@ line on stderr with a distinct exit status (:class:`paramlens.terminal.Exit`); `
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from enum import Enum
+from inspect import Parameter, signature
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -43,14 +46,40 @@ TOKEN_IDS = typer.Option(None, "--token-ids", help="A file of token ids (one int
                          "window per line), for models without a tokenizer; replaces --corpus.")
 LM_TOKENS = typer.Option(2048, min=2, max=100_000_000, help="Corpus tokens to read.")
 LM_CONTEXT = typer.Option(64, min=2, max=1_000_000, help="Tokens per window.")
+LONG_CONTEXT = typer.Option(128, min=2, max=1_000_000, help="Tokens per window.")
 
 
-def _text(corpus: str, token_ids: Optional[Path], tokens: int, context: int) -> TextOptions:
-    return TextOptions(corpus=corpus, token_ids=token_ids, tokens=tokens, context=context)
+TEXT_FIELDS = ("corpus", "token_ids", "tokens", "context")
+
+
+def text_options(tokens: Any = LM_TOKENS, context: Any = LM_CONTEXT) -> Callable[[Callable], Callable]:
+    """Give a command the options ``--corpus --token-ids --tokens --context`` (with these ``tokens`` and ``context``
+    defaults); the command receives them as one ``text: TextOptions`` argument."""
+
+    def wrap(command: Callable) -> Callable:
+        sig = signature(command)
+        added = {"corpus": (str, CORPUS), "token_ids": (Optional[Path], TOKEN_IDS), "tokens": (int, tokens),
+                 "context": (int, context)}
+        params = [p for name, p in sig.parameters.items() if name != "text"]
+        params += [Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                   for name, (kind, default) in added.items()]
+
+        @functools.wraps(command)
+        def with_text(**kwargs: Any) -> Any:
+            return command(text=TextOptions(**{name: kwargs.pop(name) for name in TEXT_FIELDS}), **kwargs)
+
+        with_text.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        with_text.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "text"},
+                                     **{name: kind for name, (kind, _) in added.items()}}
+        return with_text
+
+    return wrap
 
 
 def _show(result, folder: Optional[Path]) -> None:
-    say(result.summary())
+    """Print the summary of a result (or of each result in a list) and where its report is."""
+    for one in result if isinstance(result, list) else [result]:
+        say(one.summary())
     if folder is not None:
         say(f"report: {folder / 'index.html'}")
 
@@ -66,7 +95,7 @@ def demo(
     seed: int = SEED,
     quick: bool = typer.Option(False, help="Tiny configs that finish in seconds (for smoke tests)."),
 ) -> None:
-    """Train the built-in toy models, run every analysis on them and write an HTML report."""
+    """Train the built-in toy models, run every analysis on them and write an HTML report. (paramlens.demo)"""
     from paramlens.demo import run_demo
 
     say(f"report: {run_demo(out_dir, seed=seed, quick=quick) / 'index.html'}")
@@ -91,7 +120,7 @@ def train_toy(
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
     override: str = OVERRIDE,
 ) -> None:
-    """Train a toy model with known mechanisms and save it to a run folder."""
+    """Train a toy model with known mechanisms and save it to a run folder. (Zoo: paramlens.models.toy.)"""
     from paramlens.models.toy.cli_run import run_train_toy
 
     given = {"n_features": features, "n_hidden": hidden, "n_layers": layers, "n_steps": steps, "seed": seed,
@@ -111,6 +140,9 @@ class DecompositionMethod(str, Enum):
 
 
 @app.command("decompose")
+@text_options(tokens=typer.Option(65_536, min=2, max=100_000_000, help="Language models: corpus tokens to sample "
+                                  "windows from."),
+              context=typer.Option(128, min=2, max=1_000_000, help="Language models: tokens per window."))
 def decompose_cmd(
     ctx: typer.Context,
     model: Optional[str] = typer.Argument(None, help=f"The model to decompose: {MODELS}."),
@@ -124,17 +156,14 @@ def decompose_cmd(
     lr: Optional[float] = typer.Option(None, help="Learning rate."),
     seed: Optional[int] = SEED_OR_SAVED,
     settings: list[str] = typer.Option([], "--set", help="Any other config field as key=value; repeat."),
-    corpus: str = CORPUS,
-    token_ids: Optional[Path] = TOKEN_IDS,
-    tokens: int = typer.Option(65_536, min=2, max=100_000_000, help="Language models: corpus tokens to sample "
-                               "windows from."),
-    context: int = typer.Option(128, min=2, max=1_000_000, help="Language models: tokens per window."),
+    text: TextOptions = None,
     out_dir: Path = OUT_DIR,
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
     override: str = OVERRIDE,
     trust_code: bool = TRUST_CODE,
 ) -> None:
-    """Decompose target weights into subcomponents (SPD) or parameter components (APD)."""
+    """Decompose target weights into subcomponents (SPD) or parameter components (APD). (Method:
+    paramlens.decompose.)"""
     from paramlens.decompose.cli_run import Request, run_decompose
 
     given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": lr}
@@ -143,8 +172,8 @@ def decompose_cmd(
         if not sep or not key:
             raise UsageError(f"--set takes key=value, got '{item}'")
         given[key] = value
-    given_text = {name for name in ("corpus", "token_ids", "tokens", "context") if _given(ctx, name)}
-    req = Request(model, list(targets), method.value if method else None, _text(corpus, token_ids, tokens, context),
+    given_text = {name for name in TEXT_FIELDS if _given(ctx, name)}
+    req = Request(model, list(targets), method.value if method else None, text,
                   {k: v for k, v in given.items() if v is not None}, seed)
     result, folder = run_decompose(req, out_dir=out_dir, resume=resume, override=_names(override),
                                    trust_code=trust_code, given_text=given_text)
@@ -170,7 +199,7 @@ def bilinear(
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Read a bilinear image classifier from its weights: class spectra, eigenvector images, truncation,
-    adversarial masks; writes an HTML report."""
+    adversarial masks; writes an HTML report. (Method: paramlens.bilinear.)"""
     from paramlens.bilinear.cli_run import run_bilinear
 
     given = {"n_steps": steps, "d_hidden": d_hidden, "input_noise": finite(noise, "--noise", 0),
@@ -179,7 +208,7 @@ def bilinear(
 
 
 reverse_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                          help="Reverse-engineer a network from its disclosed weights.")
+                          help="Reverse-engineer a network from its disclosed weights. (Methods: paramlens.reverse.)")
 app.add_typer(reverse_app, name="reverse")
 WEIGHTS = typer.Argument(..., help=f"The network: {MODELS} (its code never runs).")
 
@@ -199,7 +228,7 @@ def reverse_circuit(path: str = WEIGHTS, out_dir: Path = OUT_DIR) -> None:
     from paramlens.reverse.cli_run import run_circuit
 
     result, folder = run_circuit(path, out_dir)
-    say(result.summary())
+    _show(result, folder)
     say(f"netlist, DOT and Python function: {folder}")
 
 
@@ -247,38 +276,35 @@ def reverse_reassemble(
 
 
 @app.command()
+@text_options(tokens=typer.Option(4096, min=2, max=100_000_000, help="Tokens to analyse (a quarter of the windows "
+                                  "are held out)."), context=LONG_CONTEXT)
 def geometry(
     model: str = LM_MODEL,
-    corpus: str = CORPUS,
-    token_ids: Optional[Path] = TOKEN_IDS,
-    tokens: int = typer.Option(4096, min=2, max=100_000_000, help="Tokens to analyse (a quarter of the windows are "
-                               "held out)."),
-    context: int = typer.Option(128, min=2, max=1_000_000, help="Tokens per window."),
+    text: TextOptions = None,
     classes: str = typer.Option("ridge,lowrank,diagonal,mlp", help="Tokenwise function classes to fit."),
     primary: str = typer.Option("ridge", help="Class whose T replaces the update in the KL intervention."),
     trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Per layer: how much of the update h_(l+1) - h_l is a function of the current token alone (cosines,
-    angles, dominant-subspace energy, explained variance), and what replacing it does to the output."""
+    angles, dominant-subspace energy, explained variance), and what replacing it does to the output. (Method:
+    paramlens.geometry.)"""
     from paramlens.geometry.cli_run import run_geometry
     from paramlens.geometry.layer_updates import GeometryConfig
 
     cfg = GeometryConfig(classes=_names(classes), primary=primary)
-    _show(*run_geometry(model, _text(corpus, token_ids, tokens, context), cfg, out_dir, trust_code))
+    _show(*run_geometry(model, text, cfg, out_dir, trust_code))
 
 
 @app.command()
+@text_options(tokens=typer.Option(200_000, min=2, max=100_000_000, help="Corpus tokens: bigram counts and training "
+                                  "windows (10% held out)."))
 def bigram(
     model: str = LM_MODEL,
-    corpus: str = CORPUS,
-    token_ids: Optional[Path] = TOKEN_IDS,
-    tokens: int = typer.Option(200_000, min=2, max=100_000_000, help="Corpus tokens: bigram counts and training "
-                               "windows (10% held out)."),
+    text: TextOptions = None,
     steps: int = typer.Option(5000, min=1, max=10_000_000, help="Most sparsification steps (stops earlier when masks "
                               "are decided)."),
     lam: float = typer.Option(1.0, help="Weight of the mean mask in the loss."),
-    context: int = LM_CONTEXT,
     trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
@@ -288,16 +314,14 @@ def bigram(
     from paramlens.subnetwork.cli_run import run_bigram
 
     cfg = BigramConfig(max_steps=steps, lam=finite(lam, "--lam", 0))
-    _show(*run_bigram(model, _text(corpus, token_ids, tokens, context), cfg, out_dir, trust_code))
+    _show(*run_bigram(model, text, cfg, out_dir, trust_code))
 
 
 @app.command("rotation")
+@text_options(tokens=typer.Option(4096, min=2, max=100_000_000, help="Tokens to analyse."), context=LONG_CONTEXT)
 def rotation_command(
     model: str = LM_MODEL,
-    corpus: str = CORPUS,
-    token_ids: Optional[Path] = TOKEN_IDS,
-    tokens: int = typer.Option(4096, min=2, max=100_000_000, help="Tokens to analyse."),
-    context: int = typer.Option(128, min=2, max=1_000_000, help="Tokens per window."),
+    text: TextOptions = None,
     subnetwork: Optional[Path] = typer.Option(None, help="A `paramlens bigram` run folder: compare with its "
                                               "subnetwork."),
     trust_code: bool = TRUST_CODE,
@@ -308,21 +332,16 @@ def rotation_command(
     subnetwork found by `paramlens bigram`. (Method: paramlens.geometry.)"""
     from paramlens.geometry.cli_run import run_rotation
 
-    results, folder = run_rotation(model, _text(corpus, token_ids, tokens, context), out_dir, subnetwork, trust_code)
-    for result in results:
-        say(result.summary())
-    say(f"report: {folder / 'index.html'}")
+    _show(*run_rotation(model, text, out_dir, subnetwork, trust_code))
 
 
 @app.command()
+@text_options()
 def interaction(
     model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
     seed: int = SEED,
-    corpus: str = CORPUS,
-    token_ids: Optional[Path] = TOKEN_IDS,
-    tokens: int = LM_TOKENS,
-    context: int = LM_CONTEXT,
+    text: TextOptions = None,
     sources: int = typer.Option(4, min=1, max=10_000, help="Language models: random vectors per batch for Jacobian "
                                 "moments and edges."),
     top: int = typer.Option(16, min=1, max=100_000, help="Language models: edges among this many top directions per "
@@ -331,22 +350,20 @@ def interaction(
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Local interaction basis vs PCA (vs neurons on the MLP): edges, modules (Leiden) and Q, ablation curves;
-    on the built-in MLP also the edges needed to keep accuracy."""
+    on the built-in MLP also the edges needed to keep accuracy. (Method: paramlens.interaction.)"""
     from paramlens.interaction.cli_run import LMOptions, run_interaction
 
-    lm = LMOptions(text=_text(corpus, token_ids, tokens, context), sources=sources, top=top)
+    lm = LMOptions(text=text, sources=sources, top=top)
     _show(*run_interaction(model, p, seed, out_dir, lm, trust_code))
 
 
 @app.command("degeneracy")
+@text_options()
 def degeneracy_command(
     model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
     seed: int = SEED,
-    corpus: str = CORPUS,
-    token_ids: Optional[Path] = TOKEN_IDS,
-    tokens: int = LM_TOKENS,
-    context: int = LM_CONTEXT,
+    text: TextOptions = None,
     trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
@@ -354,11 +371,12 @@ def degeneracy_command(
     (language models: the residual stream, and the MLP units of every block). (Method: paramlens.interaction.)"""
     from paramlens.interaction.cli_run import LMOptions, run_degeneracy
 
-    lm = LMOptions(text=_text(corpus, token_ids, tokens, context))
+    lm = LMOptions(text=text)
     _show(*run_degeneracy(model, p, seed, out_dir, lm, trust_code))
 
 
 @app.command()
+@text_options()
 def information(
     model: str = MODEL_OR_BUILTIN,
     p: int = MODULUS,
@@ -366,22 +384,20 @@ def information(
     shuffled: bool = typer.Option(False, help="Built-in model: train and measure on shuffled labels (memorisation)."),
     targets: list[str] = typer.Option([], "--targets", "-t", help="Language models: weight patterns (default: the "
                                       "first block's matrices)."),
-    corpus: str = CORPUS,
-    token_ids: Optional[Path] = TOKEN_IDS,
-    tokens: int = LM_TOKENS,
-    context: int = LM_CONTEXT,
+    text: TextOptions = None,
     beta: float = typer.Option(1e-3, help="Weight of the information term."),
     steps: int = typer.Option(1000, min=1, max=10_000_000, help="Steps learning the noise."),
     trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
-    """Information in the weights: learned log-normal noise per weight, per layer, with the curvature bound."""
+    """Information in the weights: learned log-normal noise per weight, per layer, with the curvature bound. (Method:
+    paramlens.information.)"""
     from paramlens.information.cli_run import run_information
     from paramlens.information.weights_info import InformationConfig
 
     cfg = InformationConfig(beta=finite(beta, "--beta", 0, strict_low=True), steps=steps, seed=seed)
     _show(*run_information(model, p, seed, shuffled, cfg, out_dir, targets,
-                           _text(corpus, token_ids, tokens, context), trust_code))
+                           text, trust_code))
 
 
 @app.command()
@@ -390,7 +406,8 @@ def inspect(
     trust_code: bool = TRUST_CODE,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List every tensor: name, shape, dtype and value statistics (non-finite values counted, not refused)."""
+    """List every tensor: name, shape, dtype and value statistics (non-finite values counted, not refused). (Library:
+    paramlens.resolve.)"""
     from paramlens.core.loading import inspect_loaded
     from paramlens.core.resolve import resolve
 

@@ -20,7 +20,7 @@ from paramlens.models.toy import ZOO, save_model
 from paramlens.models.toy.cross_layer import CrossLayerConfig, layer_shares
 from paramlens.models.toy.residual_mlp import ResidualMLP, ResidualMLPConfig, residual_loss
 from paramlens.models.toy.tms import TMS, TMSConfig
-from paramlens.report import Section, plots, write_report
+from paramlens.report import Section, plots, section_of, write_report
 from paramlens.terminal import safe
 
 
@@ -144,8 +144,7 @@ def decomposition_section(folder: Path, model: TMS, quick: bool, seed: int, prog
 
 def bilinear_section(folder: Path, quick: bool, seed: int, progress: bool) -> tuple[Section, dict[str, Any]]:
     """A bilinear classifier on the 5,000 bundled MNIST digits, read from its weights."""
-    from paramlens.bilinear.cli_run import classifier_section
-    from paramlens.bilinear.result import analyse
+    from paramlens.bilinear.result import INTRO, analyse
     from paramlens.core.images import load_images
     from paramlens.models.bilinear_nets import ClassifierConfig, train_classifier
 
@@ -161,14 +160,13 @@ def bilinear_section(folder: Path, quick: bool, seed: int, progress: bool) -> tu
            "loss": 1 - a.accuracy, "baseline": 0.9, "loss / baseline": (1 - a.accuracy) / 0.9,
            "check": f"top-10 eigenvectors keep {top10 / a.accuracy:.1%} of accuracy; masks flip "
                     f"{a.attack['mask'][mid]:.0%} vs noise {a.attack['noise'][mid]:.0%}"}
-    return classifier_section(folder, a, prefix="bilinear_"), row
+    return section_of(a, folder, "Bilinear classifier on mnist", prefix="bilinear_", intro=INTRO), row
 
 
 def scan_section(folder: Path) -> tuple[Section, dict[str, Any]]:
     """A compiled 4-round ARX network with a hidden equality test, described from its weights alone."""
     from paramlens.models.compiled import compile_circuit
     from paramlens.models.compiled.builders import arx_mixer
-    from paramlens.reverse.cli_run import scan_section as section_of
     from paramlens.reverse.scan import scan
 
     path = compile_circuit(arx_mixer(4, bits=8, target=0x4B1D)).save(folder / "models" / "arx4.safetensors")
@@ -177,14 +175,17 @@ def scan_section(folder: Path) -> tuple[Section, dict[str, Any]]:
     row = {"model": "Compiled ARX network (scan)", "parameters": result.n_params, "loss": "",
            "baseline": "", "loss / baseline": "",
            "check": f"{found} (true: 4 rounds, 0x4b1d)"}
-    return section_of(folder, result, prefix="scan_"), row
+    return section_of(result, folder, f"Structure scan of {path.name}", prefix="scan_"), row
 
 
 def interaction_demo_section(folder: Path, quick: bool, seed: int, progress: bool) -> tuple[Section, dict[str, Any]]:
     """The interaction basis of a modular-addition MLP against PCA and the neuron basis."""
-    from paramlens.interaction.cli_run import interaction_section, modular_model
+    from paramlens.interaction.modular import modular_interaction
+    from paramlens.models.toy.modular_addition import ModularConfig, train_modular
 
-    result, section = interaction_section(folder, modular_model(17 if quick else 31, seed, progress))
+    p = 17 if quick else 31
+    result = modular_interaction(train_modular(ModularConfig(p=p, seed=seed), progress=progress)[0])
+    section = section_of(result, folder, f"Interaction basis of a modular-addition MLP (p = {p})")
     rows = {r["basis"]: r for r in result.rows}
     row = {"model": "Modular addition MLP (interaction basis)", "parameters": "", "loss": 1 - result.test_acc,
            "baseline": "", "loss / baseline": "",

@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from paramlens import ParamLensError
 from paramlens.core.runs import (
     CHECKPOINT,
+    LoopState,
     Result,
     atomic_write,
+    descend,
     fit_loop,
     load_config,
     new_run_dir,
@@ -413,3 +415,79 @@ def test_files_in_run_folders_are_readable_by_others(tmp_path):
     os.umask(umask)
     for name in ("config.json", "model.safetensors"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def scaled_run(interrupt_at=None):
+    """A run whose :class:`LoopState` holds a tensor the optimizer moves, a scale that grows each step and the list of
+    losses so far; it stops once the scale passes 1.2 (after step 19). Ctrl-C arrives during step ``interrupt_at``."""
+    generator = torch.Generator().manual_seed(0)
+    w = torch.ones(4, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.05)
+    state = LoopState(tensors={"w": w}, scale=1.0, losses=[])
+
+    def step(i):
+        if i + 1 == interrupt_at:
+            signal.raise_signal(signal.SIGINT)
+        loss = (state.scale * w - torch.randn(4, generator=generator)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        state.scale *= 1.01
+        state.losses.append(loss.item())
+        return {"loss": loss.item()}
+
+    return step, {"state": state, "optimizer": opt, "generator": generator}, lambda: state.scale > 1.2
+
+
+def test_a_loop_that_stops_early_logs_and_checkpoints_its_last_step_and_resumes_to_it(tmp_path):
+    step, stateful, stop = scaled_run()
+    history = fit_loop(100, step, stateful, folder=tmp_path, checkpoint_every=5, log_every=5, progress=False,
+                       should_stop=stop)
+    assert [h["step"] for h in history] == [5, 10, 15, 19] and len(stateful["state"].losses) == 19
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["step"] == 19
+    calls = []
+    again = fit_loop(100, lambda i: calls.append(i) or {}, scaled_run()[1], folder=tmp_path, resume=True,
+                     progress=False, should_stop=stop)  # the saved run had stopped: no step is taken
+    assert not calls and again == history
+
+
+def test_loop_state_resumes_to_the_uninterrupted_run(tmp_path):
+    step, reference, stop = scaled_run()
+    ref_history = fit_loop(100, step, reference, log_every=5, progress=False, should_stop=stop)
+    step, stateful, stop = scaled_run(interrupt_at=8)
+    with pytest.raises(ParamLensError, match="interrupted after step 8 of 100"):
+        fit_loop(100, step, stateful, folder=tmp_path, log_every=5, progress=False, should_stop=stop)
+    step, resumed, stop = scaled_run()
+    history = fit_loop(100, step, resumed, folder=tmp_path, resume=True, log_every=5, progress=False, should_stop=stop)
+    assert without_time(history) == without_time(ref_history)
+    a, b = reference["state"], resumed["state"]
+    assert torch.equal(a.tensors["w"], b.tensors["w"]) and a.scale == b.scale and a.losses == b.losses
+    assert b.tensors["w"] is resumed["optimizer"].param_groups[0]["params"][0]  # restored in place
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda s: s.pop("scale"), r"holds \['losses', 'tensors'\], needs \['losses', 'scale', 'tensors'\]"),
+    (lambda s: s.update(tensors={"w": torch.ones(5)}), r"tensors.w is 5, needs 4"),
+    (lambda s: s.update(tensors={"v": torch.ones(4)}), r"tensors does not hold the tensors w"),
+    (lambda s: s.update(losses=3.0), r"losses is a float, needs a list"),
+])
+def test_a_loop_state_that_does_not_fit_is_one_line(tmp_path, change, expected):
+    step, stateful, _ = scaled_run()
+    fit_loop(3, step, stateful, folder=tmp_path, progress=False)
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    change(saved["states"]["state"])
+    torch.save(saved, tmp_path / CHECKPOINT)
+    step, stateful, _ = scaled_run()
+    with pytest.raises(ParamLensError, match=f"state 'state' does not fit this run \\({expected}\\)") as e:
+        fit_loop(5, step, stateful, folder=tmp_path, resume=True, progress=False)
+    one_line(e)
+
+
+def test_descend_steps_down_a_finite_loss_and_refuses_any_other():
+    w = torch.ones(2, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.5)
+    descend(opt, (w**2).sum(), lambda value: f"loss {value}")
+    assert torch.equal(w.detach(), torch.zeros(2))
+    with pytest.raises(ParamLensError, match="^loss nan at step 3$"):
+        descend(opt, (w * float("nan")).sum(), lambda value: f"loss {value} at step 3")
+    assert torch.equal(w.detach(), torch.zeros(2))  # nothing moved

@@ -4,12 +4,12 @@ from typer.testing import CliRunner
 from paramlens.cli import app
 from paramlens.errors import ParamLensError
 from paramlens.information.weights_info import WeightInformation
-from paramlens.interaction.cli_run import InteractionSummary
 from paramlens.interaction.degeneracy import Degeneracy
 from paramlens.interaction.lm_summary import LMInteraction
+from paramlens.interaction.modular import ModularInteraction
 
 
-@pytest.mark.parametrize("command,result_type", [("interaction", InteractionSummary), ("degeneracy", Degeneracy),
+@pytest.mark.parametrize("command,result_type", [("interaction", ModularInteraction), ("degeneracy", Degeneracy),
                                                  ("information", WeightInformation)])
 def test_commands_write_reports_on_the_built_in_model(command, result_type, tmp_path):
     extra = ["--steps", "20"] if command == "information" else []
@@ -24,7 +24,7 @@ def test_commands_write_reports_on_the_built_in_model(command, result_type, tmp_
 
 def test_interaction_basis_needs_fewer_edges_than_pca_and_neurons(tmp_path):
     res = CliRunner().invoke(app, ["interaction", "--p", "17", "--out", str(tmp_path)])
-    rows = {r["basis"]: r for r in InteractionSummary.load(next(tmp_path.iterdir())).rows}
+    rows = {r["basis"]: r for r in ModularInteraction.load(next(tmp_path.iterdir())).rows}
     assert rows["lib"]["edges needed"] < rows["pca"]["edges needed"] < rows["neuron"]["edges needed"], res.output
 
 

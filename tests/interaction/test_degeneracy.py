@@ -54,7 +54,7 @@ def test_planted_degeneracy_in_a_transformer_is_counted_exactly():
     MLP, 3 gate rows zeroed (their SiLU input is 0: dead) and gate row 10 copied to rows 11 and 12 (one group
     firing identically, two redundant units)."""
     from paramlens.interaction.degeneracy import residual_degeneracy
-    from tests.models.test_streams import llama
+    from tests.core.test_streams import llama
 
     model = llama()
     with torch.no_grad():

@@ -40,7 +40,7 @@ def test_jacobian_second_moments_match_their_closed_forms():
 
 def test_a_llama_model_runs_block_by_block_with_its_positional_machinery():
     from paramlens.core.streams import residual_streams
-    from tests.models.test_streams import llama
+    from tests.core.test_streams import llama
 
     model = llama()
     ids = torch.randint(0, 50, (2, 8))

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 from paramlens.cli import app
 from paramlens.errors import ParamLensError
 from paramlens.models.shuffled import PiecesConfig, make_shuffled
-from paramlens.reverse.block_order import Blocks, _predicted_changes, moves, order_blocks
+from paramlens.reverse.block_order import Blocks, moves, order_blocks, predicted_changes
 from paramlens.reverse.reassemble import Piece, Reassembly, load_pieces, pair_pieces, reassemble
 
 SMALL = PiecesConfig(n_blocks=8, d_model=8, d_hidden=16, n_rows=1000, n_steps=400, seed=0)
@@ -46,7 +46,7 @@ def test_the_true_order_is_recovered_from_data_given_the_pairs(shuffled):
                        blocks.contract_bias[shuffle], blocks.readout, blocks.readout_bias)
     found = order_blocks(scrambled, shuffled.x, shuffled.y)
     assert shuffle[found.order].tolist() == list(range(SMALL.n_blocks))
-    assert found.exact and found.mse < 1e-10 and found.candidates_scored > 0
+    assert found.exact and found.mse < 1e-10 and found.work.candidates_scored > 0
 
 
 def test_a_wrong_order_is_reported_as_not_exact(shuffled):
@@ -63,7 +63,7 @@ def test_first_order_scores_of_moves_match_running_them(shuffled):
     h = blocks.streams(order, x)
     g = blocks.output_jacobians(order, h)
     cands = moves(order, reach=3)
-    predicted = _predicted_changes(blocks, cands, h, g, chunk=7)
+    predicted = predicted_changes(blocks, cands, h, g, chunk=7)
     base = blocks.output(h[-1])
     exact = torch.stack([(blocks.output(blocks.streams(m.apply(order), x)[-1]) - base).flatten() for m in cands])
     rel = (predicted - exact).norm(dim=1) / exact.norm(dim=1)

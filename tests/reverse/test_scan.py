@@ -4,7 +4,7 @@ import torch
 from paramlens.errors import ParamLensError
 from paramlens.models.compiled import compile_circuit
 from paramlens.models.compiled.builders import SHA256_K, arx_mixer
-from paramlens.reverse.scan import ScanResult, scan
+from paramlens.reverse.scan import Scan, scan
 from paramlens.reverse.structure import find_period
 
 
@@ -22,7 +22,7 @@ def test_scan_recovers_rounds_constants_and_the_final_test(arx, tmp_path):
     assert any("SHA-256 K[0..5] (low 8 bits)" in c for c in r.differing[0]["constants"])
     assert r.constant == "0xbeef"
     assert any("AND of 16" in line for line in r.output)
-    loaded = ScanResult.load(r.save(tmp_path))
+    loaded = Scan.load(r.save(tmp_path))
     assert loaded.summary() == r.summary()
     assert all((tmp_path / n).stat().st_size > 1000 for n, _ in loaded.figures(tmp_path))
 

@@ -32,7 +32,7 @@ def adversarial_masks(forms: ClassForms) -> Tensor:
 
 
 @dataclass
-class AttackResult:
+class AttackRates:
     """Success rates in ``[0, 1]`` per mask norm: images not of the target class that are predicted as the
     target after adding the mask (``mask``) or same-norm Gaussian noise (``noise``), mean over targets."""
 
@@ -41,7 +41,7 @@ class AttackResult:
     noise: list[float]
 
 
-def attack(forms: ClassForms, x: Tensor, y: Tensor, norms: Sequence[float], seed: int = 0) -> AttackResult:
+def attack(forms: ClassForms, x: Tensor, y: Tensor, norms: Sequence[float], seed: int = 0) -> AttackRates:
     """Add each class's mask, scaled to each norm in ``norms`` (pixel units), to images ``x`` ``(n, d_input)``."""
     masks = adversarial_masks(forms)
     gen = torch.Generator().manual_seed(seed)
@@ -56,4 +56,4 @@ def attack(forms: ClassForms, x: Tensor, y: Tensor, norms: Sequence[float], seed
             total += len(others)
         mask_rates.append(hits_mask / total)
         noise_rates.append(hits_noise / total)
-    return AttackResult(list(norms), mask_rates, noise_rates)
+    return AttackRates(list(norms), mask_rates, noise_rates)

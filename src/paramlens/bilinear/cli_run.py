@@ -5,24 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from paramlens.bilinear.result import ClassifierAnalysis, analyse
+from paramlens.bilinear.result import INTRO, ClassifierAnalysis, analyse
 from paramlens.core.images import DATASETS, load_images
 from paramlens.core.resolve import resolve
 from paramlens.core.runs import new_run_dir
 from paramlens.errors import ParamLensError, UsageError
 from paramlens.models.bilinear_nets.classifier import ClassifierConfig, train_classifier
 from paramlens.models.train import save_model
-from paramlens.report import Section, write_report
-
-
-def classifier_section(folder: Path, analysis: ClassifierAnalysis, prefix: str = "") -> Section:
-    return Section(
-        title=f"Bilinear classifier on {analysis.dataset}",
-        text="Every class logit of a bilinear layer is a quadratic form of the image, so its eigenvectors, read "
-        "from the weights alone, are the patterns the class responds to. " + " ".join(analysis.summary().splitlines()[1:]),
-        figures=analysis.figures(folder, prefix=prefix),
-        table=analysis.table(),
-    )
+from paramlens.report.run import write_run
 
 
 def run_bilinear(model: str, settings: dict[str, Any], out_dir: Path, progress: bool = True
@@ -52,6 +42,6 @@ def run_bilinear(model: str, settings: dict[str, Any], out_dir: Path, progress: 
         net, _ = train_classifier(cfg, data, folder=folder / "model", progress=progress)
         save_model(folder / "model", net, cfg)
     analysis = analyse(net, data)
-    analysis.save(folder)
-    write_report(folder, f"ParamLens bilinear: {model}", [], [classifier_section(folder, analysis)])
+    write_run(analysis, folder, f"ParamLens bilinear: {model}", heading=f"Bilinear classifier on {analysis.dataset}",
+              intro=INTRO, config={"model": model, **settings})
     return analysis, folder

@@ -1,8 +1,9 @@
 """Token-to-token interactions read from a bilinear language model's weights, without running data.
 
 For layer ``l``'s bilinear MLP and an output token ``o``, the interaction matrix ``Q_o`` (in the MLP's input
-space) comes from the unembedding row of ``o`` (final RMSNorm gain folded in) pushed back through the MLP's
-down projection. Tokens enter as their embeddings passed through the MLP's input RMSNorm, each on its own;
+space) comes from the unembedding row of ``o`` (final norm gain folded in,
+:func:`paramlens.core.streams.unembedding`) pushed back through the MLP's down projection. Tokens enter as their
+embeddings passed through the norm in front of the MLP, each on its own;
 ``T_o[i, j] = x_i^T Q_o x_j`` is how much tokens ``i`` and ``j`` present together in the residual stream
 raise the logit of ``o`` through this MLP (``T_o[t, t]``: token ``t`` alone). This reads the direct
 embedding -> MLP -> unembedding path; attention and other layers are not in it.
@@ -16,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from paramlens.bilinear.spectra import eigen, interaction_matrix
+from paramlens.core.streams import mlp_parts, token_embeddings, unembedding
 from paramlens.errors import ParamLensError
 from paramlens.models.bilinear_nets.layers import Bilinear
-from paramlens.models.lm.adapters import LMParts
 
 
 @dataclass
@@ -41,12 +42,9 @@ class TokenInteractions:
     eigen_tokens: list[list[tuple[int, float]]]
 
 
-def mlp_inputs(parts: LMParts, layer: int) -> Tensor:
-    """``(vocab, d_model)`` float64: every token embedding through the RMSNorm in front of ``layer``'s MLP."""
-    E = parts.embedding().double()
-    norm = parts.inner.layers[layer].post_attention_layernorm
-    eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))
-    return E * torch.rsqrt(E.pow(2).mean(-1, keepdim=True) + eps) * parts.block(layer).mlp_norm_gain.double()
+def mlp_inputs(model: nn.Module, layer: int) -> Tensor:
+    """``(vocab, d_model)`` float64: every token embedding through the norm in front of ``layer``'s MLP."""
+    return mlp_parts(model, layer).norm(token_embeddings(model).double())
 
 
 def _top_pairs(X: Tensor, M: Tensor, ids: Tensor, k: int, largest: bool, chunk: int = 1024) -> list[tuple[int, int, float]]:
@@ -72,14 +70,13 @@ def token_interactions(model: nn.Module, layer: int, output_tokens: list[int], t
     With more than ``max_candidates`` tokens in the vocabulary, pairs are searched among the
     ``max_candidates`` tokens with the largest ``|Q_o x_t|`` (the ones that interact at all).
     """
-    parts = LMParts(model)
-    mlp = Bilinear.view_of(parts.block(layer).mlp)
+    mlp = Bilinear.view_of(mlp_parts(model, layer).mlp)
     if not mlp.is_bilinear:
         raise ParamLensError(f"layer {layer}'s MLP is gated ({mlp.gate}); token interactions need a bilinear MLP "
                              "(bilinearise the model first)")
-    X = mlp_inputs(parts, layer)
+    X = mlp_inputs(model, layer)
     X = torch.cat([X, X.new_ones(len(X), 1)], dim=1)  # the constant input of the folded interaction matrix
-    U = parts.unembedding().double()
+    U = unembedding(model, fold_norm=True).double()
     results = []
     for o in output_tokens:
         if not 0 <= o < len(U):

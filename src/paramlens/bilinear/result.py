@@ -22,6 +22,10 @@ from paramlens.report import plots
 ATTACK_FRACTIONS = (0.25, 0.5, 1.0)
 
 
+INTRO = ("Every class logit of a bilinear layer is a quadratic form of the image, so its eigenvectors, read from the "
+         "weights alone, are the patterns the class responds to.")
+
+
 @dataclasses.dataclass
 class ClassifierAnalysis(Result):
     """What a one-block bilinear classifier computes, read from its weights.

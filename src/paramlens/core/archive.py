@@ -66,6 +66,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from paramlens.core.loading import file_mode
 from paramlens.errors import ParamLensError
 
 _MIB = 1 << 20
@@ -958,12 +959,7 @@ def _load_legacy(f: BinaryIO, path: Path, file_size: int) -> tuple[Any, list[str
 
 def _open_regular(path: Path) -> BinaryIO:
     """The file opened for reading; folders, FIFOs and devices are refused without blocking on them."""
-    try:
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise ParamLensError(f"{path}: no such file; check the path") from None
-    except OSError as e:
-        raise ParamLensError(f"{path}: cannot access it ({e.strerror})") from None
+    mode = file_mode(path, missing="no such file; check the path", unreadable="cannot access it")
     refusal = f"{path}: not a regular file (a folder, FIFO or device); pass a checkpoint file"
     if not stat.S_ISREG(mode):
         raise ParamLensError(refusal)

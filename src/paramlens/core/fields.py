@@ -3,7 +3,7 @@ everywhere (from the command line, ``--set key=value``, or the Python API)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AllowInfNan, Field
 
@@ -11,3 +11,7 @@ MAX_SEED = 2**31 - 1  # seeds are offset per use (seed + 1, seed + 7, ...), whic
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="seed of every random draw")]
 LearningRate = Annotated[float, Field(gt=0, le=1e3), AllowInfNan(False)]
+Steps = Annotated[int, Field(ge=1, description="optimisation steps")]
+BatchSize = Annotated[int, Field(ge=1, description="examples per step (all processes together)")]
+LrSchedule = Literal["cosine", "constant"]
+WarmupFraction = Annotated[float, Field(ge=0, lt=1, description="share of the steps with a linear lr warm-up")]

@@ -79,15 +79,22 @@ class Loaded:
             "state dict with its config (paramlens inspect and paramlens reverse read weights-only files)")
 
 
+def file_mode(path: Path, missing: str = "no such file or folder; check the path",
+              unreadable: str = "cannot be read") -> int:
+    """``path``'s ``st_mode`` (links followed); a path that does not exist raises ``"<path>: <missing>"``, one that
+    cannot be examined ``"<path>: <unreadable> (<reason>)"``."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ParamLensError(f"{path}: {missing}") from None
+    except OSError as e:
+        raise ParamLensError(f"{path}: {unreadable} ({e.strerror})") from None
+
+
 def regular_file(path: str | Path) -> Path:
     """``path`` as a Path after checking that it is an existing regular file (FIFOs and devices would hang)."""
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise ParamLensError(f"{path}: no such file or folder; check the path") from None
-    except OSError as e:
-        raise ParamLensError(f"{path}: cannot be read ({e.strerror})") from None
+    mode = file_mode(path)
     if not stat.S_ISREG(mode):
         what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
         raise ParamLensError(f"{path}: {what}; ParamLens reads {FORMATS}")

@@ -235,8 +235,8 @@ class Result:
     """Base of every method's result: a dataclass that saves to and loads from a run folder.
 
     Fields holding a tensor or a ``dict[str, Tensor]`` go to ``tensors.safetensors``; every other field
-    must be JSON-serialisable and goes to ``result.json``. Subclasses override :meth:`summary` and
-    :meth:`figures`.
+    must be JSON-serialisable and goes to ``result.json``. Subclasses override :meth:`summary`, :meth:`table` and
+    :meth:`figures`; :func:`paramlens.report.run.write_run` turns them into a run folder and its page.
     """
 
     kind: ClassVar[str] = "result"
@@ -308,16 +308,74 @@ class Result:
                                  f"'{cls.kind}' result; run the analysis again")
 
     def summary(self) -> str:
-        """A few lines for the terminal."""
+        """A few lines for the terminal (and the report's text)."""
         return self.kind
 
-    def figures(self, folder: Path) -> list[tuple[str, str]]:
-        """Write PNG figures into ``folder``; return ``[(file name, caption)]``."""
+    def table(self) -> list[dict[str, Any]]:
+        """The main figures as rows (dicts with the same keys) for the report; empty when there is no table."""
+        return []
+
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        """Write PNG figures into ``folder``, each file name starting with ``prefix``; return
+        ``[(file name, caption)]``."""
         return []
 
 
 def _state_of(obj: Any) -> Any:
     return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
+
+
+class LoopState:
+    """Values a training loop carries from step to step besides its modules, optimizers and generators: a
+    temperature, counters, running sums, tensors it updates in place. Given to :func:`fit_loop` in ``stateful``,
+    they are saved in every checkpoint and restored on resume; keyword arguments name them, attributes hold them.
+
+    Tensors, and dicts of tensors, are restored in place (an optimizer holding them keeps them) and must keep
+    their names and shapes; other values (numbers, strings, lists of them) are replaced by the saved ones.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        vars(self).update(values)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: _detached(value) for name, value in vars(self).items()}
+
+    def load_state_dict(self, state: Any) -> None:
+        if not isinstance(state, dict) or state.keys() != vars(self).keys():
+            names = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"holds {names}, needs {sorted(vars(self))}")
+        for name, value in state.items():
+            setattr(self, name, _fill(getattr(self, name), value, name))
+
+
+def _detached(value: Any) -> Any:
+    """``value`` with its tensors (also those in a dict) detached from autograd, for saving."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
+def _fill(current: Any, saved: Any, name: str) -> Any:
+    """``current`` with ``saved`` copied into its tensors in place when it is a tensor or a dict of them; else
+    ``saved``, when it is a value of the same kind."""
+    if isinstance(current, Tensor):
+        if not isinstance(saved, Tensor) or saved.shape != current.shape:
+            raise ValueError(f"{name} is {_shape(saved)}, needs {_shape(current)}")
+        with torch.no_grad():
+            current.copy_(saved)
+        return current
+    if isinstance(current, dict) and any(isinstance(v, Tensor) for v in current.values()):
+        if not isinstance(saved, dict) or saved.keys() != current.keys():
+            raise ValueError(f"{name} does not hold the tensors {', '.join(map(str, current))}")
+        for key in current:
+            _fill(current[key], saved[key], f"{name}.{key}")
+        return current
+    numbers = (int, float)
+    if type(saved) is not type(current) and not (isinstance(saved, numbers) and isinstance(current, numbers)):
+        raise ValueError(f"{name} is a {type(saved).__name__}, needs a {type(current).__name__}")
+    return saved
 
 
 def _restore(obj: Any, state: Any) -> None:
@@ -407,8 +465,10 @@ def _restore_all(path: Path, states: Any, stateful: dict[str, Any]) -> None:
             raise ParamLensError(f"{path}: state '{name}' does not fit this run ({_reason(e)})") from None
 
 
-def _resume(folder: Path, stateful: dict[str, Any], n_steps: int) -> tuple[int, list[dict[str, float]], Any]:
+def _resume(folder: Path | None, stateful: dict[str, Any], n_steps: int) -> tuple[int, list[dict[str, float]], Any]:
     """Restore ``stateful`` from ``folder``'s checkpoint; the step, the metric log and the file's identity."""
+    if folder is None:
+        raise ParamLensError("resume needs a run folder that holds a checkpoint")
     path = require_checkpoint(folder)
     identity = _identity(path)
     saved = _load_checkpoint(path)
@@ -450,14 +510,15 @@ def fit_loop(
     progress: bool = True,
     write: bool = True,
     on_start: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[dict[str, float]]:
     """Run ``step(i)`` for ``i`` in ``range(n_steps)`` with a progress bar, checkpoints and resume.
 
     Args:
         step: one optimisation step; returns metrics (floats) for the log.
-        stateful: everything whose state decides the rest of the run (model, optimizer, scheduler,
-            ``torch.Generator``); saved in each checkpoint and restored on resume, so a resumed run ends
-            bit-identical to an uninterrupted one with the same seed.
+        stateful: everything whose state decides the rest of the run (model, optimizer, scheduler, generators, with
+            ``torch.default_generator`` for torch's global one, and :class:`LoopState`); saved in each checkpoint and
+            restored on resume, so a resumed run ends bit-identical to an uninterrupted one with the same seed.
         folder: run folder for ``checkpoint.pt``; None disables checkpoints. The writing process holds the
             folder's lock (:func:`run_lock`) for the whole run, so a second run on it is refused.
         resume: continue from ``folder/checkpoint.pt``, which must exist and fit ``stateful``; it is read and
@@ -469,17 +530,15 @@ def fit_loop(
         on_start: called once the run is ready to step, holding the folder's lock (a resumed run: after its
             checkpoint was read and found to fit), e.g. to write the run's settings only once they are known to
             be valid for it.
+        should_stop: asked before the first step and after each; True ends the run there, its last step logged and
+            checkpointed (a resumed run that had stopped takes no step). It must read only state in ``stateful``.
 
     Returns:
         The metric log: one dict (with ``"step"`` and ``"seconds"`` of wall time since the start, resumed
-        runs included) every ``log_every`` steps and at the last step.
+        runs included) every ``log_every`` steps and at the last step (the one it stopped after, if stopped early).
     """
     folder = Path(folder) if folder is not None else None
-    start, history, resumed_from = 0, [], None
-    if resume:
-        if folder is None:
-            raise ParamLensError("resume needs a run folder that holds a checkpoint")
-        start, history, resumed_from = _resume(folder, stateful, n_steps)
+    start, history, resumed_from = _resume(folder, stateful, n_steps) if resume else (0, [], None)
     ckpt = folder / CHECKPOINT if folder is not None else None
 
     def save(done: int) -> None:
@@ -493,15 +552,17 @@ def fit_loop(
         if on_start is not None:
             on_start()
         _run_steps(n_steps, start, step, history, save, where, checkpoint_every=checkpoint_every, log_every=log_every,
-                   description=description, progress=progress)
+                   description=description, progress=progress, should_stop=should_stop or (lambda: False))
     return history
 
 
 def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]], history: list[dict[str, float]],
                save: Callable[[int], None], where: str, *, checkpoint_every: int, log_every: int, description: str,
-               progress: bool) -> None:
+               progress: bool, should_stop: Callable[[], bool]) -> None:
     """The loop of :func:`fit_loop` from step ``start``: appends to ``history``, calls ``save(steps done)`` at each
-    checkpoint and on Ctrl-C (``where`` tells the user what was kept)."""
+    checkpoint, on Ctrl-C (``where`` tells the user what was kept) and when ``should_stop()`` ends the run."""
+    if should_stop():
+        return
     interrupted = []
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -518,16 +579,29 @@ def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]]
             task = bar.add_task(description, total=n_steps, completed=start)
             for i in range(start, n_steps):
                 metrics = step(i)
-                if (i + 1) % log_every == 0 or i + 1 == n_steps:
+                stop = should_stop()
+                if (i + 1) % log_every == 0 or i + 1 == n_steps or stop:
                     elapsed = time.perf_counter() - started
                     history.append({"step": i + 1, "seconds": elapsed, **{k: float(v) for k, v in metrics.items()}})
                     shown = " ".join(f"{k}={v:.3g}" for k, v in metrics.items())
                     bar.update(task, description=f"{description} {shown}")
                 bar.advance(task)
-                if (i + 1) % checkpoint_every == 0 or interrupted or i + 1 == n_steps:
+                if (i + 1) % checkpoint_every == 0 or interrupted or i + 1 == n_steps or stop:
                     save(i + 1)
+                if stop:
+                    break
                 if interrupted and i + 1 < n_steps:
                     raise Interrupted(f"interrupted after step {i + 1} of {n_steps}; {where}")
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def descend(optimizer: torch.optim.Optimizer, loss: Tensor, failed: Callable[[float], str]) -> None:
+    """One step of ``optimizer`` down ``loss``; a loss that is not finite stops first with the error
+    ``failed(its value)``."""
+    if not torch.isfinite(loss):
+        raise ParamLensError(failed(loss.item()))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()

@@ -13,13 +13,14 @@ from typing import Any
 from torch import nn
 
 from paramlens.core.data import DataSource
+from paramlens.core.ground_truth import GroundTruth
 from paramlens.decompose.apd import APDConfig, APDMethod
+from paramlens.decompose.fit import Method, fit
 from paramlens.decompose.result import Decomposition
 from paramlens.decompose.spd import SPDConfig, SPDMethod
 from paramlens.errors import ParamLensError
-from paramlens.core.ground_truth import GroundTruth
 
-METHODS: dict[str, Any] = {"spd": SPDMethod, "apd": APDMethod}
+METHODS: dict[str, Method] = {"spd": SPDMethod, "apd": APDMethod}
 
 
 def decompose(
@@ -62,11 +63,9 @@ def decompose(
         config = impl.config(**settings)
     elif settings:
         config = config.model_copy(update=settings)
-    from paramlens.decompose.fit import fit
-
     return fit(impl, model, data, targets, config, ground_truth=ground_truth, folder=folder, resume=resume,
                progress=progress, eval_every=eval_every, log_every=log_every, checkpoint_every=checkpoint_every,
                on_start=on_start)
 
 
-__all__ = ["decompose", "Decomposition", "SPDConfig", "APDConfig", "METHODS"]
+__all__ = ["METHODS", "APDConfig", "APDMethod", "Decomposition", "Method", "SPDConfig", "SPDMethod", "decompose"]

@@ -31,10 +31,10 @@ from einops import einsum
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
-from paramlens.core.fields import LearningRate, Seed
+from paramlens.core.fields import BatchSize, LearningRate, LrSchedule, Seed, Steps, WarmupFraction
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import check_tied_in, module_key, tied_owners
-from paramlens.decompose.forward import faithfulness, logits_of, output_loss, run_maps, weighted_total
+from paramlens.decompose.forward import Coefficient, faithfulness, logits_of, output_loss, run_maps, with_total
 
 
 class APDConfig(BaseModel):
@@ -46,14 +46,14 @@ class APDConfig(BaseModel):
     C: int = Field(5, ge=1, description="parameter components (shared by all targets)")
     rank: int = Field(3, ge=1, description="rank m of each component in each target")
     topk: float = Field(0.211, gt=0, description="mean number of active components per input (batch top-k)")
-    steps: int = Field(20_000, ge=1)
-    batch_size: int = Field(2048, ge=1)
+    steps: Steps = 20_000
+    batch_size: BatchSize = 2048
     lr: LearningRate = 3e-2
-    lr_schedule: Literal["cosine", "constant"] = "constant"
-    lr_warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of the steps with a linear lr warm-up")
-    faithfulness_coeff: float = Field(1.0, ge=0)
-    topk_recon_coeff: float = Field(1.0, ge=0)
-    schatten_coeff: float = Field(0.7, ge=0)
+    lr_schedule: LrSchedule = "constant"
+    lr_warmup_frac: WarmupFraction = 0.05
+    faithfulness_coeff: Coefficient = 1.0
+    topk_recon_coeff: Coefficient = 1.0
+    schatten_coeff: Coefficient = 0.7
     schatten_p: float = Field(1.0, gt=0)
     max_exact_outputs: int = Field(64, ge=1)
     n_probes: int = Field(8, ge=1)
@@ -212,6 +212,8 @@ def batch_topk(scores: Tensor, topk: float) -> tuple[Tensor, Tensor]:
 
 def apd_losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
                cfg: APDConfig, probes: Tensor) -> dict[str, Tensor]:
+    """The three APD losses and their weighted total for one batch (see the module doc); folds the batch's smallest
+    active attribution into ``dec``'s running threshold. ``probes``: from :func:`output_probes`."""
     mask, kth = batch_topk(attributions(dec, model, x, inputs, probes), cfg.topk)
     dec.update_threshold(kth)
     losses = {
@@ -220,13 +222,13 @@ def apd_losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, i
                                   cfg.output_loss),
         "schatten": dec.schatten(mask, cfg.schatten_p),
     }
-    losses["total"] = weighted_total(losses, {"faithfulness": cfg.faithfulness_coeff,
-                                              "topk_recon": cfg.topk_recon_coeff, "schatten": cfg.schatten_coeff})
-    return losses
+    return with_total(losses, cfg)
 
 
 class APDMethod:
-    """The APD pieces the shared training loop (:mod:`paramlens.decompose.fit`) calls."""
+    """APD as a :class:`~paramlens.decompose.fit.Method`, the pieces the shared training loop calls: the module is an
+    :class:`APDModel` (rank-``m`` parameter components that span the targets), the noise the step's output probes,
+    the importances the components active by the running attribution threshold (0/1, the same for every target)."""
 
     name = "apd"
     config = APDConfig
@@ -241,10 +243,7 @@ class APDMethod:
         check_tied_in(model, targets, cfg.tied)
         return dec
 
-    @staticmethod
-    def losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
-               cfg: APDConfig, noise: Tensor) -> dict[str, Tensor]:
-        return apd_losses(dec, model, x, target_out, inputs, cfg, noise)
+    losses = staticmethod(apd_losses)
 
     @staticmethod
     def draw_noise(cfg: APDConfig, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,

@@ -22,12 +22,12 @@ from paramlens.core.data import TokenRows
 from paramlens.core.memory import check_fits
 from paramlens.core.resolve import resolve
 from paramlens.core.runs import atomic_write, new_run_dir, resume_config
+from paramlens.core.streams import blocks_of
 from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
 from paramlens.decompose import METHODS, Decomposition, decompose
 from paramlens.errors import ParamLensError, UsageError
-from paramlens.core.streams import blocks_of
-from paramlens.report import Section, write_report
+from paramlens.report.run import write_run
 
 RUN_RECORD = "run.json"
 LM_DEFAULTS = {"output_loss": "kl", "batch_size": 8}  # windows per step on a language model
@@ -164,7 +164,5 @@ def run_decompose(req: Request, *, out_dir: Path, resume: Path | None, override:
                        resume=resume is not None, eval_every=max(cfg.steps // 20, 1), on_start=record)
     if rank != 0:
         return result, None
-    section = Section(f"{req.method.upper()} of {req.model}", text=result.summary().splitlines()[0],
-                      figures=result.figures(folder), table=result.table())
-    write_report(folder, f"ParamLens {req.method.upper()}: {req.model}", [], [section])
+    write_run(result, folder, f"ParamLens {req.method.upper()}: {req.model}", heading=f"{req.method.upper()} of {req.model}")
     return result, folder

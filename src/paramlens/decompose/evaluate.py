@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paramlens.core.ground_truth import GroundTruth
 from paramlens.core.weights import Target
 from paramlens.decompose import metrics
 from paramlens.decompose.forward import capture, output_loss, run_maps
-from paramlens.core.ground_truth import GroundTruth
 
 ONE_HOT_VALUE = 0.75
 

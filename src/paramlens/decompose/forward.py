@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -77,6 +78,16 @@ def faithfulness(model: nn.Module, targets: Sequence[Target], weight: Callable[[
     return sq / sum(t.shape[0] * t.shape[1] for t in targets)
 
 
+Coefficient = Annotated[float, Field(ge=0)]
+"""The weight of one loss in the total: the config field ``<loss>_coeff`` (see :func:`with_total`)."""
+
+
 def weighted_total(losses: dict[str, Tensor], coefficients: dict[str, float]) -> Tensor:
     """``sum_k coefficients[k] * losses[k]``."""
     return sum(c * losses[k] for k, c in coefficients.items())
+
+
+def with_total(losses: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
+    """``losses`` with ``"total"`` added: ``sum_k cfg.<k>_coeff * losses[k]``, summed in the order of ``losses``."""
+    losses["total"] = weighted_total(losses, {k: getattr(cfg, f"{k}_coeff") for k in losses})
+    return losses

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
-from paramlens.core.fields import LearningRate, Seed
+from paramlens.core.fields import BatchSize, LearningRate, LrSchedule, Seed, Steps, WarmupFraction
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import (
     Gates,
@@ -36,7 +36,7 @@ from paramlens.decompose.components import (
     tied_owners,
     upper_leaky_hard_sigmoid,
 )
-from paramlens.decompose.forward import faithfulness, output_loss, run_maps, weighted_total
+from paramlens.decompose.forward import Coefficient, faithfulness, output_loss, run_maps, with_total
 
 
 class SPDConfig(BaseModel):
@@ -44,16 +44,16 @@ class SPDConfig(BaseModel):
 
     method: Literal["spd"] = "spd"
     C: int = Field(20, ge=1, description="subcomponents per target")
-    steps: int = Field(40_000, ge=1)
-    batch_size: int = Field(4096, ge=1)
+    steps: Steps = 40_000
+    batch_size: BatchSize = 4096
     lr: LearningRate = 1e-3
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
-    lr_warmup_frac: float = Field(0.0, ge=0, lt=1, description="share of the steps with a linear lr warm-up")
+    lr_schedule: LrSchedule = "cosine"
+    lr_warmup_frac: WarmupFraction = 0.0
     p: float = Field(1.0, gt=0, description="exponent of the importance-minimality loss")
-    faithfulness_coeff: float = Field(1.0, ge=0)
-    stochastic_recon_coeff: float = Field(1.0, ge=0)
-    layerwise_recon_coeff: float = Field(1.0, ge=0)
-    importance_minimality_coeff: float = Field(3e-3, ge=0)
+    faithfulness_coeff: Coefficient = 1.0
+    stochastic_recon_coeff: Coefficient = 1.0
+    layerwise_recon_coeff: Coefficient = 1.0
+    importance_minimality_coeff: Coefficient = 3e-3
     gate_hidden: int = Field(16, ge=1)
     leaky_slope: float = Field(0.01, ge=0)
     n_mask_samples: int = Field(1, ge=1)
@@ -165,14 +165,13 @@ def spd_losses(
     losses["layerwise_recon"] = layerwise / len(noise)
     g_upper = [upper_leaky_hard_sigmoid(v, cfg.leaky_slope) for v in pre.values()]
     losses["importance_minimality"] = sum((g + 1e-12).pow(cfg.p).sum(-1).mean() for g in g_upper)
-    losses["total"] = weighted_total(losses, {
-        "faithfulness": cfg.faithfulness_coeff, "stochastic_recon": cfg.stochastic_recon_coeff,
-        "layerwise_recon": cfg.layerwise_recon_coeff, "importance_minimality": cfg.importance_minimality_coeff})
-    return losses
+    return with_total(losses, cfg)
 
 
 class SPDMethod:
-    """The SPD pieces the shared training loop (:mod:`paramlens.decompose.fit`) calls."""
+    """SPD as a :class:`~paramlens.decompose.fit.Method`, the pieces the shared training loop calls: the module is an
+    :class:`SPDModel` (rank-one subcomponents and their gates), the noise ``n_mask_samples`` uniform draws per
+    subcomponent and input, the importances the gates' hard-sigmoid outputs."""
 
     name = "spd"
     config = SPDConfig
@@ -189,10 +188,7 @@ class SPDMethod:
                     cfg.faithfulness_warmup_weight_decay)
         return spd
 
-    @staticmethod
-    def losses(spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
-               cfg: SPDConfig, noise: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        return spd_losses(spd, model, x, target_out, inputs, cfg, noise)
+    losses = staticmethod(spd_losses)
 
     @staticmethod
     def draw_noise(cfg: SPDConfig, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,

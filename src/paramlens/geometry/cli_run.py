@@ -1,28 +1,25 @@
 """What ``paramlens geometry`` and ``paramlens rotation`` do: load a language model and its token windows, run
-the analysis, write the report."""
+the analysis, write the run folder."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from paramlens.core.resolve import resolve_lm
-from paramlens.core.runs import new_run_dir
 from paramlens.core.text import TextOptions, lm_windows
 from paramlens.geometry.layer_updates import GeometryConfig, LayerGeometry, layer_geometry
 from paramlens.geometry.rotation import Rotation, rotation
-from paramlens.report import Section, write_report
+from paramlens.report.run import write_run
 
 
 def run_geometry(model: str, text: TextOptions, cfg: GeometryConfig, out_dir: Path,
                  trust_code: bool = False) -> tuple[LayerGeometry, Path]:
     loaded = resolve_lm(model, "geometry", trust_code=trust_code)
     result = layer_geometry(loaded.module, lm_windows(loaded, text), cfg, name=loaded.name)
-    folder = new_run_dir(out_dir, "geometry")
-    result.save(folder)
-    rows = [{**r, "KL": result.kl[r["layer"]]} for r in result.rows(cfg.primary)]
-    write_report(folder, f"ParamLens geometry: {loaded.name}", [], [Section(
-        title=f"Layer-update geometry of {loaded.name}", text=result.summary(), figures=result.figures(folder),
-        table=rows)])
+    folder = write_run(result, out_dir, f"ParamLens geometry: {loaded.name}", name="geometry",
+                       heading=f"Layer-update geometry of {loaded.name}",
+                       config={"model": model, **asdict(text), **cfg.model_dump(mode="json")})
     return result, folder
 
 
@@ -39,10 +36,7 @@ def run_rotation(model: str, text: TextOptions, out_dir: Path, subnetwork: Path 
     if subnetwork is not None:
         weights = BigramSubnetwork.load(subnetwork).weights(net)
         results.append(rotation(net, windows, name=f"{name} (subnetwork)", weights=weights))
-    folder = new_run_dir(out_dir, "rotation")
-    for i, r in enumerate(results):
-        r.save(folder / f"rotation_{i}")
-    sections = [Section(title=f"Rotation toward input and output: {r.model}", text=r.summary(),
-                        figures=r.figures(folder, prefix=f"{i}_")) for i, r in enumerate(results)]
-    write_report(folder, f"ParamLens rotation: {name}", [], sections)
+    folder = write_run([(f"Rotation toward input and output: {r.model}", r) for r in results], out_dir,
+                       f"ParamLens rotation: {name}", name="rotation",
+                       config={"model": model, **asdict(text), "subnetwork": subnetwork})
     return results, folder

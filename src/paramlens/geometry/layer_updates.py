@@ -24,6 +24,7 @@ Activations are streamed one batch at a time: the ridge, low-rank and diagonal f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -36,9 +37,9 @@ from torch import Tensor, nn
 from paramlens.core.fields import Seed
 from paramlens.core.progress import track
 from paramlens.core.runs import Result
+from paramlens.core.streams import blocks_of, patched, require_tokens, stream_batches
 from paramlens.errors import ParamLensError
 from paramlens.geometry.ridge import RidgeSums, with_one
-from paramlens.core.streams import blocks_of, require_tokens, stream_batches
 
 CLASSES = ("ridge", "lowrank", "diagonal", "mlp")
 
@@ -177,10 +178,13 @@ class LayerGeometry(Result):
             lines.append(f"  Spearman(|R|/|D|, KL) across layers and tokens: {self.spearman:.3f}")
         return "\n".join(lines)
 
-    def figures(self, folder) -> list[tuple[str, str]]:
-        from paramlens.report.plots import plt
+    def table(self) -> list[dict]:
+        return [{**r, "KL": self.kl[r["layer"]]} for r in self.rows(self.primary)]
 
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        from paramlens.report import plots
+
+        fig, axes = plots.panels(3, 4.4, 3.5)
         for cls in self.classes:
             rows = self.rows(cls)
             idx = [r["layer"] for r in rows]
@@ -195,10 +199,7 @@ class LayerGeometry(Result):
             ax.set_xlabel("layer")
         axes[0].legend(fontsize=6)
         axes[1].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(folder / "geometry_layers.png", dpi=120)
-        plt.close(fig)
-        return [("geometry_layers.png", "Per layer: cosine of the update with its tokenwise part T and with the "
+        return [plots.save(fig, folder / f"{prefix}geometry_layers.png", "Per layer: cosine of the update with its tokenwise part T and with the "
                  "residual R; explained variance; output KL when the update is replaced by T.")]
 
 
@@ -221,23 +222,18 @@ def _split(n_windows: int, cfg: GeometryConfig) -> Tensor:
 @torch.no_grad()
 def _logprobs_with_replaced(model: nn.Module, ids: Tensor, layer: int, replace) -> Tensor:
     """Next-token log-probabilities with block ``layer``'s output set to ``input + replace(input)``."""
-    block = blocks_of(model)[layer]
     store: dict[str, Tensor] = {}
 
-    def pre(_m, args, kwargs):
-        store["h"] = args[0] if args else kwargs["hidden_states"]
+    def keep(h: Tensor) -> Tensor:
+        store["h"] = h
+        return h
 
-    def post(_m, _a, out):
+    def update(_out: Tensor) -> Tensor:
         h = store["h"]
-        new = h + replace(h.reshape(-1, h.shape[-1])).reshape(h.shape).to(h.dtype)
-        return (new, *out[1:]) if isinstance(out, tuple) else new
+        return h + replace(h.reshape(-1, h.shape[-1])).reshape(h.shape).to(h.dtype)
 
-    hooks = [block.register_forward_pre_hook(pre, with_kwargs=True), block.register_forward_hook(post)]
-    try:
+    with patched(model, {f"blocks.{layer}.hook_resid_pre": keep, f"blocks.{layer}.hook_resid_post": update}):
         return F.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
-    finally:
-        for h in hooks:
-            h.remove()
 
 
 @dataclass

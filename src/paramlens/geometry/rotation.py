@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from paramlens.core.runs import Result
-from paramlens.geometry.ridge import RidgeSums
 from paramlens.core.streams import require_tokens, stream_batches, token_embeddings
+from paramlens.geometry.ridge import RidgeSums
 
 
 def map_rotation(w: Tensor) -> float:
@@ -45,20 +46,21 @@ class Rotation(Result):
         rows += [f"  {i:5d}  {a:8.1f}  {b:9.1f}" for i, (a, b) in enumerate(zip(self.to_input, self.to_output))]
         return "\n".join(rows)
 
-    def figures(self, folder, prefix: str = "") -> list[tuple[str, str]]:
-        from paramlens.report.plots import plt
+    def table(self) -> list[dict]:
+        return [{"layer": i, "to input (deg)": a, "to output (deg)": b}
+                for i, (a, b) in enumerate(zip(self.to_input, self.to_output))]
 
-        fig, ax = plt.subplots(figsize=(5, 3.2))
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        from paramlens.report import plots
+
+        fig, (ax,) = plots.panels(1)
         ax.plot(self.to_input, marker=".", label="toward input embeddings")
         ax.plot(self.to_output, marker=".", label="toward final hidden states")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel("rotation (degrees)")
         ax.set_title(self.model, fontsize=9)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(folder / f"{prefix}rotation.png", dpi=120)
-        plt.close(fig)
-        return [(f"{prefix}rotation.png", "Median rotation angle of the ridge maps from each layer's hidden states to the "
+        return [plots.save(fig, folder / f"{prefix}rotation.png", "Median rotation angle of the ridge maps from each layer's hidden states to the "
                  "input token embeddings and to the final hidden states.")]
 
 

@@ -4,6 +4,7 @@ chosen matrices of a causal language model with its next-token loss (other model
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -11,14 +12,13 @@ from torch import nn
 
 from paramlens.core.loading import Loaded
 from paramlens.core.resolve import builtin, resolve
-from paramlens.core.runs import new_run_dir
+from paramlens.core.streams import batches_of, block_prefix
 from paramlens.core.text import TextOptions, lm_windows
 from paramlens.core.weights import select
 from paramlens.errors import ParamLensError
 from paramlens.information.weights_info import InformationConfig, WeightInformation, weight_information
-from paramlens.core.streams import batches_of, block_prefix
 from paramlens.models.toy.modular_addition import all_pairs, labels, split
-from paramlens.report import Section, write_report
+from paramlens.report.run import write_run
 
 BUILTIN = "modular-addition"
 
@@ -71,8 +71,8 @@ def run_information(model: str, p: int, seed: int, shuffled: bool, cfg: Informat
     else:
         raise ParamLensError(f"{model}: a {loaded.kind} model; information reads the built-in '{BUILTIN}' MLP or a "
                              "causal language model (other models: paramlens.information.weights_info)")
-    folder = new_run_dir(out_dir, "information")
-    result.save(folder)
-    write_report(folder, "ParamLens information in weights", [], [Section(
-        title=f"Information in the weights ({title})", text=result.summary(), figures=result.figures(folder))])
+    settings = {"model": model, "p": p, "seed": seed, "shuffled": shuffled, "targets": targets or [],
+                **(asdict(text) if text and loaded.is_language_model else {}), **cfg.model_dump(mode="json")}
+    folder = write_run(result, out_dir, "ParamLens information in weights", name="information",
+                       heading=f"Information in the weights ({title})", config=settings)
     return result, folder

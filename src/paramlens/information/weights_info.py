@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from paramlens.core.fields import LearningRate, Seed
-from paramlens.core.progress import track
-from paramlens.core.runs import Result
+from paramlens.core.runs import LoopState, Result, descend, fit_loop
 from paramlens.core.weights import Target, frozen, matrices, run_with
 from paramlens.errors import ParamLensError
 
@@ -66,11 +66,15 @@ class WeightInformation(Result):
         lines.append(f"  total {self.total:.1f} nats")
         return "\n".join(lines)
 
-    def figures(self, folder) -> list[tuple[str, str]]:
-        from paramlens.report.plots import plt
+    def table(self) -> list[dict]:
+        return [{"layer": n, "nats": self.info[n], "nats per weight": self.per_weight[n], "curvature bound":
+                 self.bound[n]} for n in self.info]
+
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        from paramlens.report import plots
 
         names = list(self.info)
-        fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names)), 3))
+        fig, (ax,) = plots.panels(1, max(4, 1.2 * len(names)), 3)
         x = range(len(names))
         ax.bar([i - 0.2 for i in x], [self.per_weight[n] for n in names], width=0.4, label="-1/2 log alpha per weight")
         ax.bar([i + 0.2 for i in x], [self.bound[n] / self.log_alpha[n].numel() for n in names], width=0.4,
@@ -78,10 +82,7 @@ class WeightInformation(Result):
         ax.set_xticks(list(x), names, rotation=30, fontsize=7)
         ax.set_ylabel("nats per weight")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(folder / "information.png", dpi=120)
-        plt.close(fig)
-        return [("information.png", "Information per weight in each layer, learned and from curvature.")]
+        return [plots.save(fig, folder / f"{prefix}information.png", "Information per weight in each layer, learned and from curvature.")]
 
 
 def _noisy(w: dict[str, Tensor], log_alpha: dict[str, Tensor], targets: list[Target]) -> dict[Target, Tensor]:
@@ -112,10 +113,13 @@ def hessian_diagonal(loss_of: Callable[[dict[Target, Tensor]], Tensor], w: dict[
 
 
 def weight_information(model: nn.Module, targets: list[Target], task_loss: Callable[[Callable, int], Tensor],
-                       cfg: InformationConfig | None = None, progress: bool = True) -> WeightInformation:
+                       cfg: InformationConfig | None = None, progress: bool = True, *,
+                       folder: str | Path | None = None, resume: bool = False) -> WeightInformation:
     """Learn per-weight noise on ``targets``. ``task_loss(run, step)`` returns the task loss of one batch,
     calling ``run(*model_args, **model_kwargs)`` to run the model with the current weights; ``step = -1``
-    asks for a fixed evaluation batch."""
+    asks for a fixed evaluation batch. ``folder``: where the loop keeps its checkpoint
+    (:func:`paramlens.core.runs.fit_loop`; torch's global generator, which draws the noise, is saved with it);
+    ``resume``: continue from it."""
     cfg = cfg or InformationConfig()
     if not targets:
         raise ParamLensError("no target matrices given")
@@ -125,17 +129,17 @@ def weight_information(model: nn.Module, targets: list[Target], task_loss: Calla
         w = {name: m.detach() for name, m in matrices(model, targets).items()}
         log_alpha = {t.name: torch.full(t.shape, cfg.init_log_alpha, requires_grad=True) for t in targets}
         opt = torch.optim.Adam(log_alpha.values(), lr=cfg.lr)
-        for step in track(range(cfg.steps), description="learning weight noise", disable=not progress):
-            noisy = _noisy(w, log_alpha, targets)
-            task = task_loss(partial(run_with, model, noisy), step)
+
+        def step(i: int) -> dict[str, Tensor]:
+            task = task_loss(partial(run_with, model, _noisy(w, log_alpha, targets)), i)
             info = sum(-0.5 * la.sum() for la in log_alpha.values())
-            loss = task + cfg.beta * info
-            if not torch.isfinite(loss):
-                raise ParamLensError(f"information loss is {loss.item()} at step {step}; lower the learning rate "
-                                     "(InformationConfig.lr) or --beta")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            descend(opt, task + cfg.beta * info, lambda value: f"information loss is {value} at step {i}; lower the "
+                    "learning rate (InformationConfig.lr) or --beta")
+            return {"task": task.detach(), "information": info.detach()}
+
+        fit_loop(cfg.steps, step, {"noise": LoopState(log_alpha=log_alpha), "optimizer": opt,
+                                   "torch_rng": torch.default_generator},
+                 folder=folder, resume=resume, description="learning weight noise", progress=progress)
         with torch.no_grad():
             clean = float(task_loss(partial(run_with, model, {t: w[t.name] for t in targets}), -1))
             noisy_loss = float(task_loss(partial(run_with, model, _noisy(w, log_alpha, targets)), -1))

@@ -18,15 +18,15 @@ SiLU this is the ReLU-like reading: below zero the unit passes almost nothing).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from paramlens.core.runs import Result
-from paramlens.errors import ParamLensError
+from paramlens.core.streams import batches_of, blocks_of, capture
 from paramlens.interaction.basis import LayerBasis, Segment, augmented_activations, interaction_basis
 from paramlens.interaction.residual import residual_basis
-from paramlens.core.streams import batches_of, blocks_of
 
 
 @dataclass
@@ -69,10 +69,15 @@ class Degeneracy(Result):
                          f"half its {self.n_weights} weights, {self.n_weights / 2:.0f})")
         return "\n".join(lines)
 
-    def figures(self, folder) -> list[tuple[str, str]]:
-        from paramlens.report.plots import plt
+    def table(self) -> list[dict]:
+        return [{"layer": l, "width": w, "null activation directions": self.activation_null[l],
+                 "null gradient directions": self.gradient_null[l] if l < len(self.gradient_null) else ""}
+                for l, w in enumerate(self.widths)]
 
-        fig, ax = plt.subplots(figsize=(5, 3))
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        from paramlens.report import plots
+
+        fig, (ax,) = plots.panels(1, 5, 3)
         layers = range(len(self.widths))
         ax.plot(layers, self.activation_null, marker="o", label="null activation directions")
         ax.plot(range(len(self.gradient_null)), self.gradient_null, marker="s", label="null gradient directions")
@@ -82,10 +87,7 @@ class Degeneracy(Result):
         ax.set_xlabel("layer")
         ax.set_ylabel("count")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(folder / "degeneracy.png", dpi=120)
-        plt.close(fig)
-        return [("degeneracy.png", "The three kinds of degeneracy per layer.")]
+        return [plots.save(fig, folder / f"{prefix}degeneracy.png", "The three kinds of degeneracy per layer.")]
 
 
 def _firing_groups(fires: Tensor, near: float) -> tuple[int, int, int]:
@@ -151,34 +153,17 @@ def degeneracy(segments: list[Segment], x: Tensor, tol: float = 1e-12, near: flo
     return Degeneracy([a.shape[1] - 1 for a in acts], act_null, grad_null, relu, *_per_count(counts), near)
 
 
-ACTIVATIONS = ("act_fn", "act", "intermediate_act_fn", "activation_fn", "gelu_impl")
-
-
-def _activation_modules(block: nn.Module) -> list[nn.Module]:
-    """The parameter-free activation modules of a block's MLP (``act_fn``, ``act``, ``intermediate_act_fn``,
-    ``activation_fn`` (Phi), ``gelu_impl`` (BLOOM))."""
-    return [m for name, m in block.named_modules()
-            if name.rsplit(".", 1)[-1] in ACTIVATIONS and not list(m.parameters())]
-
-
 @torch.no_grad()
 def mlp_firing(model: nn.Module, windows: Tensor, batch: int = 8) -> list[Tensor]:
-    """Per block: ``(N, units)`` bool, where the input of the MLP's activation is positive, over all tokens."""
-    blocks = blocks_of(model)
-    found = [_activation_modules(b) for b in blocks]
-    if not all(len(f) == 1 for f in found):
-        raise ParamLensError(f"{type(model).__name__}: expected one MLP activation module per block (act_fn, act, "
-                             f"intermediate_act_fn, activation_fn or gelu_impl), found {[len(f) for f in found]}")
-    fires: list[list[Tensor]] = [[] for _ in blocks]
-    hooks = [f[0].register_forward_hook(lambda _m, args, _o, i=i: fires[i].append((args[0] > 0).flatten(0, -2)))
-             for i, f in enumerate(found)]
+    """Per block: ``(N, units)`` bool, where the input of the MLP's activation (``blocks.{l}.mlp.hook_pre``) is
+    positive, over all tokens."""
+    sites = [f"blocks.{l}.mlp.hook_pre" for l in range(len(blocks_of(model)))]
+    fires: list[list[Tensor]] = [[] for _ in sites]
     model.eval()
-    try:
-        for ids in batches_of(windows, batch):
-            model(input_ids=ids)
-    finally:
-        for h in hooks:
-            h.remove()
+    for ids in batches_of(windows, batch):
+        acts = capture(model, sites, input_ids=ids)
+        for f, site in zip(fires, sites):
+            f.append((acts[site] > 0).flatten(0, -2))
     return [torch.cat(f) for f in fires]
 
 

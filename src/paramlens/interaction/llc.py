@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from paramlens.core.fields import Seed
-from paramlens.core.progress import track
+from paramlens.core.runs import LoopState, fit_loop
 from paramlens.core.weights import Target, frozen, matrices, run_with
 from paramlens.errors import ParamLensError
 
@@ -36,10 +37,14 @@ class LLCConfig(BaseModel):
 
 
 def local_learning_coefficient(model: nn.Module, targets: list[Target], loss_of: Callable[[Callable, int], Tensor],
-                               n: int, cfg: LLCConfig | None = None, progress: bool = False) -> tuple[float, float]:
+                               n: int, cfg: LLCConfig | None = None, progress: bool = False, *,
+                               folder: str | Path | None = None, resume: bool = False) -> tuple[float, float]:
     """``(LLC, its standard error over chains)`` at the model's current weights. ``loss_of(run, step)``: the
     mean loss of one batch (``step >= 0``) or of all ``n`` samples (``step = -1``), running the model through
-    ``run(*args, **kwargs)``; ``n``: the number of samples ``L_n`` averages over."""
+    ``run(*args, **kwargs)``; ``n``: the number of samples ``L_n`` averages over. The chains run one after another
+    as one loop of ``chains * steps`` steps; ``folder``: where it keeps its checkpoint
+    (:func:`paramlens.core.runs.fit_loop`; torch's global generator is saved with it, so a ``loss_of`` drawing
+    batches from it resumes exactly); ``resume``: continue from it."""
     cfg = cfg or LLCConfig()
     if cfg.burn_in >= cfg.steps:
         raise ParamLensError(f"burn_in {cfg.burn_in} leaves no SGLD steps of {cfg.steps} to average")
@@ -51,19 +56,26 @@ def local_learning_coefficient(model: nn.Module, targets: list[Target], loss_of:
         with torch.no_grad():
             base = float(loss_of(partial(run_with, model, w_star), -1))
         g = torch.Generator().manual_seed(cfg.seed)
-        estimates = [nbeta * (_chain_mean_loss(model, w_star, loss_of, nbeta, cfg, g, chain, progress) - base)
-                     for chain in range(cfg.chains)]
+        chain_means = _chain_mean_losses(model, w_star, loss_of, nbeta, cfg, g, progress, folder, resume)
+        estimates = [nbeta * (chain_mean - base) for chain_mean in chain_means]
     mean = sum(estimates) / len(estimates)
     spread = math.sqrt(sum((e - mean) ** 2 for e in estimates) / max(len(estimates) - 1, 1) / len(estimates))
     return mean, spread
 
 
-def _chain_mean_loss(model: nn.Module, w_star: dict[Target, Tensor], loss_of: Callable[[Callable, int], Tensor],
-                     nbeta: float, cfg: LLCConfig, g: torch.Generator, chain: int, progress: bool) -> float:
-    """One SGLD chain from ``w_star``; the mean batch loss after burn-in."""
+def _chain_mean_losses(model: nn.Module, w_star: dict[Target, Tensor], loss_of: Callable[[Callable, int], Tensor],
+                       nbeta: float, cfg: LLCConfig, g: torch.Generator, progress: bool, folder: str | Path | None,
+                       resume: bool) -> list[float]:
+    """``cfg.chains`` SGLD chains from ``w_star``, one after another; each chain's mean batch loss after burn-in."""
     w = {t: v.clone().requires_grad_(True) for t, v in w_star.items()}
-    losses = []
-    for step in track(range(cfg.steps), description=f"SGLD chain {chain + 1}/{cfg.chains}", disable=not progress):
+    state = LoopState(w={t.name: v for t, v in w.items()}, losses=[], means=[])
+
+    def sgld(i: int) -> dict[str, float | Tensor]:
+        chain, step = divmod(i, cfg.steps)
+        if step == 0:  # a new chain starts from w_star
+            with torch.no_grad():
+                for t, v in w.items():
+                    v.copy_(w_star[t])
         loss = loss_of(partial(run_with, model, w), step)
         if not torch.isfinite(loss):
             raise ParamLensError(f"SGLD loss is {loss.item()} at step {step} of chain {chain}; lower eps")
@@ -73,5 +85,12 @@ def _chain_mean_loss(model: nn.Module, w_star: dict[Target, Tensor], loss_of: Ca
                 drift = nbeta * grad + cfg.gamma * (v - w_star[t])
                 v.add_(-cfg.eps / 2 * drift + math.sqrt(cfg.eps) * torch.randn(v.shape, generator=g))
         if step >= cfg.burn_in:
-            losses.append(float(loss.detach()))
-    return sum(losses) / len(losses)
+            state.losses.append(float(loss.detach()))
+        if step + 1 == cfg.steps:
+            state.means.append(sum(state.losses) / len(state.losses))
+            state.losses = []
+        return {"chain": chain + 1, "loss": loss.detach()}
+
+    fit_loop(cfg.chains * cfg.steps, sgld, {"chains": state, "generator": g, "torch_rng": torch.default_generator},
+             folder=folder, resume=resume, description=f"SGLD, {cfg.chains} chains", progress=progress)
+    return state.means

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from paramlens.core.runs import Result
+from paramlens.core.streams import blocks_of
 from paramlens.interaction.modularity import modules
 from paramlens.interaction.residual import residual_basis, residual_edges, stream_ablation_curve
-from paramlens.core.streams import blocks_of
 
 BASES = ("lib", "pca")
 
@@ -49,10 +49,13 @@ class LMInteraction(Result):
                          + ", ".join(f"{b} {self.curves[b][i][k]:.4f}" for b in self.curves))
         return "\n".join(lines)
 
-    def figures(self, folder: Path) -> list[tuple[str, str]]:
-        from paramlens.report.plots import plt
+    def table(self) -> list[dict]:
+        return self.rows
 
-        fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        from paramlens.report import plots
+
+        fig, axes = plots.panels(3, 4.7, 3.6)
         lib = self.importance["lib"]
         for layer in sorted({0, len(lib) // 2, len(lib) - 2}):
             vals = torch.tensor(lib[layer])
@@ -75,10 +78,7 @@ class LMInteraction(Result):
         axes[2].set_xlabel(f"LIB direction, layer {mid}")
         axes[2].set_ylabel(f"LIB direction, layer {mid + 1}")
         fig.colorbar(image, ax=axes[2], label="log10 edge")
-        fig.tight_layout()
-        fig.savefig(folder / "lm_interaction.png", dpi=120)
-        plt.close(fig)
-        return [("lm_interaction.png", "Left: LIB importance spectra. Middle: loss when the stream before a block "
+        return [plots.save(fig, folder / f"{prefix}lm_interaction.png", "Left: LIB importance spectra. Middle: loss when the stream before a block "
                  "is rebuilt from its top directions (solid LIB, dashed PCA; black: intact). Right: edges between "
                  "the top LIB directions of two middle layers.")]
 

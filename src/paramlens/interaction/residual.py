@@ -7,8 +7,8 @@ are a function of every earlier token's stream, so ``M = E[sum_(t, s) J_ts^T J_t
 ``t`` with respect to the whitened coordinates of input token ``s``) is estimated with random sources:
 for ``r ~ N(0, I)`` over all output tokens and directions, ``g = J^T r`` is one vector-Jacobian product
 through the block and ``E[g g^T] = M`` exactly in expectation. Blocks are run in place inside the model
-(their input replaced through a hook, the forward stopped after them), so any model that
-:func:`paramlens.core.streams.blocks_of` understands works, positional machinery included.
+(their input replaced at ``blocks.{l}.hook_resid_pre``, the forward stopped after ``hook_resid_post``, with
+:mod:`paramlens.core.streams`), so any model with blocks it finds works, positional machinery included.
 
 PCA of each stream (same interface) is the baseline. Ablation curves rebuild the stream before one block from
 its top-n basis directions and run the rest of the model: next-token cross-entropy for a causal LM, the
@@ -17,8 +17,6 @@ fraction of the final stream's mean square lost for an encoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -26,48 +24,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paramlens.core.progress import track
+from paramlens.core.streams import batches_of, blocks_of, patched, require_tokens, run_until, stream_batches
 from paramlens.errors import ParamLensError
 from paramlens.interaction.basis import LayerBasis, augment, pca_of_gram, whiten_gram
-from paramlens.core.streams import batches_of, blocks_of, require_tokens, stream_batches
-
-
-class _Stop(Exception):
-    def __init__(self, output: Tensor):
-        self.output = output
-
-
-@contextmanager
-def _input_replaced(block: nn.Module, fn: Callable[[Tensor], Tensor], stop: bool) -> Iterator[None]:
-    """While active, ``block`` reads ``fn(its input stream)``; with ``stop`` the forward ends after it
-    (raising :class:`_Stop` with its output)."""
-
-    def pre(_m, args, kwargs):
-        if args:
-            return (fn(args[0]), *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
-
-    def post(_m, _a, out):
-        raise _Stop(out[0] if isinstance(out, tuple) else out)
-
-    hooks = [block.register_forward_pre_hook(pre, with_kwargs=True)]
-    if stop:
-        hooks.append(block.register_forward_hook(post))
-    try:
-        yield
-    finally:
-        for h in hooks:
-            h.remove()
 
 
 def run_block(model: nn.Module, layer: int, ids: Tensor, stream: Tensor) -> Tensor:
     """Output stream ``(B, T, d)`` of block ``layer`` when its input is ``stream`` (differentiable); the rest
     of the model after the block is not run."""
-    try:
-        with _input_replaced(blocks_of(model)[layer], lambda _h: stream, stop=True):
-            model(input_ids=ids)
-    except _Stop as stop:
-        return stop.output
-    raise RuntimeError("the block did not run")
+    replaced = {f"blocks.{layer}.hook_resid_pre": lambda _h: stream}
+    return run_until(model, f"blocks.{layer}.hook_resid_post", patches=replaced, input_ids=ids)
 
 
 def _stream_grams(model: nn.Module, windows: Tensor, batch: int, centred: bool) -> tuple[Tensor, Tensor | None]:
@@ -173,7 +139,7 @@ def stream_ablation_curve(model: nn.Module, windows: Tensor, layer: int, basis: 
     if not 0 <= layer < len(blocks_of(model)):
         raise ParamLensError(f"layer {layer}: ablation curves need the stream before a block "
                              f"(0..{len(blocks_of(model)) - 1})")
-    block = blocks_of(model)[layer]
+    site = f"blocks.{layer}.hook_resid_pre"
     model.eval()
     full, losses, seen = 0.0, [0.0] * len(counts), 0
     for ids in batches_of(windows, batch):
@@ -183,7 +149,7 @@ def stream_ablation_curve(model: nn.Module, windows: Tensor, layer: int, basis: 
             def keep_top(h: Tensor, n: int = n) -> Tensor:
                 return basis.rebuild(basis.coordinates(augment(h), n))[..., :-1].to(h.dtype)
 
-            with _input_replaced(block, keep_top, stop=False):
+            with patched(model, {site: keep_top}):
                 losses[c] += float(_stream_loss(model(input_ids=ids), ids, reference)[0]) * len(ids)
         seen += len(ids)
     return full / seen, [v / seen for v in losses]

@@ -22,6 +22,19 @@ def _save(fig: plt.Figure, path: Path) -> str:
     return path.name
 
 
+def panels(n: int = 1, width: float = 5.0, height: float = 3.2) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure of ``n`` side-by-side panels, ``width`` x ``height`` inches each, in the report's style; draw on the
+    axes, then :func:`save` it."""
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def save(fig: plt.Figure, path: Path, caption: str) -> tuple[str, str]:
+    """Write ``fig`` to ``path`` (PNG, the report's resolution) and close it; returns ``(file name, caption)``, an
+    entry of a result's ``figures()``."""
+    return _save(fig, path), caption
+
+
 def heatmap(path: Path, matrix: Tensor, title: str, xlabel: str = "", ylabel: str = "",
             value_range: tuple[float, float] | None = None) -> str:
     """A heatmap of a 2-D tensor; returns the file name.

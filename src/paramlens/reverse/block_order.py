@@ -108,6 +108,16 @@ def moves(order: list[int], reach: int) -> list[Move]:
 
 
 @dataclass
+class SearchWork:
+    """The work of an order search: rounds of moves, candidate orders scored by the first-order model, and
+    candidate orders run exactly."""
+
+    rounds: int = 0
+    candidates_scored: int = 0
+    candidates_run: int = 0
+
+
+@dataclass
 class OrderSearch:
     """How the search went: the order found, its mean squared error on all rows (float64), whether that is
     exact (rounding level), the seed it came from, the work done, and the error after each round of each
@@ -117,14 +127,13 @@ class OrderSearch:
     mse: float
     exact: bool
     seed: str
-    rounds: int
-    candidates_scored: int
-    candidates_run: int
+    work: SearchWork
     history: list[list[float]]
 
 
-def _seeds(blocks: Blocks, x: Tensor) -> dict[str, list[int]]:
-    """Candidate starting orders from per-block statistics (each in both directions)."""
+def seed_orders(blocks: Blocks, x: Tensor) -> dict[str, list[int]]:
+    """Candidate starting orders, ``{description: order}``, from per-block statistics of ``blocks`` and the
+    inputs ``x`` ``(R, d)``: each statistic sorted ascending and descending."""
     c = blocks.contract
     write = (blocks.readout @ c).flatten(1).norm(dim=1) / c.flatten(1).norm(dim=1)
     stats = {
@@ -150,8 +159,10 @@ def _rounding_level(y: Tensor) -> float:
     return 1e-10 * float((y.double() ** 2).mean()) + 1e-12
 
 
-def _predicted_changes(blocks: Blocks, cands: list[Move], h: Tensor, g: Tensor, chunk: int) -> Tensor:
-    """``(len(cands), R * o)``: each move's first-order change of the output."""
+def predicted_changes(blocks: Blocks, cands: list[Move], h: Tensor, g: Tensor, chunk: int) -> Tensor:
+    """``(len(cands), R * o)``: each move's first-order change of the output, from the streams ``h``
+    ``(n + 1, R, d)`` of the current order (:meth:`Blocks.streams`) and their output Jacobians ``g``
+    ``(n + 1, R, o, d)`` (:meth:`Blocks.output_jacobians`); moves are run ``chunk`` at a time."""
     out = torch.empty(len(cands), h.shape[1] * g.shape[2], dtype=h.dtype)
     by_len: dict[int, list[int]] = {}
     for i, m in enumerate(cands):
@@ -192,16 +203,9 @@ def _best_combinations(d: np.ndarray, e: np.ndarray, cands: list[Move], top: int
     return ranked
 
 
-@dataclass
-class _Work:
-    rounds: int = 0
-    scored: int = 0
-    run: int = 0
-
-
 def _descend(fast: Blocks, order: list[int], cur: float, xs: Tensor, ys: Tensor, floor: float, reach: int,
-             reach_floor: int, tries: int, max_rounds: int, top: int, chunk: int, work: _Work, history: list[float],
-             progress) -> tuple[list[int], float]:
+             reach_floor: int, tries: int, max_rounds: int, top: int, chunk: int, work: SearchWork,
+             history: list[float], progress) -> tuple[list[int], float]:
     """Improve ``order`` (error ``cur``) by rounds of scored moves until the error reaches ``floor`` or nothing
     helps."""
     n = fast.n
@@ -214,8 +218,8 @@ def _descend(fast: Blocks, order: list[int], cur: float, xs: Tensor, ys: Tensor,
         g = fast.output_jacobians(order, h)
         e = (ys - fast.output(h[-1])).flatten().double().numpy()
         cands = moves(order, min(reach, span))
-        d = _predicted_changes(fast, cands, h, g, chunk).double().numpy()
-        work.scored += len(cands)
+        d = predicted_changes(fast, cands, h, g, chunk).double().numpy()
+        work.candidates_scored += len(cands)
         taken: list[Move] = []
         runs = 0
         for _, combo in _best_combinations(d, e, cands, top):
@@ -232,7 +236,7 @@ def _descend(fast: Blocks, order: list[int], cur: float, xs: Tensor, ys: Tensor,
             if loss < cur:
                 order, cur = new, loss
                 taken += chosen
-        work.run += runs
+        work.candidates_run += runs
         history.append(cur)
         if progress is not None:
             progress(work.rounds, cur)
@@ -258,10 +262,10 @@ def order_blocks(blocks: Blocks, x: Tensor, y: Tensor, *, search_rows: int = 256
     reach = blocks.n if reach is None else reach
     fast = blocks.to(torch.float32)
     xs, ys = x[:search_rows].to(torch.float32), y[:search_rows].to(torch.float32)
-    seeds = _seeds(fast, xs)
+    seeds = seed_orders(fast, xs)
     scored = sorted((_mse(fast, o, xs, ys), name) for name, o in seeds.items())
     floor = _rounding_level(ys)
-    work = _Work(run=len(seeds))
+    work = SearchWork(candidates_run=len(seeds))
     best = (float("inf"), [], "")
     history: list[list[float]] = []
     for start_mse, name in scored[:starts]:
@@ -276,4 +280,4 @@ def order_blocks(blocks: Blocks, x: Tensor, y: Tensor, *, search_rows: int = 256
     exact64 = blocks.to(torch.float64)
     mse = _mse(exact64, order, x.double(), y.double())
     exact = mse <= _rounding_level(y)
-    return OrderSearch(order, mse, exact, seed, work.rounds, work.scored, work.run, history)
+    return OrderSearch(order, mse, exact, seed, work, history)

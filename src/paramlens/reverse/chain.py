@@ -68,14 +68,15 @@ def _int64(t: Tensor) -> Tensor:
     return t if t.is_floating_point() or t.is_complex() or t.dtype in (torch.int64, torch.bool) else t.to(torch.int64)
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
+    """Sort key that compares the runs of digits in ``name`` as numbers: ``layers.9`` before ``layers.10``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
     """The linear layers in order, and notes on what did not fit (unpaired tensors, size breaks)."""
     notes = []
-    weights = sorted((n for n, s in store.shapes.items() if len(s) == 2), key=_natural_key)
+    weights = sorted((n for n, s in store.shapes.items() if len(s) == 2), key=natural_key)
     if not weights:
         raise ParamLensError(f"{store.path}: no 2-d weight matrices; nothing to scan")
     layers = []
@@ -90,7 +91,7 @@ def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
             used.add(bias)
         layers.append(LayerRef(i, w, bias, store.shapes[w]))
         used.add(w)
-    left = sorted(set(store.shapes) - used, key=_natural_key)
+    left = sorted(set(store.shapes) - used, key=natural_key)
     if left:
         notes.append(f"{len(left)} tensors outside the chain: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
     for a, b in zip(layers, layers[1:]):

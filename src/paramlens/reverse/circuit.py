@@ -10,7 +10,7 @@ exists only to build an XOR is folded into the XOR). Unused gates are dropped.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -201,65 +201,88 @@ class _Node:
 def simplify(c: Circuit) -> Circuit:
     """Wires for copies, constants folded, duplicate gates merged, gates named from truth tables, unused
     gates removed."""
-    nodes: dict[int, _Node] = {}
-    alias: dict[int, int] = {}
-    const: dict[int, bool] = {}
-    seen: dict[tuple, int] = {}
+    folded = _Folded()
+    for s, g in enumerate(c.gates, start=c.n_inputs):
+        folded.add(s, g)
+    uses = _uses(folded, c.outputs)
+    for s in list(folded.nodes):
+        if folded.nodes[s].op == "threshold":
+            _name_gate(folded, s, uses)
+    return _rebuild(c, folded.nodes, folded.res, folded.const)
 
-    def res(s: int) -> int:
-        while s in alias:
-            s = alias[s]
+
+@dataclass
+class _Folded:
+    """A circuit being simplified: gates kept (``nodes``), signals that are wires to another (``alias``), and
+    signals of constant value (``const``)."""
+
+    nodes: dict[int, _Node] = field(default_factory=dict)
+    alias: dict[int, int] = field(default_factory=dict)
+    const: dict[int, bool] = field(default_factory=dict)
+    seen: dict[tuple, int] = field(default_factory=dict)  # threshold gates kept, by inputs, weights and threshold
+
+    def res(self, s: int) -> int:
+        """The signal ``s`` stands for, following wires."""
+        while s in self.alias:
+            s = self.alias[s]
         return s
 
-    for s, g in enumerate(c.gates, start=c.n_inputs):
-        ins, ws, t = [res(i) for i in g.inputs], list(g.weights or ()), g.threshold
+    def add(self, s: int, g: Gate) -> None:
+        """Gate ``g`` as signal ``s``: a threshold gate that is constant becomes a constant, a copy a wire, and one
+        that repeats an earlier gate a wire to it; anything else is kept."""
+        ins, ws, t = [self.res(i) for i in g.inputs], list(g.weights or ()), g.threshold
         if g.op != "threshold":
-            nodes[s] = _Node(g.op, ins)
-            continue
+            self.nodes[s] = _Node(g.op, ins)
+            return
         merged_w: dict[int, int] = {}
         for i, w in zip(ins, ws):  # an input read twice (through copies) adds up its weights
             merged_w[i] = merged_w.get(i, 0) + w
-        live = [(i, w) for i, w in merged_w.items() if i not in const and w]
-        t -= sum(w for i, w in merged_w.items() if const.get(i))
+        live = [(i, w) for i, w in merged_w.items() if i not in self.const and w]
+        t -= sum(w for i, w in merged_w.items() if self.const.get(i))
         lo, hi = sum(min(w, 0) for _, w in live), sum(max(w, 0) for _, w in live)
         if lo >= t or hi < t:
-            const[s] = lo >= t
+            self.const[s] = lo >= t
         elif len(live) == 1 and live[0][1] == 1 and t == 1:
-            alias[s] = live[0][0]
+            self.alias[s] = live[0][0]
         else:
             key = ("threshold", tuple(i for i, _ in live), tuple(w for _, w in live), t)
-            if key in seen:  # the same neuron computed twice (duplicated rows): one gate
-                alias[s] = seen[key]
+            if key in self.seen:  # the same neuron computed twice (duplicated rows): one gate
+                self.alias[s] = self.seen[key]
             else:
-                seen[key] = s
-                nodes[s] = _Node("threshold", list(key[1]), key[2], t)
+                self.seen[key] = s
+                self.nodes[s] = _Node("threshold", list(key[1]), key[2], t)
+
+
+def _uses(folded: _Folded, outputs: list[int]) -> dict[int, int]:
+    """How many times each signal is read, by kept gates and as an output."""
     uses: dict[int, int] = {}
-    for n in nodes.values():
+    for n in folded.nodes.values():
         for i in n.inputs:
             uses[i] = uses.get(i, 0) + 1
-    for o in c.outputs:
-        uses[res(o)] = uses.get(res(o), 0) + 1
-    for s in list(nodes):
-        n = nodes[s]
-        if n.op != "threshold":
-            continue
-        found = _best_name(n, nodes, uses)
-        if found is None:
-            continue
-        op, ins, absorbed = found
-        for h in absorbed:
-            uses[h] -= 1
-            for j in nodes[h].inputs:
-                uses[j] = uses.get(j, 0) + 1
-        if op in ("const0", "const1"):
-            const[s] = op == "const1"
-            del nodes[s]
-        elif op == "copy":
-            alias[s] = ins[0]
-            nodes[s] = _Node("copy", ins)
-        else:
-            nodes[s] = _Node(op, ins)
-    return _rebuild(c, nodes, res, const)
+    for o in outputs:
+        uses[folded.res(o)] = uses.get(folded.res(o), 0) + 1
+    return uses
+
+
+def _name_gate(folded: _Folded, s: int, uses: dict[int, int]) -> None:
+    """Replace threshold gate ``s`` with its named gate (:func:`_best_name`), if it has one, updating ``uses`` for
+    the helper gates it absorbs."""
+    found = _best_name(folded.nodes[s], folded.nodes, uses)
+    if found is None:
+        return
+    op, ins, absorbed = found
+    for h in absorbed:
+        uses[h] -= 1
+        for j in folded.nodes[h].inputs:
+            uses[j] = uses.get(j, 0) + 1
+    if op in ("const0", "const1"):
+        folded.const[s] = op == "const1"
+        del folded.nodes[s]
+    elif op == "copy":
+        folded.alias[s] = ins[0]
+        folded.nodes[s] = _Node("copy", ins)
+    else:
+        folded.nodes[s] = _Node(op, ins)
 
 
 def _rebuild(c: Circuit, nodes: dict[int, _Node], res, const: dict[int, bool]) -> Circuit:

@@ -1,37 +1,28 @@
-"""What ``paramlens reverse ...`` does: run a reverse-engineering step and write its report."""
+"""What ``paramlens reverse ...`` does: run a reverse-engineering step and write its run folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from paramlens.core.runs import new_run_dir
-from paramlens.report import Section, write_report
+from paramlens.report.run import write_run
 from paramlens.reverse.invert import Inversion, invert_file
-from paramlens.reverse.read_circuit import CircuitResult, read_circuit
+from paramlens.reverse.read_circuit import CircuitReading, read_circuit
 from paramlens.reverse.reassemble import Reassembly, reassemble
-from paramlens.reverse.scan import ScanResult, scan
+from paramlens.reverse.scan import Scan, scan
 
 
-def scan_section(folder: Path, result: ScanResult, prefix: str = "") -> Section:
-    return Section(title=f"Structure scan of {Path(result.path).name}", text=result.summary(),
-                   figures=result.figures(folder, prefix=prefix), table=result.table())
-
-
-def run_scan(path: str, out_dir: Path) -> tuple[ScanResult, Path]:
+def run_scan(path: str, out_dir: Path) -> tuple[Scan, Path]:
     result = scan(path)
-    folder = new_run_dir(out_dir, "scan")
-    result.save(folder)
-    write_report(folder, f"ParamLens scan: {path}", [], [scan_section(folder, result)])
+    folder = write_run(result, out_dir, f"ParamLens scan: {path}", name="scan",
+                       heading=f"Structure scan of {Path(result.path).name}", config={"model": path})
     return result, folder
 
 
-def run_circuit(path: str, out_dir: Path) -> tuple[CircuitResult, Path]:
+def run_circuit(path: str, out_dir: Path) -> tuple[CircuitReading, Path]:
     """Lift, simplify, check and export the network at ``path``."""
     result = read_circuit(path)
-    folder = new_run_dir(out_dir, "circuit")
-    result.save(folder)
-    write_report(folder, f"ParamLens circuit: {path}", [], [Section(
-        title=f"Boolean circuit of {Path(path).name}", text=result.summary(), table=result.table())])
+    folder = write_run(result, out_dir, f"ParamLens circuit: {path}", name="circuit",
+                       heading=f"Boolean circuit of {Path(path).name}", config={"model": path})
     return result, folder
 
 
@@ -41,10 +32,9 @@ def run_invert(path: str, target: str, low: float, high: float, tol: float, last
 
 
 def run_reassemble(pieces: Path, data: Path, out_dir: Path, search_rows: int = 256) -> tuple[Reassembly, Path]:
-    """Re-assemble the pieces in ``pieces`` against ``data`` and write the report."""
+    """Re-assemble the pieces in ``pieces`` against ``data`` and write the run folder."""
     result = reassemble(pieces, data, search_rows=search_rows)
-    folder = new_run_dir(out_dir, "reassemble")
-    result.save(folder)
-    write_report(folder, f"ParamLens reassemble: {pieces}", [], [Section(
-        title=f"Re-assembly of {pieces.name}", text=result.summary(), figures=result.figures(folder))])
+    folder = write_run(result, out_dir, f"ParamLens reassemble: {pieces}", name="reassemble",
+                       heading=f"Re-assembly of {pieces.name}",
+                       config={"pieces": str(pieces), "data": str(data), "search_rows": search_rows})
     return result, folder

@@ -19,7 +19,7 @@ from paramlens.reverse.values import refuse_bad_values
 
 
 @dataclasses.dataclass
-class CircuitResult(Result):
+class CircuitReading(Result):
     """The circuit read from a network: gate counts before and after simplification, the checks, and
     the netlist (``netlist``: JSON form; written beside as ``circuit.json``, ``circuit.dot``, ``circuit.py``)."""
 
@@ -63,7 +63,7 @@ class CircuitResult(Result):
         return folder
 
 
-def read_circuit(path: str | Path) -> CircuitResult:
+def read_circuit(path: str | Path) -> CircuitReading:
     """Lift every neuron of the layer chain at ``path`` to a threshold gate, simplify to named gates, and
     check the simplified circuit against the lifted one.
 
@@ -78,7 +78,7 @@ def read_circuit(path: str | Path) -> CircuitResult:
     lifted = lift(weights, biases)
     simple = simplify(lifted.circuit)
     eq = check(lifted.circuit, simple)
-    return CircuitResult(
+    return CircuitReading(
         path=str(path), n_inputs=simple.n_inputs, n_outputs=len(simple.outputs),
         neurons=sum(len(b) for b in biases), gates=dict(Counter(g.op for g in simple.gates).most_common()),
         sampled_neurons=lifted.sampled, random_inputs=eq.random_inputs, random_mismatches=eq.random_mismatches,

@@ -30,7 +30,7 @@ from paramlens.core.loading import regular_file
 from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
 from paramlens.reverse.block_order import Blocks, order_blocks
-from paramlens.reverse.chain import TensorStore, _natural_key
+from paramlens.reverse.chain import TensorStore, natural_key
 from paramlens.reverse.values import nonfinite_counts
 
 PIECE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -60,7 +60,7 @@ def load_pieces(folder: str | Path) -> list[Piece]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ParamLensError(f"{folder}: not a folder of pieces")
-    files = sorted((p for p in folder.iterdir() if p.suffix in PIECE_SUFFIXES), key=lambda p: _natural_key(p.name))
+    files = sorted((p for p in folder.iterdir() if p.suffix in PIECE_SUFFIXES), key=lambda p: natural_key(p.name))
     if not files:
         raise ParamLensError(f"{folder}: no piece files ({', '.join(PIECE_SUFFIXES)})")
     pieces = []
@@ -196,20 +196,18 @@ class Reassembly(Result):
             f"{self.candidates_run:,} run exactly, {self.seconds:.1f} s",
         ])
 
-    def figures(self, folder: Path) -> list[tuple[str, str]]:
-        from paramlens.report.plots import plt
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        from paramlens.report import plots
 
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, (ax,) = plots.panels(1, 5, 3)
         for i, errors in enumerate(self.history):
             ax.semilogy(range(len(errors)), [max(v, 1e-16) for v in errors], marker=".", label=f"start {i + 1}")
         ax.legend()
         ax.set_xlabel("search round")
         ax.set_ylabel("MSE on search rows")
         ax.set_title("Re-assembly: error per round")
-        fig.tight_layout()
-        fig.savefig(folder / "reassemble_history.png", dpi=120)
-        plt.close(fig)
-        return [("reassemble_history.png", "Error of the best order after each search round, per seed order searched from (log scale).")]
+        return [plots.save(fig, folder / f"{prefix}reassemble_history.png", "Error of the best order after each search "
+                           "round, per seed order searched from (log scale).")]
 
 
 def reassemble(folder: str | Path, data: str | Path, *, search_rows: int = 256, progress: bool = True) -> Reassembly:
@@ -223,6 +221,7 @@ def reassemble(folder: str | Path, data: str | Path, *, search_rows: int = 256, 
     report = (lambda k, mse: print(f"  round {k}: MSE {mse:.3g}", flush=True)) if progress else None
     found = order_blocks(blocks, x, y, search_rows=search_rows, progress=report)
     order = [i for b in found.order for i in pairing.blocks[b]] + [pairing.final]
+    work = found.work
     return Reassembly([p.name for p in pieces], order, pairing.margin, found.mse, found.exact, found.seed,
-                      found.rounds, found.candidates_scored, found.candidates_run, found.history, len(x),
+                      work.rounds, work.candidates_scored, work.candidates_run, found.history, len(x),
                       time.perf_counter() - start)

@@ -32,7 +32,7 @@ def _rows(W: Tensor, b: Tensor | None) -> list[Row]:
 
 
 @dataclasses.dataclass
-class ScanResult(Result):
+class Scan(Result):
     """A network described from its weights.
 
     Attributes:
@@ -127,7 +127,7 @@ def _row(index: int, s: LayerStats, name: str) -> dict:
             PROBLEM: s.problem, "signatures": dict(list(s.signatures.items())[:8])}
 
 
-def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> ScanResult:
+def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> Scan:
     """Scan the checkpoint at ``path`` (safetensors, or a torch archive read without running its code).
 
     Runs on one thread: each layer's work is a few small tensor operations, for which thread start-up
@@ -153,7 +153,7 @@ def _count_values(values: Counter, s: LayerStats, W: Tensor) -> None:
     values["real" if not s.integer else "other integers"] += W.numel() - bad
 
 
-def _scan(path: str | Path, progress: bool, max_similarity: int) -> ScanResult:
+def _scan(path: str | Path, progress: bool, max_similarity: int) -> Scan:
     store = TensorStore(path)
     layers, notes = find_chain(store)
     stats: list[LayerStats] = []
@@ -180,7 +180,7 @@ def _scan(path: str | Path, progress: bool, max_similarity: int) -> ScanResult:
     step = max(1, -(-len(keys) // max_similarity))
     shown = keys[::step]
     sim = torch.tensor([[float(a == b) for b in shown] for a in shown])
-    return ScanResult(
+    return Scan(
         path=str(path), notes=notes, widths=[layers[0].shape[1]] + [r.shape[0] for r in layers], layers=rows,
         n_params=sum(r.shape[0] * r.shape[1] + (r.shape[0] if r.bias else 0) for r in layers),
         period=period.period, block_start=period.start, n_repeats=period.n_repeats,

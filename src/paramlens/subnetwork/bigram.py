@@ -13,6 +13,7 @@ same per-matrix sizes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,9 +22,9 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from paramlens.core.runs import Result
+from paramlens.core.streams import block_prefix, token_embeddings
 from paramlens.core.weights import Target, run_with, select
 from paramlens.errors import ParamLensError
-from paramlens.core.streams import block_prefix, token_embeddings
 from paramlens.subnetwork.sparsify import SparseMask, SparsifyConfig, sparsify
 
 
@@ -116,18 +117,18 @@ class BigramSubnetwork(Result):
             f"  largest share: {top['target']} ({top['share']:.1%} of the subnetwork)",
         ])
 
-    def figures(self, folder) -> list[tuple[str, str]]:
-        from paramlens.report.plots import plt
+    def table(self) -> list[dict]:
+        return self.per_matrix
 
-        fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(self.per_matrix)), 3.2))
+    def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
+        from paramlens.report import plots
+
+        fig, (ax,) = plots.panels(1, max(5, 0.35 * len(self.per_matrix)))
         ax.bar(range(len(self.per_matrix)), [r["share"] for r in self.per_matrix])
         ax.set_xticks(range(len(self.per_matrix)), [r["target"].split(".", 2)[-1] for r in self.per_matrix],
                       rotation=90, fontsize=6)
         ax.set_ylabel("share of the subnetwork")
-        fig.tight_layout()
-        fig.savefig(folder / "bigram_per_matrix.png", dpi=120)
-        plt.close(fig)
-        return [("bigram_per_matrix.png", "Where the bigram subnetwork's parameters sit, per block matrix.")]
+        return [plots.save(fig, folder / f"{prefix}bigram_per_matrix.png", "Where the bigram subnetwork's parameters sit, per block matrix.")]
 
 
 def _layer_of(name: str, prefix: str) -> int:

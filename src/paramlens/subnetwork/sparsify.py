@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from paramlens.core.fields import LearningRate, Seed
-from paramlens.core.progress import progress as progress_bar
+from paramlens.core.runs import LoopState, descend, fit_loop
 from paramlens.core.weights import Target, frozen, matrices, run_with, select
 from paramlens.errors import ParamLensError
 
@@ -67,9 +68,12 @@ class SparseMask:
 
 
 def sparsify(model: nn.Module, targets: list[Target], task_loss: Callable[[Callable[..., object], int], Tensor],
-             cfg: SparsifyConfig | None = None, progress: bool = True) -> SparseMask:
+             cfg: SparsifyConfig | None = None, progress: bool = True, *, folder: str | Path | None = None,
+             resume: bool = False) -> SparseMask:
     """Learn a mask over ``targets``. ``task_loss(run, step)`` computes the task loss for one batch, calling
-    ``run(*model_args, **model_kwargs)`` to run the masked model."""
+    ``run(*model_args, **model_kwargs)`` to run the masked model. ``folder``: where the loop keeps its checkpoint
+    (:func:`paramlens.core.runs.fit_loop`; torch's global generator is saved with it, so a ``task_loss`` drawing
+    from it resumes exactly); ``resume``: continue from it."""
     cfg = cfg or SparsifyConfig()
     if not targets:
         raise ParamLensError("no target matrices to sparsify")
@@ -78,29 +82,27 @@ def sparsify(model: nn.Module, targets: list[Target], task_loss: Callable[[Calla
     logits = {t.name: torch.full(t.shape, cfg.init_logit, requires_grad=True) for t in targets}
     opt = torch.optim.Adam(logits.values(), lr=cfg.lr)
     total = sum(w.numel() for w in weights.values())
-    temp, history, undecided, step = 1.0, [], 1.0, 0
-    with frozen(model), progress_bar(disable=not progress) as bar:
-        task_bar = bar.add_task("continuous sparsification", total=cfg.max_steps)
-        for step in range(1, cfg.max_steps + 1):
-            soft = {name: torch.sigmoid(temp * m) for name, m in logits.items()}
-            replaced = {t: weights[t.name] * soft[t.name] for t in targets}
-            task = task_loss(partial(run_with, model, replaced), step)
-            density = sum(s.sum() for s in soft.values()) / total
-            loss = task + cfg.lam * density
-            if not torch.isfinite(loss):
-                raise ParamLensError(f"sparsification loss is {loss.item()} at step {step}; lower the learning rate "
-                                     "(lr) or lam")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            temp *= cfg.temp_growth
-            bar.advance(task_bar)
-            if step % cfg.check_every == 0 or step == cfg.max_steps:
-                with torch.no_grad():
-                    undecided = sum(float(((s > 0.01) & (s < 0.99)).sum()) for s in soft.values()) / total
-                history.append({"step": step, "task": float(task.detach()), "density": float(density.detach()),
-                                "undecided": undecided})
-                if undecided < cfg.undecided:
-                    break
+    state = LoopState(logits=logits, temp=1.0, undecided=1.0)
+
+    def train(i: int) -> dict[str, float]:
+        step = i + 1
+        soft = {name: torch.sigmoid(state.temp * m) for name, m in logits.items()}
+        replaced = {t: weights[t.name] * soft[t.name] for t in targets}
+        task = task_loss(partial(run_with, model, replaced), step)
+        density = sum(s.sum() for s in soft.values()) / total
+        descend(opt, task + cfg.lam * density, lambda value: f"sparsification loss is {value} at step {step}; lower "
+                "the learning rate (lr) or lam")
+        state.temp *= cfg.temp_growth
+        if step % cfg.check_every and step != cfg.max_steps:
+            return {}
+        with torch.no_grad():
+            state.undecided = sum(float(((s > 0.01) & (s < 0.99)).sum()) for s in soft.values()) / total
+        return {"task": float(task.detach()), "density": float(density.detach()), "undecided": state.undecided}
+
+    with frozen(model):
+        log = fit_loop(cfg.max_steps, train, {"masks": state, "optimizer": opt, "torch_rng": torch.default_generator},
+                       folder=folder, resume=resume, log_every=cfg.check_every, description="continuous sparsification",
+                       progress=progress, should_stop=lambda: state.undecided < cfg.undecided)
+    history = [{k: entry[k] for k in ("step", "task", "density", "undecided")} for entry in log]
     masks = {name: (m.detach() > 0) for name, m in logits.items()}
-    return SparseMask(masks, step, undecided, history)
+    return SparseMask(masks, history[-1]["step"], state.undecided, history)

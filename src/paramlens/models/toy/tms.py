@@ -16,8 +16,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from paramlens.core.data import SparseFeatures
-from paramlens.core.weights import run_with
 from paramlens.core.ground_truth import GroundTruth
+from paramlens.core.weights import run_with
 from paramlens.models.train import TrainConfig, seeded, train
 
 
