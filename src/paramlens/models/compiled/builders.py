@@ -80,3 +80,60 @@ def arx_mixer(n_rounds: int, bits: int = 8, target: int | None = None) -> Circui
     c.barrier()  # the comparison reads the finished state: one layer of copy / NOT rows, then the AND
     c.outputs = [equals_const(c, state, target)] if target is not None else state
     return c
+
+
+def const_word(c: Circuit, value: int, bits: int = 32) -> Word:
+    """The constant ``value`` as ``bits`` signals (a shared ``const0`` / ``const1`` gate per call), LSB first."""
+    zero, one = c.add("const0"), c.add("const1")
+    return [one if (value >> i) & 1 else zero for i in range(bits)]
+
+
+def shift_right(c: Circuit, a: Word, r: int) -> Word:
+    """Logical shift right by ``r``: the top ``r`` bits become one ``const0`` signal."""
+    zero = c.add("const0")
+    return a[r:] + [zero] * min(r, len(a))
+
+
+def sum_words(c: Circuit, *words: Word) -> Word:
+    """``sum(words) mod 2^n`` by a chain of ripple-carry adders (carries out dropped)."""
+    total = words[0]
+    for w in words[1:]:
+        total, _ = add_words(c, total, w)
+    return total
+
+
+def choose_words(c: Circuit, x: Word, y: Word, z: Word) -> Word:
+    """Bitwise choice ``x ? y : z`` as ``z ^ (x & (y ^ z))``."""
+    return [c.add("xor", k, c.add("and", i, c.add("xor", j, k))) for i, j, k in zip(x, y, z)]
+
+
+def majority_words(c: Circuit, x: Word, y: Word, z: Word) -> Word:
+    """Bitwise majority of three words: one ``maj`` gate per bit."""
+    return [c.add("maj", i, j, k) for i, j, k in zip(x, y, z)]
+
+
+def parity_words(c: Circuit, *words: Word) -> Word:
+    """Bitwise XOR of two or more words (a chain of ``xor`` gates per bit)."""
+    out = list(words[0])
+    for w in words[1:]:
+        out = xor_words(c, out, w)
+    return out
+
+
+def bytes_to_words(byte_bits: list[list], big_endian: bool) -> list[list]:
+    """Group bytes (each 8 items, LSB first) four at a time into words (32 items, LSB first). Little-endian: the
+    first byte of a group is the word's lowest byte (MD5); big-endian: its highest (SHA). Works on any items."""
+    words = []
+    for start in range(0, len(byte_bits), 4):
+        group = byte_bits[start:start + 4]
+        words.append([bit for byte in (group[::-1] if big_endian else group) for bit in byte])
+    return words
+
+
+def words_to_bytes(words: list[list], big_endian: bool) -> list[list]:
+    """The inverse of :func:`bytes_to_words`: each word's four bytes in memory order (8 items each, LSB first)."""
+    out = []
+    for w in words:
+        group = [w[8 * k:8 * k + 8] for k in range(4)]
+        out += group[::-1] if big_endian else group
+    return out
