@@ -35,7 +35,7 @@ def main() -> None:
     cfg = TinyLMConfig(mlp="swiglu", n_layers=4, d_model=128, d_mlp=512, context=64, n_steps=1500)
     model, tok, history = train_tiny_lm(cfg, progress=False)
     tokens = corpus_tokens(cfg, tok)[:300_000]
-    windows = tokens.view(-1, 64)
+    windows = tokens[: len(tokens) // 64 * 64].view(-1, 64)  # whole windows of 64 tokens
     print(f"tiny LM (4 layers, d=128, SwiGLU) on fortunes: loss {history[0]['loss']:.2f} -> {history[-1]['loss']:.2f}; "
           f"{len(tokens)} tokens; device: CPU (no GPU here, so SmolLM2's subnetwork is not run)", flush=True)
     r, seconds = timed(lambda: bigram_subnetwork(model, windows, BigramConfig(max_steps=args.steps), name="tiny LM",

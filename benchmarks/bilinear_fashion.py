@@ -73,6 +73,7 @@ def main() -> None:
     forms = {n: class_forms(m) for n, m in models.items()}
     spectra = {n: f.spectra() for n, f in forms.items()}
     maps = {n: f.input_map for n, f in forms.items()}
+    torch.manual_seed(0)  # the baseline's random weights, the same on every run
     untrained = class_forms(BilinearClassifier(variants["weight decay, seed 1"]))
     sim = eigenvector_similarity(spectra["weight decay"], spectra["weight decay, seed 1"], maps["weight decay"],
                                  maps["weight decay, seed 1"], top=5)

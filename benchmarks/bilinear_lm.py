@@ -45,6 +45,7 @@ def tiny_lm_rows(steps: int) -> list[dict]:
     tokens = corpus_tokens(cfg, tok)
     bigram = bigram_table(tokens, cfg.vocab_size)
     base = torch.bincount(tokens, minlength=cfg.vocab_size).float() / len(tokens)
+    torch.manual_seed(cfg.seed)  # the baseline's random weights, the same on every run
     untrained = build_tiny_lm(cfg)
     rows = []
     for word in OUTPUTS:

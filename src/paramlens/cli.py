@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from inspect import Parameter, signature
 from pathlib import Path
@@ -52,28 +53,57 @@ LONG_CONTEXT = typer.Option(128, min=2, max=1_000_000, help="Tokens per window."
 TEXT_FIELDS = ("corpus", "token_ids", "tokens", "context")
 
 
-def text_options(tokens: Any = LM_TOKENS, context: Any = LM_CONTEXT) -> Callable[[Callable], Callable]:
-    """Give a command the options ``--corpus --token-ids --tokens --context`` (with these ``tokens`` and ``context``
-    defaults); the command receives them as one ``text: TextOptions`` argument."""
+def option_group(name: str, build: Callable[..., Any], options: dict[str, tuple[Any, Any]]) -> Callable[[Callable],
+                                                                                                          Callable]:
+    """Give a command the parameters ``options`` (``{parameter: (type, typer default)}``, added after its own); the
+    command receives them as one argument ``name`` = ``build(**values)`` in place of its placeholder ``name``."""
 
     def wrap(command: Callable) -> Callable:
         sig = signature(command)
-        added = {"corpus": (str, CORPUS), "token_ids": (Optional[Path], TOKEN_IDS), "tokens": (int, tokens),
-                 "context": (int, context)}
-        params = [p for name, p in sig.parameters.items() if name != "text"]
-        params += [Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-                   for name, (kind, default) in added.items()]
+        params = [p for key, p in sig.parameters.items() if key != name]
+        params += [Parameter(key, Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                   for key, (kind, default) in options.items()]
 
         @functools.wraps(command)
-        def with_text(**kwargs: Any) -> Any:
-            return command(text=TextOptions(**{name: kwargs.pop(name) for name in TEXT_FIELDS}), **kwargs)
+        def grouped(**kwargs: Any) -> Any:
+            return command(**{name: build(**{key: kwargs.pop(key) for key in options})}, **kwargs)
 
-        with_text.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-        with_text.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "text"},
-                                     **{name: kind for name, (kind, _) in added.items()}}
-        return with_text
+        grouped.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        grouped.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != name},
+                                   **{key: kind for key, (kind, _) in options.items()}}
+        return grouped
 
     return wrap
+
+
+def _text_fields(tokens: Any, context: Any) -> dict[str, tuple[Any, Any]]:
+    return {"corpus": (str, CORPUS), "token_ids": (Optional[Path], TOKEN_IDS), "tokens": (int, tokens),
+            "context": (int, context)}
+
+
+def text_options(tokens: Any = LM_TOKENS, context: Any = LM_CONTEXT) -> Callable[[Callable], Callable]:
+    """Give a command ``--corpus --token-ids --tokens --context`` (with these ``tokens`` and ``context`` defaults);
+    it receives them as one ``text: TextOptions`` argument."""
+    return option_group("text", TextOptions, _text_fields(tokens, context))
+
+
+@dataclass
+class MLPOrLM:
+    """What ``interaction``, ``degeneracy`` and ``information`` read: the built-in modular-addition MLP (trained with
+    modulus ``p`` and ``seed``) or a language model ``model`` with the token windows ``text``."""
+
+    model: str
+    p: int
+    seed: int
+    text: TextOptions
+
+
+def _mlp_or_lm(model: str, p: int, seed: int, **text: Any) -> MLPOrLM:
+    return MLPOrLM(model, p, seed, TextOptions(**text))
+
+
+mlp_or_lm = option_group("source", _mlp_or_lm, {"model": (str, MODEL_OR_BUILTIN), "p": (int, MODULUS),
+                                                "seed": (int, SEED), **_text_fields(LM_TOKENS, LM_CONTEXT)})
 
 
 def _show(result, folder: Optional[Path]) -> None:
@@ -258,6 +288,26 @@ def reverse_invert(
         say("input: " + ", ".join(f"{v:.6g}" for v in x))
 
 
+@reverse_app.command("identify")
+def reverse_identify(
+    path: str = WEIGHTS,
+    domain: str = typer.Option("auto", "--input", help="What the network reads: bytes:N (byte codes 0..255), bits:N "
+                              "(0/1), or auto (read from the first layer)."),
+    samples: int = typer.Option(256, min=32, max=4096, help="Random inputs to run."),
+    seed: int = SEED,
+    out_dir: Path = OUT_DIR,
+) -> None:
+    """Run the network on random inputs and name what its units carry from a catalogue (md5, sha1, sha256, crc32,
+    the input's bytes and bits, popcount, byte sum, comparisons; paramlens.reverse.catalogue.register adds more):
+    statements per layer, equality tests read from the weights, each with the inputs that confirm it and the first
+    counterexample."""
+    from paramlens.reverse.cli_run import run_identify
+    from paramlens.reverse.identify_domain import parse_input
+
+    parse_input(domain)
+    _show(*run_identify(path, domain, samples, seed, out_dir))
+
+
 @reverse_app.command("reassemble")
 def reverse_reassemble(
     pieces: Path = typer.Argument(..., help="Folder of piece files, one linear layer (weight, bias) each."),
@@ -336,12 +386,9 @@ def rotation_command(
 
 
 @app.command()
-@text_options()
+@mlp_or_lm
 def interaction(
-    model: str = MODEL_OR_BUILTIN,
-    p: int = MODULUS,
-    seed: int = SEED,
-    text: TextOptions = None,
+    source: MLPOrLM = None,
     sources: int = typer.Option(4, min=1, max=10_000, help="Language models: random vectors per batch for Jacobian "
                                 "moments and edges."),
     top: int = typer.Option(16, min=1, max=100_000, help="Language models: edges among this many top directions per "
@@ -353,17 +400,14 @@ def interaction(
     on the built-in MLP also the edges needed to keep accuracy. (Method: paramlens.interaction.)"""
     from paramlens.interaction.cli_run import LMOptions, run_interaction
 
-    lm = LMOptions(text=text, sources=sources, top=top)
-    _show(*run_interaction(model, p, seed, out_dir, lm, trust_code))
+    lm = LMOptions(text=source.text, sources=sources, top=top)
+    _show(*run_interaction(source.model, source.p, source.seed, out_dir, lm, trust_code))
 
 
 @app.command("degeneracy")
-@text_options()
+@mlp_or_lm
 def degeneracy_command(
-    model: str = MODEL_OR_BUILTIN,
-    p: int = MODULUS,
-    seed: int = SEED,
-    text: TextOptions = None,
+    source: MLPOrLM = None,
     trust_code: bool = TRUST_CODE,
     out_dir: Path = OUT_DIR,
 ) -> None:
@@ -371,20 +415,16 @@ def degeneracy_command(
     (language models: the residual stream, and the MLP units of every block). (Method: paramlens.interaction.)"""
     from paramlens.interaction.cli_run import LMOptions, run_degeneracy
 
-    lm = LMOptions(text=text)
-    _show(*run_degeneracy(model, p, seed, out_dir, lm, trust_code))
+    _show(*run_degeneracy(source.model, source.p, source.seed, out_dir, LMOptions(text=source.text), trust_code))
 
 
 @app.command()
-@text_options()
+@mlp_or_lm
 def information(
-    model: str = MODEL_OR_BUILTIN,
-    p: int = MODULUS,
-    seed: int = SEED,
+    source: MLPOrLM = None,
     shuffled: bool = typer.Option(False, help="Built-in model: train and measure on shuffled labels (memorisation)."),
     targets: list[str] = typer.Option([], "--targets", "-t", help="Language models: weight patterns (default: the "
                                       "first block's matrices)."),
-    text: TextOptions = None,
     beta: float = typer.Option(1e-3, help="Weight of the information term."),
     steps: int = typer.Option(1000, min=1, max=10_000_000, help="Steps learning the noise."),
     trust_code: bool = TRUST_CODE,
@@ -395,9 +435,9 @@ def information(
     from paramlens.information.cli_run import run_information
     from paramlens.information.weights_info import InformationConfig
 
-    cfg = InformationConfig(beta=finite(beta, "--beta", 0, strict_low=True), steps=steps, seed=seed)
-    _show(*run_information(model, p, seed, shuffled, cfg, out_dir, targets,
-                           text, trust_code))
+    cfg = InformationConfig(beta=finite(beta, "--beta", 0, strict_low=True), steps=steps, seed=source.seed)
+    _show(*run_information(source.model, source.p, source.seed, shuffled, cfg, out_dir, targets, source.text,
+                           trust_code))
 
 
 @app.command()

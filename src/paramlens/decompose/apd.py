@@ -28,16 +28,17 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 from einops import einsum
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from paramlens.core.fields import BatchSize, LearningRate, LrSchedule, Seed, Steps, WarmupFraction
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import check_tied_in, module_key, tied_owners
 from paramlens.decompose.forward import Coefficient, faithfulness, logits_of, output_loss, run_maps, with_total
+from paramlens.decompose.schedule import Schedule
 
 
-class APDConfig(BaseModel):
+class APDConfig(Schedule):
     """APD settings; the defaults are the paper's for TMS 5-2 (set ``C``, ``topk`` and the coefficients for your
     model; the paper's TMS 40-10: ``C=40, topk=2, topk_recon_coeff=10, schatten_p=0.9, schatten_coeff=15,
     lr=1e-3, lr_schedule="cosine"``)."""

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import Tensor, nn
 
-from paramlens.core.fields import BatchSize, LearningRate, LrSchedule, Seed, Steps, WarmupFraction
+from paramlens.core.fields import LearningRate, Seed
 from paramlens.core.weights import LinearMap, Target
 from paramlens.decompose.components import (
     Gates,
@@ -37,18 +37,14 @@ from paramlens.decompose.components import (
     upper_leaky_hard_sigmoid,
 )
 from paramlens.decompose.forward import Coefficient, faithfulness, output_loss, run_maps, with_total
+from paramlens.decompose.schedule import Schedule
 
 
-class SPDConfig(BaseModel):
-    """SPD settings; the defaults are the paper's for TMS 5-2."""
+class SPDConfig(Schedule):
+    """SPD settings; the defaults (with :class:`Schedule`'s) are the paper's for TMS 5-2."""
 
     method: Literal["spd"] = "spd"
     C: int = Field(20, ge=1, description="subcomponents per target")
-    steps: Steps = 40_000
-    batch_size: BatchSize = 4096
-    lr: LearningRate = 1e-3
-    lr_schedule: LrSchedule = "cosine"
-    lr_warmup_frac: WarmupFraction = 0.0
     p: float = Field(1.0, gt=0, description="exponent of the importance-minimality loss")
     faithfulness_coeff: Coefficient = 1.0
     stochastic_recon_coeff: Coefficient = 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paramlens.report.run import write_run
+from paramlens.reverse.identify import Identification, identify
 from paramlens.reverse.invert import Inversion, invert_file
 from paramlens.reverse.read_circuit import CircuitReading, read_circuit
 from paramlens.reverse.reassemble import Reassembly, reassemble
@@ -37,4 +38,13 @@ def run_reassemble(pieces: Path, data: Path, out_dir: Path, search_rows: int = 2
     folder = write_run(result, out_dir, f"ParamLens reassemble: {pieces}", name="reassemble",
                        heading=f"Re-assembly of {pieces.name}",
                        config={"pieces": str(pieces), "data": str(data), "search_rows": search_rows})
+    return result, folder
+
+
+def run_identify(path: str, domain: str, samples: int, seed: int, out_dir: Path) -> tuple[Identification, Path]:
+    """Name the layers of the network at ``path`` from the catalogue and write the run folder."""
+    result = identify(path, domain=domain, samples=samples, seed=seed)
+    folder = write_run(result, out_dir, f"ParamLens identify: {path}", name="identify",
+                       heading=f"What the layers of {Path(path).name} compute",
+                       config={"model": path, "input": domain, "samples": samples, "seed": seed})
     return result, folder
