@@ -8,6 +8,7 @@ through :func:`paramlens.core.resolve.resolve` (no pickled code runs).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ class TensorStore:
 
             try:
                 self._file = safe_open(str(path), framework="pt")
-                self.shapes = {k: tuple(self._file.get_slice(k).get_shape()) for k in self._file.keys()}
+                names = self._file.keys()
+                self.shapes = {k: tuple(self._file.get_slice(k).get_shape()) for k in names}
             except (SafetensorError, OSError, ValueError) as e:
                 raise ParamLensError(f"{path}: unreadable safetensors file ({e}); truncated or corrupt") from None
         else:
@@ -58,9 +60,11 @@ class TensorStore:
         """The tensor ``name``; integer tensors as int64 (narrow integer types wrap in the range checks)."""
         if self._tensors is not None:
             return _int64(self._tensors[name])
+        from safetensors import SafetensorError
+
         try:
             return _int64(widen(self._file.get_tensor(name), name, self.path))
-        except Exception as e:  # a header that promises more bytes than the file holds
+        except (SafetensorError, OSError, RuntimeError, ValueError) as e:  # a header promising more than the file holds
             raise ParamLensError(f"{self.path}: tensor '{name}' cannot be read ({e}); the file is truncated") from None
 
 
@@ -94,7 +98,7 @@ def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
     left = sorted(set(store.shapes) - used, key=natural_key)
     if left:
         notes.append(f"{len(left)} tensors outside the chain: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
-    for a, b in zip(layers, layers[1:]):
+    for a, b in itertools.pairwise(layers):
         if a.shape[0] != b.shape[1]:
             notes.append(f"size break: {a.weight} writes {a.shape[0]} but {b.weight} reads {b.shape[1]}")
     return layers, notes

@@ -1,20 +1,24 @@
-"""Repeating structure in a layer chain, and what its last layers test.
+"""The repeating block of a layer chain, found with tolerance, and how its repeats differ.
 
-- :func:`find_period`: the shortest period of the per-layer keys (sizes, value kind, row types) that
-  covers the most layers, with where the repeats start and how many there are.
-- :func:`differing_positions`: inside a block, the positions whose biases change from repeat to repeat
-  (round constants live there), and per repeat the constants they hold.
-- :func:`read_output`: the last layer read backwards (an AND of n activations against constants stored in
-  the biases of the layer before, a threshold, a count, or a linear readout).
+- :func:`find_period`: the block length whose repeats agree at the most positions, where a repeat counts while
+  at least half of its positions equal the next repeat's (per-step constants, rotations and round functions
+  change a minority of positions); the shortest such length wins among those within 10 % of the best.
+- :func:`varying_positions`: per block position, which fingerprints (:mod:`paramlens.reverse.fingerprint`) differ
+  between repeats, and their pattern over the repeats (a cycle, a few runs such as rounds, or each its own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 
-from paramlens.reverse.constants import describe_value, match_sequence
-from paramlens.reverse.layer_stats import LayerStats
+import numpy as np
+
+from paramlens.reverse.fingerprint import Fingerprint
+
+AGREEMENT = 0.5
+NEAR_BEST = 0.9
+MAX_RUNS = 6
 
 
 @dataclass
@@ -25,122 +29,111 @@ class Period:
     start: int
     n_repeats: int
 
+    def layers(self, position: int) -> list[int]:
+        """The layer at block ``position`` in each repeat."""
+        return [self.start + k * self.period + position for k in range(self.n_repeats)]
+
+
+def _longest_chain(agree: np.ndarray, p: int) -> tuple[int, int, int]:
+    """``(first layer, good blocks, agreeing positions)`` of the longest chain of consecutive blocks of ``p`` layers each agreeing
+    with the block after it at ``AGREEMENT`` of positions or more (``agree[i]``: layer ``i`` equals ``i + p``);
+    between chains as long, the one with the most agreeing positions (that fixes where blocks start)."""
+    sums = np.concatenate([[0], np.cumsum(agree)])
+    n_starts = len(agree) - p + 1
+    if n_starts <= 0:
+        return 0, 0, 0
+    block = np.zeros(-(-n_starts // p) * p, dtype=np.int64)
+    block[:n_starts] = sums[p:p + n_starts] - sums[:n_starts]
+    block = block.reshape(-1, p)  # column: phase; row k: the block starting at phase + k p
+    weight = p * len(block) + 1  # a longer chain always wins over more agreement
+    score = np.zeros(p, dtype=np.int64)
+    best, best_end = 0, (0, 0)
+    for k, row in enumerate(block):
+        score = np.where(row >= AGREEMENT * p, score + weight + row, 0)
+        phase = int(score.argmax())
+        if score[phase] > best:
+            best, best_end = int(score[phase]), (k, phase)
+    k, phase = best_end
+    length = best // weight
+    return phase + (k - length + 1) * p, length, best % weight
+
 
 def find_period(keys: Sequence[Hashable], min_repeats: int = 2) -> Period:
-    """Smallest period whose longest run of ``keys[i] == keys[i + p]`` covers the most layers."""
-    n = len(keys)
-    best = Period(0, 0, 0)
-    best_cover = 0
+    """The repeating block of ``keys`` (one per layer), with tolerance (see the module docstring)."""
+    ids = {}
+    codes = np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int64)
+    n = len(codes)
+    found: list[tuple[int, Period]] = []
     for p in range(1, n // min_repeats + 1):
-        run, run_start, longest, longest_start = 0, 0, 0, 0
-        for i in range(n - p):
-            if keys[i] == keys[i + p]:
-                if run == 0:
-                    run_start = i
-                run += 1
-                if run > longest:
-                    longest, longest_start = run, run_start
-            else:
-                run = 0
-        repeats = (longest + p) // p
-        cover = repeats * p
-        if repeats >= min_repeats and cover > best_cover:
-            best, best_cover = Period(p, longest_start, repeats), cover
-    return best
+        start, chain, agreeing = _longest_chain(codes[:-p] == codes[p:], p)
+        if chain + 1 >= min_repeats:
+            found.append((agreeing, Period(p, start, chain + 1)))
+    if not found:
+        return Period(0, 0, 0)
+    best = max(agreeing for agreeing, _ in found)
+    return next(period for agreeing, period in found if agreeing >= NEAR_BEST * best)
 
 
-@dataclass
-class DifferingPosition:
-    """Block position ``position`` (layers ``layers``, one per repeat) whose biases change between repeats;
-    ``constants``: windows of its copy/NOT rows whose bias bits, read per repeat, match known constants."""
-
-    position: int
-    layers: list[int]
-    constants: list[str]
-
-
-def differing_positions(stats: Sequence[LayerStats], period: Period) -> list[DifferingPosition]:
+def _runs(ids: list[int]) -> list[tuple[int, int]]:
+    """``(first, last)`` repeat of each run of equal values."""
     out = []
-    for pos in range(period.period):
-        idx = [period.start + r * period.period + pos for r in range(period.n_repeats)]
-        idx = [i for i in idx if i < len(stats)]
-        if len({stats[i].bias_hash for i in idx}) > 1:  # same structure (period key), other constants
-            out.append(DifferingPosition(pos, idx, _repeat_constants([stats[i].constant_bits for i in idx])))
+    for k, v in enumerate(ids):
+        if out and ids[out[-1][0]] == v:
+            out[-1] = (out[-1][0], k)
+        else:
+            out.append((k, k))
     return out
 
 
-def _repeat_constants(bits: list[list[int]]) -> list[str]:
-    """Slide 8/16/32-bit windows over each repeat's copy/NOT bias bits (row order = bit order, low bit
-    first) and keep windows whose values across repeats form a known sequence."""
-    n = min(len(b) for b in bits)
-    found = []
-    for width in (32, 16, 8):
-        for start in range(n - width + 1):
-            values = [sum(bit << k for k, bit in enumerate(b[start:start + width])) for b in bits]
-            for hit in match_sequence(values, width):
-                found.append(f"rows {start}..{start + width - 1}: {hit}")
-        if found:
-            break
-    return found
+def pattern(values: list) -> str:
+    """How values vary over the repeats: ``"cycle of 4"``, ``"runs 0 | 1..31 | 32..47"``, ``"12 variants"``."""
+    index = {v: i for i, v in enumerate(dict.fromkeys(values))}
+    ids = [index[v] for v in values]
+    n, codes = len(ids), np.array(ids)
+    if len(set(ids)) == n:
+        return "a different one at every repeat"
+    cycle = next((c for c in range(2, n // 2 + 1) if np.array_equal(codes[c:], codes[:-c]) and len(set(ids[:c])) > 1),
+                 None)
+    if cycle:
+        return f"cycle of {cycle} repeats"
+    runs = _runs(ids)
+    if len(runs) <= MAX_RUNS:
+        return "runs " + " | ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
+    return f"{len(set(ids))} variants"
+
+
+FIELDS = (("widths", "widths"), ("loose", "row-kind sets"), ("kinds", "row kinds"), ("weights", "weights"),
+          ("wiring", "wiring"), ("biases", "biases"))
 
 
 @dataclass
-class OutputReading:
-    """What the last layer computes, in words, and the constant it compares with (if any)."""
+class VaryingPosition:
+    """Block position ``position`` (its ``layers``, one per repeat) whose fingerprints differ between repeats:
+    ``varies`` names them (widths, row-kind sets, row kinds, weights, wiring, biases) with their pattern;
+    ``constants``: known constants read there, one entry per repeat."""
 
-    description: list[str]
-    constant_bits: list[int]
-    constant_hex: str | None
-    constant_matches: list[str]
+    position: int
+    layers: list[int]
+    varies: dict[str, str]
+    constants: list[str] = field(default_factory=list)
 
 
-Row = tuple[dict[int, int], int]
+def _width_pattern(outs: list[int]) -> str:
+    counts = {w: outs.count(w) for w in dict.fromkeys(outs)}
+    return ", ".join(f"{w} x{c}" for w, c in list(counts.items())[:6]) + "; " + pattern(outs)
 
 
-def read_output(last: LayerStats, last_rows: list[Row], before_row: Callable[[int], Row] | None) -> OutputReading:
-    """Read the output layer backwards.
-
-    Args:
-        last: statistics of the output layer.
-        last_rows: its rows as ``({input index: weight}, bias)`` (integer layers).
-        before_row: row ``j`` of the layer before, in the same form.
-    """
-    lines: list[str] = []
-    bits: list[int] = []
-    if not last.integer:
-        return OutputReading([f"linear readout of {last.shape[1]} activations into {last.shape[0]} outputs "
-                              f"({last.problem or 'real-valued weights'})"], [], None, [])
-    for o, (weights, bias) in enumerate(last_rows):
-        n = len(weights)
-        positive = all(w == 1 for w in weights.values())
-        if positive and bias == -(n - 1) and n > 1:
-            lines.append(f"output {o}: AND of {n} activations (fires only when all {n} are 1)")
-            if before_row is not None:
-                expect = {}
-                for j in weights:
-                    w_in, b_in = before_row(j)
-                    if len(w_in) == 1:
-                        (src, w), = w_in.items()
-                        if (w, b_in) == (1, 0):
-                            expect[src] = 1
-                        elif (w, b_in) == (-1, 1):
-                            expect[src] = 0
-                if len(expect) == n:
-                    bits = [expect[s] for s in sorted(expect)]
-                    lines.append(f"  = equality test: each of {n} activations two layers back is compared with a "
-                                 "constant bit stored in the biases of the layer before (+1|0 rows expect 1, "
-                                 "-1|+1 rows expect 0)")
-        elif positive and bias < 0:
-            lines.append(f"output {o}: threshold, at least {1 - bias} of {n} activations")
-        elif positive and bias == 0:
-            lines.append(f"output {o}: count of {n} activations (their sum)")
-        else:
-            lines.append(f"output {o}: integer linear function of {n} activations, bias {bias}")
-    if not bits:
-        return OutputReading(lines, [], None, [])
-    value = sum(bit << k for k, bit in enumerate(bits))
-    width = len(bits)
-    matches = describe_value(value, width) + (match_sequence([value], 32) if width == 32 else [])
-    hex_value = f"0x{value:0{(width + 3) // 4}x}"
-    lines.append(f"  constant (low bit = lowest activation index): {hex_value}")
-    return OutputReading(lines, bits, hex_value, matches)
+def varying_positions(prints: Sequence[Fingerprint], period: Period) -> list[VaryingPosition]:
+    """The block positions whose fingerprints differ between repeats."""
+    out = []
+    for pos in range(period.period):
+        idx = [i for i in period.layers(pos) if i < len(prints)]
+        varies = {}
+        for attr, name in FIELDS:
+            values = [getattr(prints[i], attr) for i in idx]
+            values = [w[0] for w in values] if attr == "widths" else values  # the widths it writes
+            if len(set(values)) > 1:
+                varies[name] = _width_pattern(values) if attr == "widths" else pattern(values)
+        if varies:
+            out.append(VaryingPosition(pos, idx, varies))
+    return out
