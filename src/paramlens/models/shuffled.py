@@ -3,7 +3,7 @@
 The network: ``x_{k+1} = x_k + C_k ReLU(E_k x_k + e_k) + c_k`` for ``n_blocks`` blocks (``E_k``: expand
 ``(d_hidden, d_model)``, ``C_k``: contract ``(d_model, d_hidden)``), then ``y = F x + f``. It is trained on a
 smooth random regression target; the released data are its own predictions on ``n_rows`` inputs, so the
-right order reproduces them exactly.
+right order reproduces them exactly, beside the target it was trained on (a label, which it does not).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -43,26 +44,47 @@ class ResidualNet(nn.Module):
         return self.final(x)
 
 
+PIECE_FORMATS = ("safetensors", "pth", "npz")
+
+
 @dataclass
 class Shuffled:
     """``pieces[i]`` = ``(weight, bias)``; ``order``: piece ids of the true network, ``[E_0, C_0, E_1, C_1, ...,
-    final]``; ``x`` ``(n_rows, d_model)`` inputs and ``y`` ``(n_rows, 1)`` the network's outputs."""
+    final]``; ``x`` ``(n_rows, d_model)`` inputs, ``y`` ``(n_rows, 1)`` the network's outputs and ``label``
+    ``(n_rows, 1)`` the regression target it was trained on."""
 
     pieces: list[tuple[Tensor, Tensor]]
     order: list[int]
     x: Tensor
     y: Tensor
+    label: Tensor
 
-    def save(self, folder: str | Path) -> Path:
-        """``piece_<i>.safetensors`` files and ``data.csv`` (inputs ``x0..``, output ``y``)."""
+    def save(self, folder: str | Path, fmt: str = "safetensors", output: str = "y", label: str | None = None) -> Path:
+        """``piece_<i>.<fmt>`` files (``fmt`` in :data:`PIECE_FORMATS`; ``pth``: ``torch.save`` of a ``Linear``
+        layer's state dict) and ``data.csv``: inputs ``x0..``, the network's output in column ``output``, and with
+        ``label`` the regression target in a column of that name."""
+        if fmt not in PIECE_FORMATS:
+            raise ValueError(f"piece format {fmt!r}; one of {PIECE_FORMATS}")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for i, (w, b) in enumerate(self.pieces):
-            save_file({"weight": w.contiguous(), "bias": b.contiguous()}, str(folder / f"piece_{i}.safetensors"))
-        header = ",".join([f"x{j}" for j in range(self.x.shape[1])] + ["y"])
-        rows = torch.cat([self.x, self.y], dim=1).tolist()
+            _write_piece(folder / f"piece_{i}.{fmt}", w, b)
+        header = ",".join([f"x{j}" for j in range(self.x.shape[1])] + [output] + ([label] if label else []))
+        rows = torch.cat([self.x, self.y] + ([self.label] if label else []), dim=1).tolist()
         (folder / "data.csv").write_text(header + "\n" + "\n".join(",".join(f"{v:.9g}" for v in r) for r in rows) + "\n")
         return folder
+
+
+def _write_piece(path: Path, weight: Tensor, bias: Tensor) -> None:
+    """One piece in the format its suffix names: safetensors, ``.npz``, or (``.pth``) a ``Linear`` state dict."""
+    if path.suffix == ".safetensors":
+        save_file({"weight": weight.contiguous(), "bias": bias.contiguous()}, str(path))
+    elif path.suffix == ".npz":
+        np.savez(path, weight=weight.numpy(), bias=bias.numpy())
+    else:
+        layer = nn.Linear(weight.shape[1], weight.shape[0])
+        layer.load_state_dict({"weight": weight, "bias": bias})
+        torch.save(layer.state_dict(), path)
 
 
 def make_shuffled(cfg: PiecesConfig, progress: bool = False) -> Shuffled:
@@ -90,4 +112,4 @@ def make_shuffled(cfg: PiecesConfig, progress: bool = False) -> Shuffled:
     shuffled = [None] * len(pieces)
     for old, new in enumerate(perm):
         shuffled[new] = pieces[old]
-    return Shuffled(shuffled, perm, x, y)
+    return Shuffled(shuffled, perm, x, y, target)

@@ -2,21 +2,18 @@
 
 The pieces are linear layers (one weight and one bias each) of ``x <- x + C ReLU(E x + e) + c`` blocks
 and a final readout ``y = F x + f``. Expand pieces ``E`` are ``(h, d)``, contract pieces ``C`` are
-``(d, h)``, the readout is ``(o, d)``.
+``(d, h)``, the readout is ``(o, d)``. Piece files and data rows are read by :mod:`paramlens.reverse.pieces`
+(any weights format; the target column named or ``pred``).
 
 1. Pairing, from weights alone: ``C E`` of a block's own two pieces has a strongly signed trace (training
    keeps each block close to an isometry, which makes ``diag(C E)`` negative), while mismatched pairs give
    traces near zero. The pairs maximising ``sum |trace(C E)|`` are found with the Hungarian algorithm.
 2. Ordering, from data: :func:`paramlens.reverse.block_order.order_blocks`.
 3. Verification: the assembled network is run on every row in float64.
-
-Pieces and data rows must hold finite numbers within float32's range (the search runs in float32); a NaN,
-an infinity or a larger value is refused, naming the piece file and tensor or the CSV row and column.
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,90 +23,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from paramlens.core.loading import regular_file
 from paramlens.core.runs import Result
 from paramlens.errors import ParamLensError
-from paramlens.reverse.block_order import Blocks, order_blocks
-from paramlens.reverse.chain import TensorStore, natural_key
-from paramlens.reverse.values import nonfinite_counts
-
-PIECE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-USABLE = "finite numbers within float32's range (±3.4e38; the search runs in float32)"
-
-
-def _unusable(t: Tensor) -> str | None:
-    """How many NaN, infinities and values beyond float32's range ``t`` holds, in words (None: none)."""
-    parts = [f"{n} {k}" for k, n in nonfinite_counts(t).items()]
-    big = int((t.isfinite() & (t.abs() > FLOAT32_MAX)).sum())
-    if big:
-        parts.append(f"{big} value{'s' if big > 1 else ''} beyond float32's range")
-    return ", ".join(parts) or None
-
-
-@dataclass
-class Piece:
-    name: str
-    weight: Tensor
-    bias: Tensor
-
-
-def load_pieces(folder: str | Path) -> list[Piece]:
-    """Every piece file in ``folder`` (natural name order); each must hold one 2-d weight and one 1-d bias.
-    Torch archives are read without running pickled code."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ParamLensError(f"{folder}: not a folder of pieces")
-    files = sorted((p for p in folder.iterdir() if p.suffix in PIECE_SUFFIXES), key=lambda p: natural_key(p.name))
-    if not files:
-        raise ParamLensError(f"{folder}: no piece files ({', '.join(PIECE_SUFFIXES)})")
-    pieces = []
-    for path in files:
-        store = TensorStore(path)
-        mats = [k for k, s in store.shapes.items() if len(s) == 2]
-        vecs = [k for k, s in store.shapes.items() if len(s) == 1]
-        if len(mats) != 1 or len(vecs) != 1 or store.shapes[vecs[0]][0] != store.shapes[mats[0]][0]:
-            raise ParamLensError(f"{path}: a piece must hold one weight (out, in) and one bias (out,); found "
-                                 f"{ {k: list(s) for k, s in store.shapes.items()} }")
-        weight, bias = store.get(mats[0]).double(), store.get(vecs[0]).double()
-        for name, t in ((mats[0], weight), (vecs[0], bias)):
-            if (problem := _unusable(t)) is not None:
-                raise ParamLensError(f"{path}: tensor '{name}' holds {problem}; pieces must hold {USABLE}")
-        pieces.append(Piece(path.stem, weight, bias))
-    return pieces
-
-
-def load_rows(path: str | Path, d_in: int, d_out: int) -> tuple[Tensor, Tensor]:
-    """Inputs ``(R, d_in)`` and outputs ``(R, d_out)`` from a CSV with a header: inputs are the first
-    ``d_in`` columns; outputs are the columns named ``y``/``pred``... if there are exactly ``d_out`` of them,
-    else the ``d_out`` columns after the inputs."""
-    path = regular_file(path)
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]  # blank lines are not rows
-    if len(rows) < 2:
-        raise ParamLensError(f"{path}: needs a header and at least one row")
-    header, body = rows[0], rows[1:]
-    if len(header) < d_in + d_out:
-        raise ParamLensError(f"{path}: {len(header)} columns; the pieces need {d_in} inputs and {d_out} outputs")
-    named = [i for i, h in enumerate(header) if h.strip().lower().startswith(("y", "pred", "out"))]
-    out_cols = named if len(named) == d_out else list(range(d_in, d_in + d_out))
-    try:
-        values = np.array([[float(r[i]) for i in range(d_in)] + [float(r[i]) for i in out_cols] for r in body])
-    except (ValueError, IndexError) as e:
-        raise ParamLensError(f"{path}: a row is short or not numeric ({e})") from None
-    _refuse_unusable_rows(path, values, body, header, list(range(d_in)) + out_cols)
-    t = torch.from_numpy(values)
-    return t[:, :d_in].contiguous(), t[:, d_in:].contiguous()
-
-
-def _refuse_unusable_rows(path: Path, values: np.ndarray, body: list[list[str]], header: list[str],
-                          cols: list[int]) -> None:
-    """Raise naming the first data row and column whose value is NaN, infinite or beyond float32's range."""
-    bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
-    if bad.any():
-        r, c = (int(i) for i in np.argwhere(bad)[0])
-        raise ParamLensError(f"{path}: data row {r + 1} (line {r + 2}), column '{header[cols[c]]}' holds "
-                             f"{body[r][cols[c]].strip()!r}; data values must be {USABLE}")
+from paramlens.reverse.block_order import order_blocks
+from paramlens.reverse.pieces import Piece, listed, load_pieces, load_rows
+from paramlens.reverse.residual_blocks import Blocks
 
 
 @dataclass
@@ -164,36 +82,54 @@ class Reassembly(Result):
     """A re-assembled network.
 
     Attributes:
-        pieces: piece names. order: piece indices in network order ``[E_0, C_0, E_1, C_1, ..., readout]``.
-        pairing_margin: see :class:`Pairing`. mse: mean squared error of the assembled network against the
-            given outputs on all rows (float64); exact: at rounding level. seed: the starting order used.
-        rounds, candidates_scored, candidates_run: search work (orders scored by the first-order model, and
-            run exactly). history: error after each round, per start. seconds: wall time.
+        pieces: piece file names. skipped: files of the folder that are not pieces. order: piece indices in
+            network order ``[E_0, C_0, E_1, C_1, ..., readout]``. pairing_margin: see :class:`Pairing`.
+        inputs, targets, unused_columns: the CSV columns read as inputs and as the network's outputs, and the
+            columns not read; targets_chosen: how the targets were chosen (``named``, ``default`` or ``by position``).
+        mse: mean squared error of the assembled network against the targets on all ``n_rows`` rows (float64);
+            exact: at rounding level. seed: the starting order used.
+        steps, orders_run: search work (steps kept, candidate orders run exactly; see
+            :mod:`paramlens.reverse.block_order`). history: error after each step, per start. seconds: wall
+            time, reading the files included.
     """
 
     kind = "reverse_reassemble"
     pieces: list[str]
+    skipped: list[str]
     order: list[int]
     pairing_margin: float
+    inputs: list[str]
+    targets: list[str]
+    unused_columns: list[str]
+    targets_chosen: str
     mse: float
     exact: bool
     seed: str
-    rounds: int
-    candidates_scored: int
-    candidates_run: int
+    steps: int
+    orders_run: int
     history: list[list[float]]
     n_rows: int
     seconds: float
 
+    def _data_line(self) -> str:
+        target = ", ".join(f"'{t}'" for t in self.targets)
+        unused = f"; not used: {listed(self.unused_columns)}" if self.unused_columns else ""
+        return f"data: target {target} ({self.targets_chosen}); inputs {listed(self.inputs)}{unused}"
+
     def summary(self) -> str:
         n = (len(self.order) - 1) // 2
         verdict = "exact: the given outputs are reproduced" if self.exact else "NOT exact: best order found"
+        skipped = [f"not pieces (skipped): {listed(self.skipped)}"] if self.skipped else []
+        hint = [] if self.exact or self.targets_chosen == "named" else [
+            "if that column is not the network's own output, name the right one with --target-column"]
         return "\n".join([
             f"{len(self.pieces)} pieces -> {n} blocks + readout; pairing margin {self.pairing_margin:.1%}",
-            f"order ({verdict}; MSE {self.mse:.3g} on {self.n_rows} rows):",
+            *skipped,
+            self._data_line(),
+            f"order ({verdict}; MSE {self.mse:.3g} on {self.n_rows:,} rows):",
             " ".join(str(i) for i in self.order),
-            f"search: {self.rounds} rounds from '{self.seed}', {self.candidates_scored:,} candidate orders scored, "
-            f"{self.candidates_run:,} run exactly, {self.seconds:.1f} s",
+            f"search: {self.steps} steps from '{self.seed}', {self.orders_run:,} orders run; {self.seconds:.1f} s",
+            *hint,
         ])
 
     def figures(self, folder: Path, prefix: str = "") -> list[tuple[str, str]]:
@@ -203,25 +139,26 @@ class Reassembly(Result):
         for i, errors in enumerate(self.history):
             ax.semilogy(range(len(errors)), [max(v, 1e-16) for v in errors], marker=".", label=f"start {i + 1}")
         ax.legend()
-        ax.set_xlabel("search round")
+        ax.set_xlabel("search step")
         ax.set_ylabel("MSE on search rows")
-        ax.set_title("Re-assembly: error per round")
+        ax.set_title("Re-assembly: error per step")
         return [plots.save(fig, folder / f"{prefix}reassemble_history.png", "Error of the best order after each search "
-                           "round, per seed order searched from (log scale).")]
+                           "step, per seed order searched from (log scale).")]
 
 
-def reassemble(folder: str | Path, data: str | Path, *, search_rows: int = 256, progress: bool = True) -> Reassembly:
-    """Pair, order and verify the pieces in ``folder`` against the rows in ``data`` (CSV)."""
+def reassemble(folder: str | Path, data: str | Path, *, target_column: list[str] | None = None,
+               search_rows: int = 1024, progress: bool = True) -> Reassembly:
+    """Pair, order and verify the pieces in ``folder`` against the rows in ``data`` (CSV); ``target_column``:
+    the CSV columns holding the network's outputs (default: ``pred``; see :mod:`paramlens.reverse.pieces`)."""
     start = time.perf_counter()
-    pieces = load_pieces(folder)
+    pieces, skipped = load_pieces(folder)
     pairing = pair_pieces(pieces)
     e0, _ = pairing.blocks[0]
-    x, y = load_rows(data, pieces[e0].weight.shape[1], pieces[pairing.final].weight.shape[0])
+    x, y, cols = load_rows(data, pieces[e0].weight.shape[1], pieces[pairing.final].weight.shape[0], target_column)
     blocks = stack_blocks(pieces, pairing)
-    report = (lambda k, mse: print(f"  round {k}: MSE {mse:.3g}", flush=True)) if progress else None
+    report = (lambda k, mse: print(f"  step {k}: MSE {mse:.3g}", flush=True)) if progress else None
     found = order_blocks(blocks, x, y, search_rows=search_rows, progress=report)
     order = [i for b in found.order for i in pairing.blocks[b]] + [pairing.final]
-    work = found.work
-    return Reassembly([p.name for p in pieces], order, pairing.margin, found.mse, found.exact, found.seed,
-                      work.rounds, work.candidates_scored, work.candidates_run, found.history, len(x),
-                      time.perf_counter() - start)
+    return Reassembly([p.name for p in pieces], skipped, order, pairing.margin, cols.inputs, cols.targets, cols.unused,
+                      cols.chosen, found.mse, found.exact, found.seed, found.steps, found.orders_run, found.history,
+                      len(x), time.perf_counter() - start)
