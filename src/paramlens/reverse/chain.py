@@ -2,8 +2,10 @@
 
 Tensors are paired as ``<prefix>.weight`` (2-d, ``(out, in)``) and ``<prefix>.bias`` (1-d, ``out``), ordered
 by their names with numbers compared as numbers (``layers.10`` after ``layers.9``), then checked for
-connecting sizes. Safetensors files are read lazily (memory-mapped, one tensor at a time); every other source goes
-through :func:`paramlens.core.resolve.resolve` (no pickled code runs).
+connecting sizes. Where the names say neither (``numpy.savez(path, *arrays)`` writes ``arr_0``, ``arr_1``, ...), a
+2-d tensor takes the 1-d tensor of size ``out`` that follows it in that order as its bias (said in a note).
+Safetensors files are read lazily (memory-mapped, one tensor at a time); every other source goes through
+:func:`paramlens.core.resolve.resolve` (no pickled code runs).
 """
 
 from __future__ import annotations
@@ -85,16 +87,24 @@ def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
         raise ParamLensError(f"{store.path}: no 2-d weight matrices; nothing to scan")
     layers = []
     used = set()
+    following = dict(itertools.pairwise(sorted(store.shapes, key=natural_key)))
+    by_order = []
     for i, w in enumerate(weights):
         prefix = w[: -len("weight")] if w.endswith("weight") else w + "."
         bias = prefix + "bias" if prefix.endswith(".") else None
         out = store.shapes[w][0]
         if bias is not None and store.shapes.get(bias) != (out,):
             bias = None
+        if bias is None and not w.endswith("weight"):
+            bias = _unnamed_bias(w, following.get(w), out, store.shapes)
+            by_order += [f"{bias} of {w}"] if bias else []
         if bias:
             used.add(bias)
         layers.append(LayerRef(i, w, bias, store.shapes[w]))
         used.add(w)
+    if by_order:
+        notes.append(f"{len(by_order)} biases taken by name order (the names do not say weight or bias): "
+                     f"{', '.join(by_order[:3])}{' ...' if len(by_order) > 3 else ''}")
     left = sorted(set(store.shapes) - used, key=natural_key)
     if left:
         notes.append(f"{len(left)} tensors outside the chain: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
@@ -102,6 +112,14 @@ def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
         if a.shape[0] != b.shape[1]:
             notes.append(f"size break: {a.weight} writes {a.shape[0]} but {b.weight} reads {b.shape[1]}")
     return layers, notes
+
+
+def _unnamed_bias(weight: str, after: str | None, out: int, shapes: dict[str, tuple]) -> str | None:
+    """The tensor named right after ``weight`` when it is ``(out,)`` and its name does not say what it is either
+    (``arr_1`` after ``arr_0``), else None."""
+    if after is None or shapes[after] != (out,) or after.endswith(("weight", "bias")):
+        return None
+    return after
 
 
 def iter_layers(store: TensorStore, layers: list[LayerRef]) -> Iterator[tuple[LayerRef, Tensor, Tensor | None]]:
