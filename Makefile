@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Debian packages the tests use: chromium renders the HTML report; the others ship real data offline.
-DEBS := chromium dataset-fashion-mnist fortunes bible-kjv
+DEBS := chromium dataset-fashion-mnist fortunes bible-kjv wamerican
 system:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

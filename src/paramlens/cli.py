@@ -252,12 +252,21 @@ def reverse_scan(path: str = WEIGHTS, out_dir: Path = OUT_DIR) -> None:
 
 
 @reverse_app.command("circuit")
-def reverse_circuit(path: str = WEIGHTS, out_dir: Path = OUT_DIR) -> None:
-    """Lift every neuron of an integer ReLU network over 0/1 inputs to a threshold gate, simplify to named gates,
-    prove equivalence, export circuit.json, circuit.dot and circuit.py."""
+def reverse_circuit(
+    path: str = WEIGHTS,
+    domain: str = typer.Option("auto", "--input", help="What the network reads: bytes:N (byte codes 0..255, 8 "
+                              "circuit inputs each, lowest bit first), bits:N (0/1), or auto (read from the first "
+                              "layer)."),
+    out_dir: Path = OUT_DIR,
+) -> None:
+    """Lift an integer ReLU network (layers streamed one at a time) to threshold gates over its input bits, fold
+    constants, simplify to named gates, prove equivalence, state adders, bitwise functions and rotations of 32-bit
+    words where it computes on them, and export circuit.json, circuit.dot and circuit.py."""
     from paramlens.reverse.cli_run import run_circuit
+    from paramlens.reverse.identify_domain import parse_input
 
-    result, folder = run_circuit(path, out_dir)
+    parse_input(domain)
+    result, folder = run_circuit(path, out_dir, domain)
     _show(result, folder)
     say(f"netlist, DOT and Python function: {folder}")
 
@@ -271,17 +280,32 @@ def reverse_invert(
     tol: float = typer.Option(1e-4, help="Allowed error per output (real-valued networks)."),
     last: str = typer.Option("auto", help="Does the last layer pass a ReLU? auto (yes for Boolean networks, no for "
                              "real ones), relu or linear."),
+    domain: str = typer.Option("auto", "--input", help="What the network reads: bytes:N, bits:N or auto (read from "
+                               "the first layer); used to identify hash locks."),
+    words: Optional[Path] = typer.Option(None, help="Word list for a hash lock's candidate search, one word per line, likeliest "
+                               "first (default: the system list of wamerican, ranked by frequency)."),
+    max_seconds: float = typer.Option(3600.0, min=1.0, help="Time limit of a candidate search; the search is saved "
+                                      "and the same command resumes it."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder where a candidate search is saved (under "
+                                 "invert/) and resumed from."),
 ) -> None:
-    """Find an input that produces the target output: SAT for Boolean networks, MILP for small real ones."""
+    """Find an input that produces the target output: a candidate search (words, pairs, triples) for a network whose
+    output tests a hash of its input against a digest, SAT for Boolean networks, MILP for small real ones."""
     from paramlens.reverse.cli_run import run_invert
+    from paramlens.reverse.identify_domain import parse_input
 
-    result = run_invert(path, target, low=low, high=high, tol=tol, last=last)
+    parse_input(domain)
+    result = run_invert(path, target, low=low, high=high, tol=tol, last=last, domain=domain, words=words,
+                        max_seconds=max_seconds, out_dir=out_dir)
     say(f"tried: {result.tried}")
     say(result.why)
     if not result.found:
         raise typer.Exit(int(Exit.NOT_FOUND))
     x = result.input
-    if all(v in (0.0, 1.0) for v in x):
+    if result.message is not None:
+        say(f"input: {result.message.decode(errors='backslashreplace')!r} (bytes {result.message.hex()}, then zeros "
+            f"to {len(x)} inputs)")
+    elif all(v in (0.0, 1.0) for v in x):
         value = sum(int(v) << i for i, v in enumerate(x))
         say("input: " + "".join(str(int(v)) for v in x) + f" (= 0x{value:x}, lowest bit = input 0)")
     else:
@@ -311,15 +335,20 @@ def reverse_identify(
 @reverse_app.command("reassemble")
 def reverse_reassemble(
     pieces: Path = typer.Argument(..., help="Folder of piece files, one linear layer (weight, bias) each."),
-    data: Path = typer.Option(..., "--data", help="CSV with a header: inputs first, then the network's outputs."),
-    search_rows: int = typer.Option(256, min=1, max=10_000_000, help="Rows used while searching (all rows verify)."),
+    data: Path = typer.Option(..., "--data", help="CSV with a header: the inputs, the network's outputs, and "
+                              "possibly other columns (a label), which are listed and not used."),
+    target_column: str = typer.Option("", help="Column(s) holding the network's own outputs, comma-separated "
+                                      "(default: pred; without a pred column, the last column of a CSV that holds "
+                                      "exactly the inputs and the outputs)."),
+    search_rows: int = typer.Option(1024, min=1, max=10_000_000, help="Rows used while searching (all rows verify)."),
     out_dir: Path = OUT_DIR,
 ) -> None:
     """Pair expand/contract pieces from their weights, order the blocks with the data, verify on every row,
-    and print the permutation (piece indices in network order)."""
+    and print the permutation (piece indices in network order). Piece files may be in any weights format
+    (safetensors, torch.save state dicts, .npz, ...); other files in the folder are listed and skipped."""
     from paramlens.reverse.cli_run import run_reassemble
 
-    result, folder = run_reassemble(pieces, data, out_dir, search_rows=search_rows)
+    result, folder = run_reassemble(pieces, data, out_dir, _names(target_column) or None, search_rows)
     _show(result, folder)
     if not result.exact:
         raise typer.Exit(int(Exit.NOT_FOUND))

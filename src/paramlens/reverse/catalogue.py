@@ -33,6 +33,7 @@ class Entry:
 
     name: str
     fn: Function
+    one_way: bool = False
 
 
 class Catalogue:
@@ -41,17 +42,19 @@ class Catalogue:
     def __init__(self, entries: tuple[Entry, ...] = ()):
         self._entries: dict[str, Entry] = {}
         for entry in entries:
-            self.register(entry.name, entry.fn)
+            self.register(entry.name, entry.fn, entry.one_way)
 
-    def register(self, name: str, fn: Function) -> None:
-        """Add ``fn`` (``bytes -> bytes | int``) under ``name``; a taken or unprintable name is refused."""
+    def register(self, name: str, fn: Function, one_way: bool = False) -> None:
+        """Add ``fn`` (``bytes -> bytes | int``) under ``name``; a taken or unprintable name is refused.
+        ``one_way``: no input can be computed back from the output (a cryptographic hash), so ``invert`` searches
+        candidate inputs instead of solving."""
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
             raise ParamLensError(f"a catalogue name is 1..{MAX_NAME} printable characters; got {name!r}")
         if not callable(fn):
             raise ParamLensError(f"catalogue entry '{name}': {fn!r} is not a function of the input bytes")
         if name in self._entries:
             raise ParamLensError(f"the catalogue already has an entry '{name}'; choose another name")
-        self._entries[name] = Entry(name, fn)
+        self._entries[name] = Entry(name, fn, one_way)
 
     def copy(self) -> Catalogue:
         return Catalogue(tuple(self))
@@ -65,9 +68,9 @@ class Catalogue:
 
 BUILTIN = (
     Entry("input", bytes),
-    Entry("md5", lambda m: hashlib.md5(m).digest()),
-    Entry("sha1", lambda m: hashlib.sha1(m).digest()),
-    Entry("sha256", lambda m: hashlib.sha256(m).digest()),
+    Entry("md5", lambda m: hashlib.md5(m).digest(), one_way=True),
+    Entry("sha1", lambda m: hashlib.sha1(m).digest(), one_way=True),
+    Entry("sha256", lambda m: hashlib.sha256(m).digest(), one_way=True),
     Entry("crc32", zlib.crc32),
     Entry("popcount", lambda m: int.from_bytes(m, "little").bit_count()),
     Entry("byte sum", sum),
@@ -75,6 +78,7 @@ BUILTIN = (
 CATALOGUE = Catalogue(BUILTIN)
 
 
-def register(name: str, fn: Function) -> None:
-    """Add ``fn`` (``bytes -> bytes | int``) to the default catalogue under ``name``."""
-    CATALOGUE.register(name, fn)
+def register(name: str, fn: Function, one_way: bool = False) -> None:
+    """Add ``fn`` (``bytes -> bytes | int``) to the default catalogue under ``name`` (see
+    :meth:`Catalogue.register`)."""
+    CATALOGUE.register(name, fn, one_way)

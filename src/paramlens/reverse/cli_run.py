@@ -19,25 +19,31 @@ def run_scan(path: str, out_dir: Path) -> tuple[Scan, Path]:
     return result, folder
 
 
-def run_circuit(path: str, out_dir: Path) -> tuple[CircuitReading, Path]:
-    """Lift, simplify, check and export the network at ``path``."""
-    result = read_circuit(path)
+def run_circuit(path: str, out_dir: Path, domain: str = "auto") -> tuple[CircuitReading, Path]:
+    """Lift, simplify, check and export the network at ``path`` (inputs: ``domain``, auto / bits:N / bytes:N)."""
+    result = read_circuit(path, input=domain)
     folder = write_run(result, out_dir, f"ParamLens circuit: {path}", name="circuit",
-                       heading=f"Boolean circuit of {Path(path).name}", config={"model": path})
+                       heading=f"Boolean circuit of {Path(path).name}", config={"model": path, "input": domain})
     return result, folder
 
 
-def run_invert(path: str, target: str, low: float, high: float, tol: float, last: str) -> Inversion:
-    """Invert the network at ``path`` (no run folder: the answer is printed)."""
-    return invert_file(path, target, low=low, high=high, tol=tol, last=last)
+def run_invert(path: str, target: str, low: float, high: float, tol: float, last: str, domain: str = "auto",
+               words: Path | None = None, max_seconds: float = 3600.0, out_dir: Path = Path("runs")) -> Inversion:
+    """Invert the network at ``path`` (no run folder: the answer is printed; a candidate search is saved in
+    ``out_dir/invert``)."""
+    return invert_file(path, target, low=low, high=high, tol=tol, last=last, domain=domain, words=words,
+                       state_dir=out_dir / "invert", max_seconds=max_seconds)
 
 
-def run_reassemble(pieces: Path, data: Path, out_dir: Path, search_rows: int = 256) -> tuple[Reassembly, Path]:
-    """Re-assemble the pieces in ``pieces`` against ``data`` and write the run folder."""
-    result = reassemble(pieces, data, search_rows=search_rows)
+def run_reassemble(pieces: Path, data: Path, out_dir: Path, target_column: list[str] | None = None,
+                   search_rows: int = 1024) -> tuple[Reassembly, Path]:
+    """Re-assemble the pieces in ``pieces`` against ``data`` (targets: ``target_column``, default ``pred``) and
+    write the run folder."""
+    result = reassemble(pieces, data, target_column=target_column, search_rows=search_rows)
     folder = write_run(result, out_dir, f"ParamLens reassemble: {pieces}", name="reassemble",
                        heading=f"Re-assembly of {pieces.name}",
-                       config={"pieces": str(pieces), "data": str(data), "search_rows": search_rows})
+                       config={"pieces": str(pieces), "data": str(data), "target_column": result.targets,
+                               "search_rows": search_rows})
     return result, folder
 
 

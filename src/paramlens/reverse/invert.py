@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,12 +28,14 @@ from paramlens.reverse.values import RANGE, first_bad_layer, layer_problem, refu
 
 @dataclass
 class Inversion:
-    """``found``: an input was found (``input``); ``tried``: what was run; ``why``: outcome in words."""
+    """``found``: an input was found (``input``; ``message``: the bytes it spells, for byte-reading networks);
+    ``tried``: what was run; ``why``: outcome in words."""
 
     found: bool
     input: list[float] | None
     tried: str
     why: str
+    message: bytes | None = None
 
 
 def invert_circuit(c: Circuit, target: list[int], max_clauses: int = 5_000_000, time_limit: float = 60.0) -> Inversion:
@@ -255,8 +258,16 @@ LAST = ("auto", "linear", "relu")
 
 
 def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol: float = 1e-4,
-                last: str = "auto") -> Inversion:
-    """Invert the layer chain in ``path``: SAT when it is a Boolean network and the target is 0/1, else MILP.
+                last: str = "auto", *, domain: str = "auto", words: str | Path | None = None,
+                state_dir: Path | None = None, max_seconds: float = 3600.0, progress: bool = True) -> Inversion:
+    """Invert the layer chain in ``path``: a candidate search when it is a hash lock, SAT when it is a Boolean
+    network and the target is 0/1, else MILP.
+
+    A network reading bytes, or too large for SAT (:data:`LOCK_CHECK_UNITS` ReLUs), is first identified
+    (``domain``: its inputs, as for ``identify``); when its output tests a one-way function of the input against a
+    digest and ``target`` asks for the test to pass, candidates from ``words`` (default: the system word list) are
+    searched (:mod:`paramlens.reverse.preimage`; ``state_dir``: where the search is saved and resumed;
+    ``max_seconds``: its time limit).
 
     ``last``: whether the last layer's outputs pass a ReLU. ``"auto"``: yes for a Boolean network (its gates are
     ReLU units), no for the MILP (a real network's readout is linear); ``"relu"`` / ``"linear"`` say it outright.
@@ -271,6 +282,9 @@ def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol
     check_options(low, high, tol)
     if last not in LAST:
         raise UsageError(f"--last {last!r}: choose one of {', '.join(LAST)}")
+    locked, lock_note = _invert_lock(path, target, domain, words, state_dir, max_seconds, progress)
+    if locked is not None:
+        return locked
     weights, biases = chain_weights(path, torch.float64)
     refuse_bad_values(path, weights, biases, "inversion (SAT or MILP)")
     values = parse_target(target, len(biases[-1]))
@@ -285,5 +299,39 @@ def invert_file(path: str, target: str, low: float = 0.0, high: float = 1.0, tol
         boolean_why = "the target is not 0/1" if last != "linear" else "the last layer is linear (--last linear)"
     result = invert_relu(weights, biases, values, low=low, high=high, tol=tol, relu_last=last == "relu")
     readout = "ReLU on the outputs" if last == "relu" else "linear last layer (--last relu applies a ReLU)"
-    result.tried = f"not a Boolean instance ({boolean_why}); {result.tried}; {readout}"
+    result.tried = f"{lock_note}not a Boolean instance ({boolean_why}); {result.tried}; {readout}"
     return result
+
+
+LOCK_CHECK_UNITS = 4096  # networks with more ReLUs than this are identified before SAT is tried
+
+
+def _invert_lock(path: str, target: str, domain: str, words, state_dir: Path | None, max_seconds: float,
+                 progress: bool) -> tuple[Inversion | None, str]:
+    """The candidate search's answer when the network is a hash lock and ``target`` opens it, else None and what
+    identify found instead (empty when the network was not identified)."""
+    from paramlens.reverse.candidates import load_words
+    from paramlens.reverse.chain import TensorStore, find_chain
+    from paramlens.reverse.identify_domain import choose_domain, parse_input
+    from paramlens.reverse.preimage import find_lock, invert_lock
+
+    store = TensorStore(path)
+    layers, _ = find_chain(store)
+    units = sum(ref.shape[0] for ref in layers)
+    first = layers[0]
+    try:
+        kind = choose_domain(parse_input(domain), store.get(first.weight),
+                             store.get(first.bias) if first.bias else None).kind
+    except ParamLensError:
+        return None, ""
+    if kind != "bytes" and units <= LOCK_CHECK_UNITS:
+        return None, ""
+    lock, _ = find_lock(path, domain=domain, progress=progress)
+    if lock is None:
+        return None, ("identify: no output tests a one-way function of the input (`paramlens reverse identify` "
+                      "shows what the layers carry); ")
+    values = parse_target(target, layers[-1].shape[0])
+    if values[lock.unit] != lock.value:
+        return None, f"identify: {lock.statement()}, and the target does not ask for it to hold; "
+    return invert_lock(path, lock, load_words(words), units, state_dir=state_dir, max_seconds=max_seconds,
+                       progress=progress), ""
