@@ -1,4 +1,9 @@
-"""``paramlens reverse circuit``: a network file -> a named-gate circuit, checked and exported."""
+"""``paramlens reverse circuit``: a network file -> a named-gate circuit, checked and exported, with word-level
+statements (adders, bitwise functions, rotations) where the network computes on 32-bit words.
+
+The layers stream by one at a time (:mod:`paramlens.reverse.circuit_stream`); byte inputs become 8 circuit inputs
+each (bit ``j`` of byte ``k`` is input ``8 k + j``, lowest bit first).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,23 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from paramlens.core.circuits import Circuit
 from paramlens.core.runs import Result
-from paramlens.reverse.chain import chain_weights
-from paramlens.reverse.circuit import lift, simplify
+from paramlens.reverse.circuit import simplify
+from paramlens.reverse.circuit_operands import statements
+from paramlens.reverse.circuit_stream import lift_file, random_inputs
+from paramlens.reverse.circuit_words import Reader
 from paramlens.reverse.equivalence import check
+from paramlens.reverse.identify_domain import parse_input
 from paramlens.reverse.netlist import from_json, to_dot, to_json, to_python
-from paramlens.reverse.values import refuse_bad_values
 
 
 @dataclasses.dataclass
 class CircuitReading(Result):
-    """The circuit read from a network: gate counts before and after simplification, the checks, and
-    the netlist (``netlist``: JSON form; written beside as ``circuit.json``, ``circuit.dot``, ``circuit.py``)."""
+    """The circuit read from a network: gate counts before and after simplification, the checks, word-level
+    ``statements`` and the netlist (``netlist``: JSON form; written beside as ``circuit.json``, ``circuit.dot``,
+    ``circuit.py``). ``inputs``: ``bits:N`` or ``bytes:N`` and how it was decided; ``network_mismatches`` of
+    ``network_inputs``: random network inputs on which the circuit's outputs differ from the network's (float64)."""
 
     kind = "reverse_circuit"
     path: str
@@ -35,24 +42,44 @@ class CircuitReading(Result):
     proven: bool | None
     proof: str
     netlist: dict
+    inputs: str = ""
+    inputs_why: str = ""
+    layers: int = 0
+    folded_constants: int = 0
+    network_inputs: int = 0
+    network_mismatches: int = 0
+    statements: list[str] = dataclasses.field(default_factory=list)
 
     def circuit(self) -> Circuit:
         return from_json(self.netlist)
 
+    def _inputs_line(self) -> str:
+        if self.inputs.startswith("bytes"):
+            return (f"  inputs: {self.inputs} ({self.inputs_why}); circuit input 8k+j = bit j of byte k "
+                    f"(lowest bit first)")
+        return f"  inputs: {self.inputs} ({self.inputs_why})" if self.inputs else ""
+
     def summary(self) -> str:
         proof = {True: "proven equal by SAT", False: "SAT found a difference", None: "not proven"}[self.proven]
-        return "\n".join([
-            f"{self.path}: {self.neurons} neurons -> {sum(self.gates.values())} gates over {self.n_inputs} inputs, "
-            f"{self.n_outputs} outputs",
+        return "\n".join(line for line in [
+            (f"{self.path}: {f'{self.layers} layers, ' if self.layers else ''}{self.neurons} neurons -> "
+             f"{sum(self.gates.values())} gates over {self.n_inputs} inputs, {self.n_outputs} outputs"),
+            self._inputs_line(),
+            f"  constants folded: {self.folded_constants} constant neurons" if self.folded_constants else "",
             "  gates: " + ", ".join(f"{n} {op}" for op, n in self.gates.items()),
-            f"  simplified circuit vs lifted network: {self.random_mismatches} mismatches on {self.random_inputs} "
-            f"random inputs; {proof} ({self.proof})",
+            (f"  circuit vs network: {self.network_mismatches} mismatches on {self.network_inputs} random inputs "
+             "(network run in float64)") if self.network_inputs else "",
+            (f"  simplified circuit vs lifted network: {self.random_mismatches} mismatches on {self.random_inputs} "
+             f"random inputs; {proof} ({self.proof})"),
             *([f"  {self.sampled_neurons} neurons are 0/1 on random inputs but not proven so from the weights"]
               if self.sampled_neurons else []),
-        ])
+            *(["  word level (checked on random inputs):"] + [f"    {s}" for s in self.statements]
+              if self.statements else []),
+        ] if line)
 
     def table(self) -> list[dict]:
-        return [{"gate": op, "count": n} for op, n in self.gates.items()]
+        return ([{"kind": "gate", "what": op, "count": n} for op, n in self.gates.items()]
+                + [{"kind": "word level", "what": s, "count": ""} for s in self.statements])
 
     def save(self, folder: str | Path) -> Path:
         folder = super().save(folder)
@@ -63,23 +90,29 @@ class CircuitReading(Result):
         return folder
 
 
-def read_circuit(path: str | Path) -> CircuitReading:
-    """Lift every neuron of the layer chain at ``path`` to a threshold gate, simplify to named gates, and
-    check the simplified circuit against the lifted one.
+def read_circuit(path: str | Path, input: str = "auto", samples: int = 256, seed: int = 0) -> CircuitReading:
+    """Lift every unit of the layer chain at ``path`` to threshold gates over input bits (``input``: ``auto``,
+    ``bits:N`` or ``bytes:N``), simplify to named gates, check the simplified circuit against the lifted one and
+    the lifted one against the network on ``samples`` random inputs, and read word-level statements.
 
     Weights are read in float64, exact for every integer the lifting accepts (``|v| <= 2^31``).
 
     Raises:
+        UsageError: ``input`` is not ``auto``, ``bits:N`` or ``bytes:N``.
         ParamLensError: a layer holds NaN, infinities or values beyond ``±2^31`` (named with its tensors and
-            what they hold), or is not an integer Boolean network.
+            what they hold), is not integer, or a unit cannot be lifted (layer and unit named).
     """
-    weights, biases = chain_weights(path, torch.float64)
-    refuse_bad_values(path, weights, biases, "circuit lifting")
-    lifted = lift(weights, biases)
+    lifted = lift_file(path, parse_input(input), samples, seed)
     simple = simplify(lifted.circuit)
     eq = check(lifted.circuit, simple)
+    found = []
+    if lifted.lifter.ladder_of:
+        _, bits = random_inputs(lifted.domain, samples, seed + 1)
+        found = statements(Reader(lifted.lifter, bits, lifted.domain.kind == "bytes"))
     return CircuitReading(
-        path=str(path), n_inputs=simple.n_inputs, n_outputs=len(simple.outputs),
-        neurons=sum(len(b) for b in biases), gates=dict(Counter(g.op for g in simple.gates).most_common()),
-        sampled_neurons=lifted.sampled, random_inputs=eq.random_inputs, random_mismatches=eq.random_mismatches,
-        proven=eq.proven, proof=eq.why, netlist=to_json(simple))
+        path=str(path), n_inputs=simple.n_inputs, n_outputs=len(simple.outputs), neurons=lifted.neurons,
+        gates=dict(Counter(g.op for g in simple.gates).most_common()), sampled_neurons=lifted.lifter.sampled,
+        random_inputs=eq.random_inputs, random_mismatches=eq.random_mismatches, proven=eq.proven, proof=eq.why,
+        netlist=to_json(simple), inputs=lifted.domain.spec, inputs_why=lifted.domain.why, layers=lifted.layers,
+        folded_constants=lifted.lifter.folded, network_inputs=lifted.samples,
+        network_mismatches=lifted.mismatches, statements=found)

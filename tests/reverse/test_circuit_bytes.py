@@ -1,0 +1,168 @@
+"""``reverse circuit`` on hand-written hash networks: byte inputs, constant neurons, threshold ladders, disguises,
+every save format, and word-level statements checked against what the builder emits."""
+
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from paramlens.cli import app
+from paramlens.errors import ParamLensError, UsageError
+from paramlens.models.compiled import Nuisance, SparseNetwork, disguise, hash_network
+from paramlens.models.compiled.hashes import MD5_IV, MD5_K, md5_reference, sha256_reference
+from paramlens.models.compiled.sparse_network import SparseLayer
+from paramlens.reverse.chain import chain_weights
+from paramlens.reverse.read_circuit import read_circuit
+
+M32 = 0xFFFFFFFF
+
+
+def messages(n_bytes, count=24, seed=0):
+    rng = random.Random(seed)
+    return [bytes(rng.randrange(256) for _ in range(n_bytes)) for _ in range(count)]
+
+
+def circuit_bits(msgs):
+    """Circuit inputs of byte messages: input 8k+j = bit j of byte k."""
+    return torch.tensor([[(b >> j) & 1 for b in m for j in range(8)] for m in msgs])
+
+
+def digests(out):
+    return [bytes(sum(int(row[8 * k + j]) << j for j in range(8)) for k in range(len(row) // 8)) for row in out]
+
+
+def run_file(path, msgs):
+    """The saved network run in float64 on byte codes."""
+    weights, biases = chain_weights(path, torch.float64)
+    h = torch.tensor([list(m) for m in msgs], dtype=torch.float64)
+    for W, b in zip(weights, biases):
+        h = torch.relu(h @ W.T + b)
+    return h.round().long()
+
+
+@pytest.fixture(scope="module")
+def md5_two(tmp_path_factory):
+    """MD5 of 4-byte messages after 2 steps, written by hand, stored as float32 safetensors, and its reading."""
+    net = hash_network("md5", 4, 2)
+    path = net.save(tmp_path_factory.mktemp("md5") / "md5.safetensors", dtype=torch.float32)
+    return net, path, read_circuit(path)
+
+
+def md5_first_sum():
+    """a + F(b, c, d) + K[0] of step 0 on the initial state (the builder's first adder, before the message)."""
+    a, b, c, d = MD5_IV
+    return (a + ((b & c) | (~b & d)) + MD5_K[0]) & M32
+
+
+def test_md5_bytes_network_lifts_to_a_circuit_equal_to_network_and_reference(md5_two):
+    _, path, reading = md5_two
+    assert reading.inputs == "bytes:4" and reading.n_inputs == 32 and reading.n_outputs == 128
+    assert reading.network_inputs == 256 and reading.network_mismatches == 0
+    msgs = messages(4)
+    out = reading.circuit().evaluate(circuit_bits(msgs)).long()
+    assert torch.equal(out, run_file(path, msgs))
+    assert digests(out) == [md5_reference(m, 2) for m in msgs]
+    assert reading.random_mismatches == 0
+
+
+def test_constant_neurons_are_folded(md5_two):
+    net, _, reading = md5_two
+    weightless = sum(int((torch.bincount(layer.rows, minlength=layer.n_out) == 0).sum()) for layer in net.layers)
+    assert weightless > 100 and reading.folded_constants >= weightless
+    ops = reading.gates
+    assert ops.get("const0", 0) <= 1 and ops.get("const1", 0) <= 1  # at most one of each, for constant outputs
+    consts = {g["id"] for g in reading.netlist["gates"] if g["op"].startswith("const")}
+    assert not any(set(g["inputs"]) <= consts for g in reading.netlist["gates"] if g["inputs"])
+    assert "constants folded" in reading.summary() and "lowest bit first" in reading.summary()
+
+
+def test_word_statements_name_the_adders_the_builder_emits(md5_two):
+    statements = md5_two[2].statements
+    # 7 layers of byte bits, the function layer 7, then a + F + K + M over the 4 block layers 8..11
+    assert f"layers 8..11: 32-bit adder (mod 2^32) of 2 words: W1 = M0 + 0x{md5_first_sum():08x}" in statements
+    finals = [s for s in statements if s.startswith("layers 26..29: 32-bit adder")]  # state + initial state
+    assert any(s.endswith(f"+ 0x{MD5_IV[1]:08x}") for s in finals)
+    assert any(s.endswith(f"+ 0x{MD5_IV[2]:08x}") for s in finals)
+    assert all("mod 2^32" in s for s in statements if "adder" in s)
+
+
+def adder_at(statements, span):
+    """The name of the adder whose statement starts with ``span`` (``"layers 30..33"``)."""
+    line = next(s for s in statements if s.startswith(span + ": 32-bit adder"))
+    return line.split("-> ")[1].split(";")[0] if "->" in line else line.split(": ")[2].split(" =")[0]
+
+
+def test_choice_of_the_state_words_is_named_where_md5_computes_it(tmp_path):
+    path = hash_network("md5", 4, 4).save(tmp_path / "md5.safetensors", dtype=torch.float32)
+    reading = read_circuit(path, input="bytes:4")
+    assert reading.network_mismatches == 0
+    # step i: function layer 7 + 9 i, adders over the next 4 + 4 layers; b = the second adder's output, and step
+    # 3 computes F = choice(b, c, d) of the outputs of steps 2, 1 and 0
+    b, c, d = (adder_at(reading.statements, f"layers {12 + 9 * i}..{15 + 9 * i}") for i in (2, 1, 0))
+    assert any(s.startswith(f"layer 34: bitwise choice({b}, {c}, {d}) on ") for s in reading.statements)
+    assert not any("majority" in s or "parity" in s for s in reading.statements)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".npz"])
+def test_disguised_network_in_other_formats_reads_alike(md5_two, tmp_path, suffix):
+    net = disguise(md5_two[0], Nuisance(permute=True, dead=2, duplicate=3, seed=1))
+    path = net.save(tmp_path / f"md5{suffix}", dtype=torch.float32)
+    reading = read_circuit(path)
+    assert reading.network_mismatches == 0
+    msgs = messages(4, seed=1)
+    assert digests(reading.circuit().evaluate(circuit_bits(msgs))) == [md5_reference(m, 2) for m in msgs]
+    assert md5_two[2].statements[0] in reading.statements
+
+
+def test_sha256_two_steps(tmp_path):
+    path = hash_network("sha256", 2, 2).save(tmp_path / "sha.safetensors")
+    reading = read_circuit(path)
+    msgs = messages(2)
+    assert digests(reading.circuit().evaluate(circuit_bits(msgs))) == [sha256_reference(m, 2) for m in msgs]
+    assert reading.network_mismatches == 0 and reading.inputs == "bytes:2"
+    assert sum("32-bit adder (mod 2^32)" in s for s in reading.statements) >= 4
+
+
+def small(tmp_path, rows0, rows1):
+    """A two-layer network over 2 byte inputs from ``[(weights {col: w}, bias)]`` rows."""
+    net = SparseNetwork([SparseLayer.from_rows(2, rows0), SparseLayer.from_rows(len(rows0), rows1)])
+    return net.save(tmp_path / "small.safetensors")
+
+
+def test_units_that_cannot_be_lifted_are_refused_in_one_line(tmp_path):
+    two_bytes = small(tmp_path, [({0: 1, 1: 1}, -200), ({0: 1}, -127), ({0: 1}, -128)], [({0: 1}, 0)])
+    with pytest.raises(ParamLensError) as e:
+        read_circuit(two_bytes, input="bytes:2")
+    assert str(e.value).startswith("layer 1 unit 0: reads ReLU of an integer ranging over")
+    assert "threshold levels" in str(e.value) and "\n" not in str(e.value)
+    not_binary = small(tmp_path, [({0: 1}, 0), ({0: 1}, -128)], [({0: 1}, 0)])
+    with pytest.raises(ParamLensError, match=r"^layer 1 unit 0: is an output ranging over \[0, 255\], not 0/1"):
+        read_circuit(not_binary)
+    bit = small(tmp_path, [({0: 1}, -127), ({0: 1}, -128)], [({0: 1, 1: -1}, 0)])  # [x0 >= 128]: bit 7 of byte 0
+    reading = read_circuit(bit)
+    assert reading.inputs == "bytes:2" and reading.n_inputs == 16 and reading.netlist["outputs"] == [7]
+
+
+def test_input_option_errors_are_one_line(md5_two, tmp_path):
+    path = md5_two[1]
+    with pytest.raises(UsageError, match="--input takes auto, bytes:N or bits:N"):
+        read_circuit(path, input="bytes")
+    with pytest.raises(ParamLensError, match="declares 5 inputs but the network reads 4; use --input bytes:4"):
+        read_circuit(path, input="bytes:5")
+    res = subprocess.run([sys.executable, "-m", "paramlens", "reverse", "circuit", str(path), "--input", "words:4",
+                          "--out", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert res.returncode == 2 and "--input takes auto" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_cli_prints_the_word_statements(md5_two, tmp_path):
+    res = CliRunner().invoke(app, ["reverse", "circuit", str(md5_two[1]), "--input", "bytes:4", "--out",
+                                   str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "circuit input 8k+j = bit j of byte k (lowest bit first)" in res.output
+    assert f"W1 = M0 + 0x{md5_first_sum():08x}" in res.output and "0 mismatches on 256 random inputs" in res.output
+    (folder,) = tmp_path.glob("circuit-*")
+    assert {"circuit.json", "circuit.dot", "circuit.py"} <= {p.name for p in folder.iterdir()}
