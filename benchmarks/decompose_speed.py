@@ -1,17 +1,25 @@
-"""SPD speed on 2 CPU cores: steps/s against a plain loop-over-subcomponents implementation, and the wall
-time to reach the TMS 5-2 ground-truth bar (MMCS >= 0.999, ML2R in [0.98, 1.02] on W).
+"""SPD speed: steps/s against the paper's reference code and a plain loop-over-subcomponents implementation,
+run in this script on the same TMS 5-2 target, and the wall time to reach the TMS 5-2 ground-truth bar (MMCS >=
+0.999, ML2R in [0.98, 1.02] on W).
 
-The baseline is SPD written the direct way: one small MLP module per subcomponent called in a Python
-loop, and each masked layer summed one rank-one subcomponent at a time. Both compute the same four
-losses on the same batches (batch 4096, C = 20).
+The reference is the SPD paper's code (``--reference``, default ``../shared/anchors/spd-v1``: its ``setup.sh``
+builds a private venv once, its ``tms.py`` trains the target with the reference's own trainer and times the
+reference's own decomposition loop, C = 20, batch 4096, steps 100..N+100 after warm-up). ParamLens and the loop
+baseline then decompose that same target (loaded into ParamLens's TMS model), same C and batch, same threads.
+Without the reference folder the column is skipped (said in the output) and the target is trained by ParamLens.
+The loop baseline is SPD written the direct way: one small MLP module per subcomponent called in a Python loop,
+and each masked layer summed one rank-one subcomponent at a time; it computes the same four losses.
 
-Usage: python benchmarks/decompose_speed.py [--steps 60] [--bar-steps 10000]
+Usage: python benchmarks/decompose_speed.py [--steps 60] [--threads 1] [--reference DIR] [--bar-steps 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,14 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TMS_5_2_SPD, print_table  # noqa: E402
+from common import TMS_5_2_SPD, print_table
 
-from paramlens.core.weights import select  # noqa: E402
-from paramlens.decompose import decompose  # noqa: E402
-from paramlens.decompose.components import lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid  # noqa: E402
-from paramlens.decompose.forward import capture, run_maps  # noqa: E402
-from paramlens.decompose.spd import SPDConfig, SPDMethod, spd_losses  # noqa: E402
-from paramlens.models.toy.tms import TMSConfig, train_tms  # noqa: E402
+from paramlens.core.weights import select
+from paramlens.decompose import decompose
+from paramlens.decompose.components import lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
+from paramlens.decompose.forward import capture, run_maps
+from paramlens.decompose.spd import SPDConfig, SPDMethod, spd_losses
+from paramlens.models.toy.tms import TMS, TMSConfig, train_tms
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "spd-v1"
 
 
 class LoopSPD(nn.Module):
@@ -78,13 +88,40 @@ def steps_per_second(step, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def reference_run(ref: Path, steps: int, threads: int, folder: Path) -> tuple[TMS, float]:
+    """Train the TMS 5-2 target with the reference's trainer and time the reference's decomposition on it;
+    returns the target as a ParamLens TMS model and the reference's steps/s (steps 100..steps+100)."""
+    py = subprocess.run(["bash", str(ref / "setup.sh")], check=True, capture_output=True, text=True).stdout.strip()
+    driver = [py, str(ref / "tms.py"), "--threads", str(threads)]
+    subprocess.run([*driver, "train", "--seed", "4", "--out", str(folder)], check=True, capture_output=True)
+    out = folder / "ref.json"
+    subprocess.run([*driver, "decompose", "--model", str(folder / "tms.pth"), "--steps", str(steps + 101), "--a",
+                    "100", "--b", str(steps + 100), "--json", str(out)], check=True, capture_output=True)
+    state = torch.load(folder / "tms.pth", weights_only=True)
+    model = TMS(TMSConfig())
+    with torch.no_grad():
+        model.linear1.weight.copy_(state["linear1.weight"])
+        model.linear2.bias.copy_(state["linear2.bias"])
+    model.tie()
+    return model, json.loads(out.read_text())["steps_per_s"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="steps timed per implementation")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, every implementation")
+    parser.add_argument("--reference", type=Path, default=REFERENCE, help="the reference SPD folder (with setup.sh)")
     parser.add_argument("--bar-steps", type=int, default=10_000, help="step budget for the time-to-bar run")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    model, _ = train_tms(TMSConfig(), progress=False)
+    torch.set_num_threads(args.threads)
+    rows, ref_rate = [], None
+    if (args.reference / "setup.sh").is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            model, ref_rate = reference_run(args.reference, max(args.steps, 200), args.threads, Path(tmp))
+        rows.append({"implementation": "SPD paper code (reference, its own loop)", "steps/s": ref_rate})
+    else:
+        print(f"no reference at {args.reference}: its column is skipped; the target is trained by ParamLens")
+        model, _ = train_tms(TMSConfig(), progress=False)
     for p in model.parameters():
         p.requires_grad_(False)
     targets = select(model, ["linear1", "linear2"])
@@ -103,12 +140,10 @@ def main() -> None:
 
         return step
 
-    rows = []
     cfg = SPDConfig()
     loop = LoopSPD(targets, cfg.C)
-    loop_rate = steps_per_second(make_step(lambda x, o, i: loop.losses(model, x, o, i, cfg), loop.parameters()),
-                                 args.steps)
-    rows.append({"implementation": "loop over subcomponents (baseline)", "steps/s": loop_rate, "speed-up": 1.0})
+    rows.append({"implementation": "loop over subcomponents", "steps/s": steps_per_second(
+        make_step(lambda x, o, i: loop.losses(model, x, o, i, cfg), loop.parameters()), args.steps)})
     for compiled in (False, True):
         c = cfg.model_copy(update={"compile": compiled})
         spd = SPDMethod.build(model, targets, c)
@@ -118,9 +153,12 @@ def main() -> None:
             return spd_losses(spd, model, x, o, i, c, noise)["total"]
 
         rate = steps_per_second(make_step(loss, spd.parameters()), args.steps)
-        label = "ParamLens, gates compiled" if compiled else "ParamLens, eager"
-        rows.append({"implementation": label, "steps/s": rate, "speed-up": rate / loop_rate})
-    print_table("SPD steps per second, TMS 5-2, batch 4096, C = 20, 2 CPU threads", rows)
+        rows.append({"implementation": "ParamLens, gates compiled" if compiled else "ParamLens, eager",
+                     "steps/s": rate})
+    base = ref_rate or rows[0]["steps/s"]
+    for row in rows:
+        row["ratio to " + ("reference" if ref_rate else "loop")] = row["steps/s"] / base
+    print_table(f"SPD steps per second, TMS 5-2, batch 4096, C = 20, {args.threads} thread(s), same target", rows)
 
     started = time.perf_counter()
     model_fresh, _ = train_tms(TMSConfig(), progress=False)
@@ -137,7 +175,6 @@ def main() -> None:
         "seconds to bar": first["seconds"] if first else float("nan"),
         "final MMCS W": r.metrics["mmcs/linear1"], "final ML2R W": r.metrics["ml2r/linear1"],
         "whole run s": total, "run steps": args.bar_steps,
-        "published code, 40k steps at 13 steps/s (s)": 40_000 / 13.0,
     }])
 
 

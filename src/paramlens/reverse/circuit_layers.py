@@ -72,6 +72,9 @@ def _resolve(lf: Lifter, key: int, by_c: dict[int, int], acc: Form, unit: int) -
     levels = [(t, d - top) for first, last, d in runs if d != top for t in range(first, last + 1)]
     for t, a in levels:
         add_into(acc, lf.level(key, t), a)
+    if top and k.hi - k.lo <= 4 * MAX_LEVELS:  # the read's own steps: the slope at every T, levels added
+        extra = dict(levels)
+        levels = [(t, top + extra.get(t, 0)) for t in range(k.lo + 1, k.hi + 1) if top + extra.get(t, 0)]
     note_ladder(lf, key, levels)
 
 
@@ -80,7 +83,7 @@ def note_ladder(lf: Lifter, key: int, levels: list[tuple[int, int]]) -> None:
     spaced ``2^m`` apart: bit ``m`` of ``K + c``, ``c`` putting the positive levels at odd multiples of ``2^m``."""
     if len(levels) == 1:
         lf.single.setdefault(key, levels[0])
-    if len(levels) < 2 or key in lf.ladder_of:
+    if len(levels) < 2:
         return
     (t0, a0), (t1, _) = levels[0], levels[1]
     d = t1 - t0
@@ -88,7 +91,8 @@ def note_ladder(lf: Lifter, key: int, levels: list[tuple[int, int]]) -> None:
     if d <= 0 or d & (d - 1) or any(t - s != d or a != -b or abs(a) != abs(a0) for (s, b), (t, a) in pairwise(on)):
         return
     positive = t0 if a0 > 0 else t1
-    lf.ladder_of[key] = (d.bit_length() - 1, (d - positive) % (2 * d))
+    if key not in lf.ladder_of or lf.ladder_of[key][0] < d.bit_length() - 1:  # a key read as several bits: the top
+        lf.ladder_of[key] = (d.bit_length() - 1, (d - positive) % (2 * d))
 
 def unit_value(lf: Lifter, p: Form, seen: int | None = None) -> Value:
     """``ReLU(p)``: 0, the gate ``[p >= 1]``, or a ramp on ``p``'s linear part (``p`` itself when ``p >= 0``, which

@@ -113,16 +113,33 @@ def groups(r: Reader, reg: dict, terms: list[tuple[int, int]]) -> list[Group]:
     return list(out.values())
 
 
-def column_of(r: Reader, reg: Registry, g: Group) -> list[tuple[int, int, list[tuple], tuple[int, ...]]]:
-    """``(j, v0, leaves, table)`` for each reading of the group's value as ``v0 + 2^j f(leaves)``, ``f`` a 0/1
-    function of word bits: one word bit whose values match (each such bit), or a table read off the random inputs
-    over the group's leaves; empty when there is none."""
+def column_of(r: Reader, reg: Registry, g: Group) -> list[list[tuple[int, int, list[tuple], tuple[int, ...]]]]:
+    """Readings of the group's value as ``v0 + sum_j 2^j f_j``, ``f_j`` 0/1 functions of word bits: per column
+    ``j`` the ``(j, v0, leaves, table)`` it may be (one word bit whose values match, each such bit; or a table read
+    off the random inputs over the group's leaves). Empty when a column cannot be read. A group holding several
+    columns (the bits of two columns carried as forms over shared signals) is split into its binary digits."""
     value = sum(a * r.vals[s] for s, a in g.terms)
     v0, top = int(value.min()), int(value.max())
     step = top - v0
-    if step <= 0 or step & (step - 1) or not bool(((value == v0) | (value == top)).all()):
+    if step <= 0:
         return []
-    f, j = (value - v0) // step, step.bit_length() - 1
+    if not step & (step - 1) and bool(((value == v0) | (value == top)).all()):
+        found = _one_column(reg, g, (value - v0) // step, step.bit_length() - 1, v0)
+        return [found] if found else []
+    out = []
+    for j in range(step.bit_length()):
+        f = ((value - v0) >> j) & 1
+        if bool((f == f[0]).all()):
+            continue
+        hits = reg.get(fingerprint(f), [])
+        if not hits:
+            return []
+        out.append([(j, v0, [_positive(h)], (0, 1) if h[1] >= 0 else (1, 0)) for h in hits])
+    return out
+
+
+def _one_column(reg: Registry, g: Group, f: Tensor, j: int, v0: int) -> list:
+    """The readings of one 0/1 column ``f`` (see :func:`column_of`)."""
     hits = reg.get(fingerprint(f), [])
     if hits:
         return [(j, v0, [_positive(h)], (0, 1) if h[1] >= 0 else (1, 0)) for h in hits]
@@ -156,10 +173,12 @@ def _tracks(r: Reader, adder: Adder, reg: Registry) -> tuple[list, int, list]:
         k = r.lf.keys[block.key]
         terms = [(s, k.sign * a) for s, a in k.terms if prev is None or r.lf.level_of.get(s, (None,))[0] != prev]
         for g in groups(r, reg, terms):
-            found = [(start + j, (g, j, v0), _signature(adder, leaves_, start + j, table))
-                     for j, v0, leaves_, table in column_of(r, reg, g) if j < block.size]
-            readings.append(found)
-            left += not found
+            columns = column_of(r, reg, g) or [[]]
+            for column in columns:
+                found = [(start + j, (g, j, v0), _signature(adder, leaves_, start + j, table))
+                         for j, v0, leaves_, table in column if j < block.size]
+                readings.append(found)
+                left += not found
         start, prev = start + block.size, block.key
     votes = Counter(sig for found in readings for sig in {sig for _, _, sig in found})
     tracks: dict[tuple, dict] = {}
@@ -174,7 +193,7 @@ def _tracks(r: Reader, adder: Adder, reg: Registry) -> tuple[list, int, list]:
 def _word_value(r: Reader, cols: dict[int, tuple[Group, int, int]]) -> Tensor:
     word = torch.zeros_like(r.vals[0])
     for p, (g, j, v0) in cols.items():
-        word += ((sum(a * r.vals[s] for s, a in g.terms) - v0) >> j) << p
+        word += (((sum(a * r.vals[s] for s, a in g.terms) - v0) >> j) & 1) << p
     return word
 
 
