@@ -93,7 +93,7 @@ def compare(seed: int, limit: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (reassemble itself runs on one)")
     parser.add_argument("--simple-limit", type=float, default=1800.0, help="seconds the simple script may run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from paramlens.core.progress import track
 from paramlens.core.runs import Result
+from paramlens.core.threads import one_thread
 from paramlens.errors import ParamLensError, UsageError
 from paramlens.reverse.catalogue import CATALOGUE, Catalogue
 from paramlens.reverse.chain import LayerRef, TensorStore, find_chain, iter_layers
@@ -111,12 +112,8 @@ def identify(path: str | Path, domain: str = "auto", samples: int = 256, seed: i
     catalogue = catalogue or CATALOGUE
     if not catalogue.names():
         raise ParamLensError("the catalogue is empty: register at least one function of the input")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _identify(str(path), declared, samples, seed, catalogue, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _identify(path: str, declared: tuple[str, int] | None, samples: int, seed: int, catalogue: Catalogue,

@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from paramlens.core.progress import track
 from paramlens.core.runs import Result
+from paramlens.core.threads import one_thread
 from paramlens.reverse.chain import TensorStore, find_chain
 from paramlens.reverse.findings import chain_findings, tensor_findings
 from paramlens.reverse.scan_text import PROBLEM, figures, summary_lines, table_rows
@@ -85,17 +85,13 @@ class Scan(Result):
 def scan(path: str | Path, progress: bool = True, max_similarity: int = 400) -> Scan:
     """Scan the checkpoint at ``path`` (safetensors, or a torch archive read without running its code).
 
-    Runs on one thread: each layer's work is a few small tensor operations, for which thread start-up
-    costs more than it saves (about 50x on a busy 2-core machine).
+    Runs on one thread (:func:`paramlens.core.threads.one_thread`): each layer's work is a few small tensor
+    operations, for which thread start-up costs more than it saves (about 50x on a busy 2-core machine).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         store = TensorStore(path)
         layers, notes = find_chain(store)
         bar = (lambda items, total: track(items, total=total, description="scanning", transient=True)) \
             if progress else None
         found = tensor_findings(store, layers, notes, bar) or chain_findings(store, layers, notes, bar, max_similarity)
         return Scan(path=str(path), notes=notes, **found)
-    finally:
-        torch.set_num_threads(threads)
