@@ -30,8 +30,8 @@ from paramlens.reverse.scan import scan
 from tests.formats import with_location
 
 FORMATS = ["safetensors", "state_dict.pt", "ordered_dict.pt", "legacy.pt", "legacy_ordered_dict.pt", "cuda.pt",
-           "legacy_cuda.pt", "arrays.npz", "positional.npz"]
-LOADED_AS = {"safetensors": "safetensors", "arrays.npz": "npz", "positional.npz": "npz",
+           "legacy_cuda.pt", "arrays.npz", "positional.npz", "letters.npz"]
+LOADED_AS = {"safetensors": "safetensors", "arrays.npz": "npz", "positional.npz": "npz", "letters.npz": "npz",
              **{f: "torch legacy" for f in FORMATS if "legacy" in f}}  # the rest: "torch zip"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 MATRIX = [pytest.param(fmt, dtype, id=f"{fmt}-{dtype}") for fmt in FORMATS for dtype in DTYPES]
@@ -87,6 +87,9 @@ def write(module: nn.Module, fmt: str, path: Path) -> Path:
         np.savez(path, **{k: v.numpy() for k, v in sd.items()})
     elif fmt == "positional.npz":  # arr_0, arr_1, ...: the names do not say which is a weight and which a bias
         np.savez(path, *(v.numpy() for v in sd.values()))
+    elif fmt == "letters.npz":  # W0, W1, ..., b0, b1, ...: all weights sort before all biases
+        arrays = [v.numpy() for v in sd.values()]
+        np.savez(path, **{f"{'W' if a.ndim == 2 else 'b'}{i // 2}": a for i, a in enumerate(arrays)})
     else:
         raise AssertionError(fmt)
     return path

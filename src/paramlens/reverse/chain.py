@@ -2,8 +2,9 @@
 
 Tensors are paired as ``<prefix>.weight`` (2-d, ``(out, in)``) and ``<prefix>.bias`` (1-d, ``out``), ordered
 by their names with numbers compared as numbers (``layers.10`` after ``layers.9``), then checked for
-connecting sizes. Where the names say neither (``numpy.savez(path, *arrays)`` writes ``arr_0``, ``arr_1``, ...), a
-2-d tensor takes the 1-d tensor of size ``out`` that follows it in that order as its bias (said in a note).
+connecting sizes. A weight named by another convention takes the bias named alike (``W0``/``b0``, ``fc1_w``/``fc1_b``,
+``kernel``/``bias``). Where the names say neither (``numpy.savez(path, *arrays)`` writes ``arr_0``, ``arr_1``, ...),
+a 2-d tensor takes the 1-d tensor of size ``out`` that follows it in that order as its bias (said in a note).
 Safetensors files are read lazily (memory-mapped, one tensor at a time); every other source goes through
 :func:`paramlens.core.resolve.resolve` (no pickled code runs).
 """
@@ -96,6 +97,8 @@ def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
         if bias is not None and store.shapes.get(bias) != (out,):
             bias = None
         if bias is None and not w.endswith("weight"):
+            bias = _sibling_bias(w, out, store.shapes)
+        if bias is None and not w.endswith("weight"):
             bias = _unnamed_bias(w, following.get(w), out, store.shapes)
             by_order += [f"{bias} of {w}"] if bias else []
         if bias:
@@ -112,6 +115,20 @@ def find_chain(store: TensorStore) -> tuple[list[LayerRef], list[str]]:
         if a.shape[0] != b.shape[1]:
             notes.append(f"size break: {a.weight} writes {a.shape[0]} but {b.weight} reads {b.shape[1]}")
     return layers, notes
+
+
+SIBLINGS = (("W", "b"), ("w", "b"), ("weights", "biases"), ("kernel", "bias"))  # weight token -> bias token
+
+
+def _sibling_bias(weight: str, out: int, shapes: dict[str, tuple]) -> str | None:
+    """The ``(out,)`` tensor named like ``weight`` with its weight token swapped for a bias token (``W0`` ->
+    ``b0``, ``fc1_w`` -> ``fc1_b``, ``layer.kernel`` -> ``layer.bias``), else None."""
+    for w, b in SIBLINGS:
+        for m in re.finditer(rf"(?<![A-Za-z]){w}(?![A-Za-z])", weight):
+            name = weight[:m.start()] + b + weight[m.end():]
+            if shapes.get(name) == (out,):
+                return name
+    return None
 
 
 def _unnamed_bias(weight: str, after: str | None, out: int, shapes: dict[str, tuple]) -> str | None:
