@@ -10,11 +10,15 @@ import torch
 from typer.testing import CliRunner
 
 from paramlens.cli import app
+from paramlens.core.circuits import Circuit
 from paramlens.errors import ParamLensError, UsageError
 from paramlens.models.compiled import Nuisance, SparseNetwork, disguise, hash_network
-from paramlens.models.compiled.hashes import MD5_IV, MD5_K, md5_reference, sha256_reference
+from paramlens.models.compiled.hashes import MD5_IV, MD5_K, SHA256_IV, md5_reference, sha256_reference
 from paramlens.models.compiled.sparse_network import SparseLayer
 from paramlens.reverse.chain import chain_weights
+from paramlens.reverse.circuit_check import check_circuits, evaluate
+from paramlens.reverse.circuit_functions import track_operands
+from paramlens.reverse.circuit_words import function_name
 from paramlens.reverse.read_circuit import read_circuit
 
 M32 = 0xFFFFFFFF
@@ -95,15 +99,67 @@ def adder_at(statements, span):
     return line.split("-> ")[1].split(";")[0] if "->" in line else line.split(": ")[2].split(" =")[0]
 
 
-def test_choice_of_the_state_words_is_named_where_md5_computes_it(tmp_path):
-    path = hash_network("md5", 4, 4).save(tmp_path / "md5.safetensors", dtype=torch.float32)
-    reading = read_circuit(path, input="bytes:4")
+@pytest.fixture(scope="module")
+def md5_four(tmp_path_factory):
+    """MD5 of 4-byte messages after 4 steps, and its reading."""
+    net = hash_network("md5", 4, 4)
+    path = net.save(tmp_path_factory.mktemp("md5") / "md5.safetensors", dtype=torch.float32)
+    return net, read_circuit(path, input="bytes:4")
+
+
+def step_word(statements, step, which):
+    """The name of MD5 step ``step``'s first (``which`` 0) or second (1) adder: function layer 7 + 9 step, then 4
+    + 4 adder layers."""
+    k = 4 * which
+    return adder_at(statements, f"layers {8 + 9 * step + k}..{11 + 9 * step + k}")
+
+
+def test_choice_of_the_state_words_is_named_where_md5_computes_it(md5_four):
+    reading = md5_four[1]
     assert reading.network_mismatches == 0
-    # step i: function layer 7 + 9 i, adders over the next 4 + 4 layers; b = the second adder's output, and step
-    # 3 computes F = choice(b, c, d) of the outputs of steps 2, 1 and 0
-    b, c, d = (adder_at(reading.statements, f"layers {12 + 9 * i}..{15 + 9 * i}") for i in (2, 1, 0))
-    assert any(s.startswith(f"layer 34: bitwise choice({b}, {c}, {d}) on ") for s in reading.statements)
+    # b = the second adder's output; step 3 computes F = choice(b, c, d) of the outputs of steps 2, 1 and 0, on
+    # every bit, and adds it to a (still the constant b0), K[3] and the padding word 3 (0)
+    b, c, d = (step_word(reading.statements, i, 1) for i in (2, 1, 0))
+    first = step_word(reading.statements, 3, 0)
+    assert f"layer 34: bitwise choice({b}, {c}, {d}) on 32 bits (an operand of {first})" in reading.statements
+    assert (f"layers 35..38: 32-bit adder (mod 2^32) of 2 words: {first} = choice({b}, {c}, {d}) + "
+            f"0x{(MD5_IV[1] + MD5_K[3]) & M32:08x}") in reading.statements
     assert not any("majority" in s or "parity" in s for s in reading.statements)
+
+
+def test_choice_with_a_constant_state_word_names_the_constant(md5_four):
+    # step 2: d is still the constant b0, a the constant c0: F = choice(b, c, b0) of the outputs of steps 1 and 0
+    statements = md5_four[1].statements
+    b, c = (step_word(statements, i, 1) for i in (1, 0))
+    first = step_word(statements, 2, 0)
+    assert (f"layers 26..29: 32-bit adder (mod 2^32) of 2 words: {first} = choice({b}, {c}, 0x{MD5_IV[1]:08x}) + "
+            f"0x{(MD5_IV[2] + MD5_K[2]) & M32:08x}") in statements
+
+
+def test_each_second_adder_reads_the_rotated_first_sum(md5_two, md5_four):
+    # b + rotl(a + F + K + M, s), s = 7 in step 0 (b the constant b0), 17 and 22 in steps 2 and 3
+    assert (f"layers 12..15: 32-bit adder (mod 2^32) of 2 words: W2 = rotl(W1, 7) + 0x{MD5_IV[1]:08x}"
+            in md5_two[2].statements)
+    assert "layers 12..15: rotation left by 7 of W1 (read by W2)" in md5_two[2].statements
+    # step 1: b + rotl(choice(b, c, d) + K + padding, 12), the inner sum (constants but b) folded into the layers
+    assert any(s.startswith("layers 21..24: 32-bit adder (mod 2^32) of 3 words: W3 = W2 + choice(rotl(W2, 12), ")
+               for s in md5_two[2].statements)
+    statements = md5_four[1].statements
+    for step, rotated in ((2, "rotr({}, 15)"), (3, "rotr({}, 10)")):
+        first, second = step_word(statements, step, 0), step_word(statements, step, 1)
+        b = step_word(statements, step - 1, 1)
+        a, z = 8 + 9 * step + 4, 11 + 9 * step + 4
+        assert (f"layers {a}..{z}: 32-bit adder (mod 2^32) of 2 words: {second} = {b} + "
+                f"{rotated.format(first)}") in statements
+
+
+def test_disguised_network_reads_the_same_steps(md5_four, tmp_path):
+    net = disguise(md5_four[0], Nuisance(permute=True, dead=2, duplicate=3, seed=2))
+    reading = read_circuit(net.save(tmp_path / "md5.safetensors", dtype=torch.float32))
+    assert reading.network_mismatches == 0
+    steps = [s for s in md5_four[1].statements if any(s.startswith(f"layer{x} {k}") for x in ("", "s")
+                                                      for k in (12, 26, 30, 34, 35, 39))]
+    assert len(steps) >= 8 and set(steps) <= set(reading.statements)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".npz"])
@@ -124,6 +180,30 @@ def test_sha256_two_steps(tmp_path):
     assert digests(reading.circuit().evaluate(circuit_bits(msgs))) == [sha256_reference(m, 2) for m in msgs]
     assert reading.network_mismatches == 0 and reading.inputs == "bytes:2"
     assert sum("32-bit adder (mod 2^32)" in s for s in reading.statements) >= 4
+
+
+@pytest.mark.parametrize("disguised", [False, True])
+def test_sha256_sigmas_choice_and_majority_are_read_through_the_constant_state(tmp_path, disguised):
+    net = hash_network("sha256", 4, 2)
+    if disguised:
+        net = disguise(net, Nuisance(permute=True, dead=2, duplicate=3, seed=3))
+    statements = read_circuit(net.save(tmp_path / "sha.safetensors", dtype=torch.float32)).statements
+    a0, b0, _, _, _, f0, _, _ = SHA256_IV
+
+    def word_with(constant):  # the final adders add the initial state: b + a0' = a of step 0, f + e0' = e
+        line = next(s for s in statements if s.startswith("layers 18..21") and s.endswith(f"+ 0x{constant:08x}"))
+        return line.split("= ")[1].split(" +")[0]
+
+    a, e = word_with(b0), word_with(f0)
+    sigma1 = f"parity(rotl({e}, 7), rotr({e}, 11), rotr({e}, 6))"  # rotations right by 25, 11, 6
+    sigma0 = f"parity(rotl({a}, 10), rotr({a}, 13), rotr({a}, 2))"  # by 22, 13, 2
+    step1 = [s for s in statements if s.startswith("layers 13..16: 32-bit adder (mod 2^32) of ")]
+    assert len(step1) == 2
+    # e' = d + h + Σ1(e) + Ch(e, f, g) + K + W: Ch of e and two constants is a choice between them where they differ
+    assert any(s.split("= ")[1].startswith(f"{sigma1} + choice({e}, 0x") for s in step1)
+    # a' adds Σ0(a) + Maj(a, b, c): with b, c the constants a0, b0, the majority is a where a0 and b0 differ
+    assert any(sigma0 in s and f"choice({a}, 0x{a0 ^ b0:08x}, 0x00000000)" in s for s in step1)
+    assert f"layer 12: bitwise {sigma0} on 32 bits (an operand of " in "\n".join(statements)
 
 
 def small(tmp_path, rows0, rows1):
@@ -166,3 +246,43 @@ def test_cli_prints_the_word_statements(md5_two, tmp_path):
     assert f"W1 = M0 + 0x{md5_first_sum():08x}" in res.output and "0 mismatches on 256 random inputs" in res.output
     (folder,) = tmp_path.glob("circuit-*")
     assert {"circuit.json", "circuit.dot", "circuit.py"} <= {p.name for p in folder.iterdir()}
+
+
+def table_of(f):
+    """The truth table of ``f(x, y, z)`` (row ``r``: bit 0 of ``r`` is x, bit 1 y, bit 2 z)."""
+    return tuple(int(f(r & 1, (r >> 1) & 1, (r >> 2) & 1)) for r in range(8))
+
+
+def test_the_round_functions_of_md5_and_sha_are_named():
+    args = ["B", "C", "D"]
+    assert function_name(table_of(lambda x, y, z: y if x else z), args) == "choice(B, C, D)"
+    assert function_name(table_of(lambda x, y, z: z if y else x), args) == "choice(C, D, B)"  # MD5's G order
+    assert function_name(table_of(lambda x, y, z: x ^ y ^ z), args) == "parity(B, C, D)"
+    assert function_name(table_of(lambda x, y, z: x + y + z >= 2), args) == "majority(B, C, D)"
+    assert function_name(table_of(lambda x, y, z: y ^ (x | (1 - z))), args) == "C ^ (B | ~D)"  # MD5's I
+
+
+def test_a_choice_with_a_constant_word_is_fitted_and_checked_on_values():
+    gen = torch.Generator().manual_seed(0)
+    x, y = (torch.randint(0, 1 << 32, (64,), generator=gen) for _ in range(2))
+    constant = 0xEFCDAB89
+    truth = (x & y) | (~x & M32 & constant)
+    # per column, the table over (x, y) that choice(x, y, constant bit) leaves; 3 columns unseen
+    tables = {p: table_of(lambda a, b, _, p=p: b if a else (constant >> p) & 1)[:4] for p in range(32)
+              if p not in (0, 8, 24)}
+    ops = track_operands({"X": x, "Y": y}, [("X", 0), ("Y", 0)], tables, 32)
+    right = [op for op in ops if torch.equal(op.value, truth)]
+    assert [op.text for op in right] == [f"choice(X, Y, 0x{constant:08x})"]
+    assert all(op.function for op in ops)
+
+
+def test_bounded_evaluation_matches_the_circuit():
+    c = Circuit(4)
+    a = c.add("threshold", 0, 1, 2, weights=(2, -1, 1), threshold=1)
+    b = c.add("xor", a, 3)
+    c.add("and", 0, 1)  # read by nothing
+    c.outputs = [b, c.add("maj", a, b, 2), a]
+    x = torch.randint(0, 2, (50, 4), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(evaluate(c, x), c.evaluate(x))
+    eq = check_circuits(c, c)
+    assert eq.random_mismatches == 0 and eq.proven is True

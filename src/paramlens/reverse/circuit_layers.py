@@ -72,15 +72,19 @@ def _resolve(lf: Lifter, key: int, by_c: dict[int, int], acc: Form, unit: int) -
     levels = [(t, d - top) for first, last, d in runs if d != top for t in range(first, last + 1)]
     for t, a in levels:
         add_into(acc, lf.level(key, t), a)
-    if top and k.hi - k.lo <= 4 * MAX_LEVELS:  # the read's own steps: the slope at every T, levels added
+    if top and k.hi - k.lo <= 4 * MAX_LEVELS:  # the read's own steps: the slope's at every T, plus the levels
         extra = dict(levels)
         levels = [(t, top + extra.get(t, 0)) for t in range(k.lo + 1, k.hi + 1) if top + extra.get(t, 0)]
+    elif top:
+        return
     note_ladder(lf, key, levels)
 
 
 def note_ladder(lf: Lifter, key: int, levels: list[tuple[int, int]]) -> None:
     """Record ``key`` as a ladder when it is read as an alternating sum of equal levels ``+-a [K >= T]`` at ``T``
-    spaced ``2^m`` apart: bit ``m`` of ``K + c``, ``c`` putting the positive levels at odd multiples of ``2^m``."""
+    spaced ``2^m`` apart: bit ``m`` of ``K + c``, ``c`` putting the positive levels at odd multiples of ``2^m``.
+    A read of the negated bit (``1 - bit``, as a bitwise function's ``ReLU(z - x)`` reads it) gives ``c + 2^m``;
+    the reading most reads agree on is kept (adders and pass-through rows read the bit itself)."""
     if len(levels) == 1:
         lf.single.setdefault(key, levels[0])
     if len(levels) < 2:
@@ -91,8 +95,11 @@ def note_ladder(lf: Lifter, key: int, levels: list[tuple[int, int]]) -> None:
     if d <= 0 or d & (d - 1) or any(t - s != d or a != -b or abs(a) != abs(a0) for (s, b), (t, a) in pairwise(on)):
         return
     positive = t0 if a0 > 0 else t1
-    if key not in lf.ladder_of or lf.ladder_of[key][0] < d.bit_length() - 1:  # a key read as several bits: the top
-        lf.ladder_of[key] = (d.bit_length() - 1, (d - positive) % (2 * d))
+    votes = lf.ladder_votes.setdefault(key, {})
+    read = (d.bit_length() - 1, (d - positive) % (2 * d))
+    votes[read] = votes.get(read, 0) + 1
+    lf.ladder_of[key] = max(votes, key=votes.get)
+
 
 def unit_value(lf: Lifter, p: Form, seen: int | None = None) -> Value:
     """``ReLU(p)``: 0, the gate ``[p >= 1]``, or a ramp on ``p``'s linear part (``p`` itself when ``p >= 0``, which

@@ -23,8 +23,9 @@ on meanwhile is taken as a gate without proof (counted and reported, as for Bool
 
 Memory: one dense layer ``(out, in)`` float64 at a time, the current layer's unit values, and the circuit (one
 :class:`~paramlens.core.circuits.Gate` per distinct gate, its inputs and weights as tuples), level keys and truth
-tables of at most ``2^MAX_SUPPORT`` booleans for gates of small support: independent of depth except for the
-gates themselves.
+tables of at most ``2^MAX_SUPPORT`` booleans for gates of small support, each signal's closure (the small gates
+under it) and at most :data:`RANGE_CACHE` exact ranges of term groups (the same sums recur in every layer that
+passes them on): independent of depth except for what grows with the gates themselves.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ MAX_LEVELS = 64
 MAX_LEAVES = 12
 MAX_SUPPORT = 12
 SMALL_FAN_IN = 4
+RANGE_CACHE = 20_000
 
 Form = dict  # {signal: coefficient, ONE: constant}
 
@@ -92,9 +94,12 @@ class Lifter:
         self.consts: dict[bool, int] = {}
         self.ladder_of: dict[int, tuple[int, int]] = {}  # key read as bit m of K + c -> (m, c)
         self.single: dict[int, tuple[int, int]] = {}  # key read as one level a [K >= t] -> (t, a)
+        self.ladder_votes: dict[int, dict[tuple[int, int], int]] = {}  # key -> {(m, c): reads}
         self.folded = 0  # units found constant
         self.sampled = 0  # units taken as gates from the random inputs, not proven
         self.layer = 0
+        self.ranges: dict[tuple, tuple[int, int]] = {}  # exact ranges of term groups, at most RANGE_CACHE kept
+        self.closures: dict[int, tuple[frozenset[int], frozenset[int]]] = {}  # signal -> (opened gates, leaves)
 
     # gates ----------------------------------------------------------------------------------------------------
     def threshold(self, terms: tuple[tuple[int, int], ...], t: int) -> Form:
@@ -223,9 +228,19 @@ class Lifter:
             if len(leaves) > MAX_LEAVES:
                 low, high = self.bound(dict(terms))
             else:
-                low, high = _enumerate(self, terms, opened, leaves)
+                low, high = self._exact(terms, opened, leaves)
             lo, hi = lo + low, hi + high
         return lo, hi
+
+    def _exact(self, terms: list[tuple[int, int]], opened: set[int], leaves: list[int]) -> tuple[int, int]:
+        """:func:`_enumerate`, remembered by the group's terms (the same sums recur in every layer that passes
+        them on); the memory is dropped whole when it holds :data:`RANGE_CACHE` groups."""
+        key = tuple(sorted(terms))
+        if key not in self.ranges:
+            if len(self.ranges) >= RANGE_CACHE:
+                self.ranges.clear()
+            self.ranges[key] = _enumerate(self, terms, opened, leaves)
+        return self.ranges[key]
 
     def gate_inputs(self, s: int) -> tuple[tuple[int, ...], tuple[int, ...], int] | None:
         """``(inputs, weights, threshold)`` of a threshold gate with at most :data:`SMALL_FAN_IN` inputs."""
@@ -268,7 +283,13 @@ def _reduce(support: tuple[int, ...], table: Tensor) -> tuple[tuple[int, ...], T
 
 def _closure(lf: Lifter, s: int) -> tuple[set[int], set[int]]:
     """Small gates under ``s`` opened to their inputs, latest first, while at most :data:`MAX_LEAVES` leaves remain:
-    ``(opened gates, leaves)``."""
+    ``(opened gates, leaves)``, remembered per signal (a gate's inputs never change)."""
+    if s not in lf.closures:
+        lf.closures[s] = tuple(map(frozenset, _open(lf, s)))
+    return lf.closures[s]
+
+
+def _open(lf: Lifter, s: int) -> tuple[set[int], set[int]]:
     opened: set[int] = set()
     leaves, tried = {s}, set()
     while True:

@@ -4,6 +4,12 @@ A *word bit* is ``(word, bit)``: an adder's output bit (``W1``, ``W2``, ... in o
 (``M0``, ``M1``, ...: 4 bytes each, in either byte order) of a bytes network. Signals are matched to word bits by
 their values on the random inputs (a bit or its negation), so a word bit is found however the lift wrote it (a gate,
 an input bit, a sum of levels).
+
+Each block's terms split into groups; a group is one column's operand bit (``v0 + 2^j f``), or, when bits of two
+columns were carried as forms over shared signals, several columns read off its binary digits. Columns reading the
+same words at the same rotations make a *track*; a track stands for its function on every bit, or for a named
+function with constant words (:mod:`paramlens.reverse.circuit_functions`). Candidate operands are kept only when the
+output word minus their sum is one constant on every random input: at most :data:`MAX_PICKS` combinations tried.
 """
 
 from __future__ import annotations
@@ -16,7 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from paramlens.reverse.circuit_functions import Operand, arg_text, track_operands
+from paramlens.reverse.circuit_masks import masked_operands
 from paramlens.reverse.circuit_words import MAX_LEAVES, Adder, Reader, function_name
+
+MAX_PICKS = 4096
 
 
 @dataclass
@@ -38,6 +48,13 @@ def signal_print(r: Reader, s: int) -> bytes:
     if s not in r.prints:
         r.prints[s] = fingerprint(r.vals[s])
     return r.prints[s]
+
+
+def bit_print(r: Reader, key: int) -> bytes:
+    """:func:`fingerprint` of a ladder key's own bit, kept on the reader."""
+    if ("bit", key) not in r.prints:
+        r.prints["bit", key] = fingerprint(r.bit(key))
+    return r.prints["bit", key]
 
 
 class Registry(dict):
@@ -68,7 +85,7 @@ def leaves(r: Reader, reg: dict, s: int, depth: int = 3) -> set[tuple]:
     if hit is not None:
         return {_positive(hit[0])}
     key = r.lf.level_of.get(s, (None,))[0]
-    if key in r.lf.ladder_of and (hit := reg.get(fingerprint(r.bit(key)))) is not None:
+    if key in r.lf.ladder_of and (hit := reg.get(bit_print(r, key))) is not None:
         return {_positive(hit[0])}
     if depth and s >= r.lf.c.n_inputs:
         out: set[tuple] = set()
@@ -164,64 +181,104 @@ def _signature(adder: Adder, leaves: list[tuple[str, int]], p: int, table: tuple
     return tuple(rots[i] for i in order), permuted
 
 
-def _tracks(r: Reader, adder: Adder, reg: Registry) -> tuple[list, int, list]:
-    """Operand words (signature, ``{bit: (group, j, v0)}``) found in every column, the groups left over, and the
-    words found in at least half the columns. A group that matches several word bits takes the one whose signature
-    the most columns share."""
-    readings, left, start, prev = [], 0, 0, None
+def _tracks(r: Reader, adder: Adder, reg: Registry) -> dict[tuple, dict[int, tuple[tuple[int, ...], int]]]:
+    """Operand tracks: ``(word, left rotation)`` leaves -> ``{bit: (truth table, layer)}`` of the columns where a
+    group reads as that function of those leaves. A group that matches several word bits takes the one whose
+    signature the most columns share."""
+    readings, start, prev = [], 0, None
     for block in adder.blocks:
         k = r.lf.keys[block.key]
         terms = [(s, k.sign * a) for s, a in k.terms if prev is None or r.lf.level_of.get(s, (None,))[0] != prev]
         for g in groups(r, reg, terms):
-            columns = column_of(r, reg, g) or [[]]
-            for column in columns:
-                found = [(start + j, (g, j, v0), _signature(adder, leaves_, start + j, table))
-                         for j, v0, leaves_, table in column if j < block.size]
-                readings.append(found)
-                left += not found
+            for column in column_of(r, reg, g):
+                readings.append([(start + j, g.layer, _signature(adder, leaves_, start + j, table))
+                                 for j, _, leaves_, table in column if j < block.size])
         start, prev = start + block.size, block.key
     votes = Counter(sig for found in readings for sig in {sig for _, _, sig in found})
     tracks: dict[tuple, dict] = {}
     for found in filter(None, readings):
-        p, entry, sig = max(found, key=lambda x: votes[x[2]])
-        tracks.setdefault(sig, {})[p] = entry
-    full = [(sig, cols) for sig, cols in tracks.items() if len(cols) == adder.n]
-    some = [(sig, cols) for sig, cols in tracks.items() if adder.n // 2 <= len(cols) < adder.n]
-    return full, left + sum(len(cols) for cols in tracks.values() if len(cols) != adder.n), some
+        p, layer, (leaves_, table) = max(found, key=lambda x: votes[x[2]])
+        tracks.setdefault(leaves_, {})[p] = (table, layer)
+    return tracks
 
 
-def _word_value(r: Reader, cols: dict[int, tuple[Group, int, int]]) -> Tensor:
-    word = torch.zeros_like(r.vals[0])
-    for p, (g, j, v0) in cols.items():
-        word += (((sum(a * r.vals[s] for s, a in g.terms) - v0) >> j) & 1) << p
-    return word
+def word_values(reg: Registry, n: int) -> dict[str, Tensor]:
+    """Every word of the registry as ``n``-bit integers ``(samples,)``."""
+    words: dict[str, Tensor] = {}
+    for (w, q), v in reg.values.items():
+        words[w] = words.get(w, torch.zeros_like(v)) + (v.long() << q)
+    return words
+
+
+def candidates(r: Reader, adder: Adder, reg: Registry) -> tuple[list[list[tuple[Operand, int]]], list, list]:
+    """Per track read in enough columns (a quarter; an eighth for 2 or more words), the whole-word operands it
+    may be ``[(operand, layer)]``; the bitwise functions of 2 or more words among them (``(layer, text,
+    columns)``), for when none verify; and the ``(word, rotation)`` of the one-word tracks, then the words of the
+    others."""
+    words, found, seen, singles = word_values(reg, adder.n), [], [], []
+    for leaves_, cols in sorted(_tracks(r, adder, reg).items(), key=lambda x: -len(x[1])):
+        if len(cols) < adder.n // (8 if len(leaves_) > 1 else 4):
+            continue
+        layer = max(layer for _, layer in cols.values())
+        options = track_operands(words, list(leaves_), {p: t for p, (t, _) in cols.items()}, adder.n)
+        found.append([(op, layer) for op in options])
+        table = Counter(t for t, _ in cols.values()).most_common(1)[0][0]
+        if len(leaves_) > 1:
+            seen.append((layer, options[-1].text if len(options) > 1 else options[0].text,
+                         len(cols) if len(options) > 1 else sum(t == table for t, _ in cols.values())))
+        else:
+            singles.append(leaves_[0])
+    for options in found:  # the words of the functions, unrotated, may also be read through constants
+        singles += [(w, 0) for w in options[0][0].words if (w, 0) not in singles]
+    return found, seen, sorted(singles, key=lambda leaf: leaf[1] != 0)  # unrotated words first
 
 
 def describe(sig: tuple, n: int) -> str:
-    leaves, table = sig
-    args = [w if rot == 0 else f"rotl({w}, {rot})" if rot <= n // 2 else f"rotr({w}, {n - rot})" for w, rot in leaves]
-    return function_name(table, args)
+    """The text of a track's signature ``(leaves, table)`` on ``n``-bit words."""
+    leaves_, table = sig
+    return function_name(table, [arg_text(w, rot, n) for w, rot in leaves_])
+
+
+def verify(r: Reader, adder: Adder, found: list[list[tuple[Operand, int]]]) -> tuple[list, int] | None:
+    """One reading per track (or none; at most 6 tracks, :data:`MAX_PICKS` combinations), the most tracks first,
+    whose operands' sum differs from the output word by one constant on every random input: ``(operands,
+    constant)``."""
+    mod, out = (1 << adder.n) - 1, r.output_word(adder)
+    found = [list(options) for options in found[:6]]
+    while np.prod([len(options) + 1 for options in found]) > MAX_PICKS:
+        longest = max(found, key=len)
+        del longest[max(1, len(longest) // 2):]
+    choices = sorted(itertools.product(*([None, *options] for options in found)),
+                     key=lambda pick: -sum(x is not None for x in pick))
+    for pick in choices:
+        ops = [x for x in pick if x is not None]
+        if not ops:
+            return None
+        rest = (out - sum(op.value for op, _ in ops)) & mod
+        if bool((rest == rest[0]).all()):
+            return ops, int(rest[0])
+    return None
 
 
 def read_operands(r: Reader, adder: Adder, registries: list[Registry]) -> None:
-    """Fill ``adder.operands`` / ``constant`` / ``functions`` when the output word minus the operand words is one
-    constant on every random input (message words tried in both byte orders); else ``functions`` only, from the
-    bitwise functions found in at least half the columns."""
-    partial = []
-    for reg in registries:
-        full, _, some = _tracks(r, adder, reg)
-        partial = partial or some
-        mod = (1 << adder.n) - 1
-        rest = (r.output_word(adder) - sum((_word_value(r, cols) for _, cols in full), torch.zeros_like(r.vals[0]))) & mod
-        if bool((rest == rest[0]).all()):
-            adder.operands = [describe(sig, adder.n) for sig, _ in full]
-            adder.constant = int(rest[0])
-            adder.functions = [(max(g.layer for g, _, _ in cols.values()), describe(sig, adder.n), adder.n)
-                               for sig, cols in full if len(sig[0]) > 1]
-            adder.rotations = [(rot, w) for sig, _ in full for w, rot in sig[0] if rot]
-            return
-    adder.functions = [(max(g.layer for g, _, _ in cols.values()), describe(sig, adder.n), len(cols))
-                       for sig, cols in partial if len(sig[0]) > 1]
+    """Fill ``adder.operands`` / ``constant`` / ``functions`` / ``rotations`` when the output word minus some
+    candidate operand words is one constant on every random input (message words tried in both byte orders; then
+    words read through constants, :mod:`paramlens.reverse.circuit_masks`); else ``functions`` only, from the
+    bitwise functions of 2 or more words the tracks show (with the columns they were seen in)."""
+    read = [(reg, *candidates(r, adder, reg)) for reg in registries]
+    hits = itertools.chain((verify(r, adder, found) for _, found, _, _ in read),
+                           (masked_operands(r.output_word(adder), [opts[0] for opts in found if opts[0][0].function],
+                                            singles, word_values(reg, adder.n), adder.n)
+                            for reg, found, _, singles in read))
+    hit = next((h for h in hits if h is not None), None)
+    if hit is None:
+        adder.functions = next((left for _, _, left, _ in read if left), [])
+        return
+    ops, adder.constant = hit
+    adder.operands = [op.text for op, _ in ops]
+    layers = [layer for _, layer in ops if layer >= 0] or [adder.layers[0] - 1]
+    adder.functions = [(layer if layer >= 0 else max(layers), op.text, adder.n) for op, layer in ops if op.function]
+    adder.rotations = [rot for op, _ in ops for rot in op.rotations]
 
 
 def statements(r: Reader) -> list[str]:

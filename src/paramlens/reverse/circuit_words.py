@@ -9,10 +9,11 @@ multiples of ``2^B`` are the carry read by the next block's key. So:
 1. blocks: ladder keys that no higher ladder of their layer contains; chained into adders by their carries (an
    adder is kept when its blocks are equally wide and make a power of two of at least 16 bits);
 2. the adder's output bit ``8 b + j`` is bit ``j`` of block ``b``'s ``V_top + c``; a word is 32 (``n``) bits;
-3. operands: ``V_top``'s terms, the carry removed, split into groups of correlated terms (a gate opened to its
-   inputs, at most :data:`MAX_LEAVES` word bits); each group's value on random inputs is ``v0 + 2^j f`` with
-   ``f`` a 0/1 function of its word bits (adder outputs, message bits): its column ``j`` and truth table;
-4. groups with the same function of the same words at the same rotation in every column make one operand word;
+3. operands (:mod:`paramlens.reverse.circuit_operands`): ``V_top``'s terms, the carry removed, split into groups
+   of correlated terms; each group's value on random inputs is ``v0 + 2^j f`` (or a sum of such digits) with ``f``
+   a 0/1 function of word bits (adder outputs, message bits): its column ``j`` and truth table;
+4. columns with the same words at the same rotations make a track: one operand word, its function named (choice,
+   majority, parity, MD5's ``y ^ (x | ~z)``, possibly with constant words);
 5. the statement holds only if, on every random input, the output word minus the operands is one constant
    (the constant word, when not 0): checked, never assumed.
 """
@@ -64,6 +65,7 @@ class Adder:
     constant: int = 0
     functions: list[tuple[int, str, int]] | None = None  # (layer, bitwise function, columns where it was found)
     rotations: list[tuple[int, str]] | None = None  # (left rotation, word)
+    offsets: list[int | None] | None = None  # per block, c read off the carry (None: the ladder's own)
 
     @property
     def layers(self) -> tuple[int, int]:
@@ -79,19 +81,24 @@ class Reader:
         complete_ladders(lf)
         self.bytes_domain = bytes_domain
         self._words: dict[str, Tensor] = {}
-        self.prints: dict[int, bytes] = {}
+        self._keys: dict[int, Tensor] = {}  # key -> its values
+        self.prints: dict[object, bytes] = {}  # signal (or ("bit", key)) -> its packed values
         self.adders = self._adders()
 
     # values ---------------------------------------------------------------------------------------------------
     def key_value(self, key: int) -> Tensor:
         """``K`` in the network's orientation (``-K`` for keys its units read negated), ``(samples,)``."""
-        k = self.lf.keys[key]
-        return k.sign * sum((a * self.vals[s] for s, a in k.terms), torch.zeros_like(self.vals[0]))
+        if key not in self._keys:
+            k = self.lf.keys[key]
+            self._keys[key] = k.sign * sum((a * self.vals[s] for s, a in k.terms), torch.zeros_like(self.vals[0]))
+        return self._keys[key]
 
-    def bit(self, key: int, j: int | None = None) -> Tensor:
+    def bit(self, key: int, j: int | None = None, c: int | None = None) -> Tensor:
         """Bit ``j`` (default: the ladder's own ``m``) of ``V + c``, ``V`` the key in the network's orientation
-        (bit ``m`` of ``-V + c`` is bit ``m`` of ``V + 2^m - 1 - c``, and so are the bits below it)."""
-        m, c = self.lf.ladder_of[key]
+        (bit ``m`` of ``-V + c`` is bit ``m`` of ``V + 2^m - 1 - c``, and so are the bits below it); ``c``: the
+        ladder's own unless given."""
+        m, own = self.lf.ladder_of[key]
+        c = own if c is None else c
         if self.lf.keys[key].sign < 0:
             c = (1 << m) - 1 - c
         return ((self.key_value(key) + c) >> (m if j is None else j)) & 1
@@ -104,18 +111,17 @@ class Reader:
         for b in tops:
             b.prev = next((k for k in {self.lf.level_of[s][0] for s, _ in self.lf.keys[b.key].terms
                                        if s in self.lf.level_of} if k in by_key and _carries(self.lf, k, b)), None)
-        following: dict[int, Block] = {}
-        for b in sorted(tops, key=lambda b: b.size):  # several claim one carry: the widest block wins
+        following: dict[int, list[Block]] = {}
+        for b in sorted(tops, key=lambda b: -b.size):  # several read one carry: one adder each, widest first
             if b.prev is not None:
-                following[b.prev] = b
+                following.setdefault(b.prev, []).append(b)
         adders = []
         for first in sorted((b for b in tops if b.prev is None), key=lambda b: (b.layer, b.key)):
-            chain = [first]
-            while chain[-1].key in following:
-                chain.append(following[chain[-1].key])
-            n = sum(b.size for b in chain)
-            if n >= 16 and len({b.size for b in chain}) == 1 and not n & (n - 1):  # whole words in equal blocks
-                adders.append(Adder(f"W{len(adders) + 1}", chain, n))
+            for chain in _chains([first], following):
+                n = sum(b.size for b in chain)
+                if n >= 16 and len({b.size for b in chain}) == 1 and not n & (n - 1):  # whole words, equal blocks
+                    offsets = [carry_offset(self.lf, a.key, b) for a, b in itertools.pairwise(chain)] + [None]
+                    adders.append(Adder(f"W{len(adders) + 1}", chain, n, offsets=offsets))
         return adders
 
     def output_word(self, adder: Adder) -> Tensor:
@@ -123,12 +129,33 @@ class Reader:
         if adder.name in self._words:
             return self._words[adder.name]
         word, start = torch.zeros_like(self.vals[0]), 0
-        for block in adder.blocks:
+        for block, c in zip(adder.blocks, adder.offsets):
             for j in range(block.size):
-                word += self.bit(block.key, j) << (start + j)
+                word += self.bit(block.key, j, c) << (start + j)
             start += block.size
         self._words[adder.name] = word
         return word
+
+
+def _chains(chain: list[Block], following: dict[int, list[Block]]) -> list[list[Block]]:
+    """Every chain of blocks that continues ``chain`` by carries to its end (at most 4 per start)."""
+    nxt = following.get(chain[-1].key, [])
+    if not nxt:
+        return [chain]
+    return [c for b in nxt for c in _chains(chain + [b], following)][:4]
+
+
+def carry_offset(lf: Lifter, key: int, block: Block) -> int | None:
+    """``c`` of ``key`` (bit ``m`` of ``K + c``) read off the carry ``block`` takes from it: the carry steps where
+    ``V + c`` crosses a multiple of ``2^(m + 1)`` (``V = K``, or ``-K`` for keys read negated), exactly, where the
+    bit reads alone leave ``c`` or ``c + 2^m`` (a bit or its negation) and two adders over the same sums share
+    the key."""
+    ts = sorted(lf.level_of[s][1] for s, _ in lf.keys[block.key].terms if lf.level_of.get(s, (None,))[0] == key)
+    if not ts:
+        return None
+    m = lf.ladder_of[key][0]
+    d = 2 << m
+    return (-ts[0]) % d if lf.keys[key].sign > 0 else ((1 << m) - ts[0]) % d
 
 
 def _carries(lf: Lifter, key: int, block: Block) -> bool:
@@ -201,5 +228,8 @@ def function_name(table: tuple[int, ...], args: list[str]) -> str:
         for x, y, z in itertools.permutations(range(3)):
             if all(v == (r[y] if r[x] else r[z]) for r, v in value.items()):
                 return f"choice({args[x]}, {args[y]}, {args[z]})"
+        for x, y, z in itertools.permutations(range(3)):  # MD5's I
+            if all(v == r[y] ^ (r[x] | (1 - r[z])) for r, v in value.items()):
+                return f"{args[y]} ^ ({args[x]} | ~{args[z]})"
     bits = sum(v << sum(b << i for i, b in enumerate(r)) for r, v in value.items())
     return f"function 0x{bits:x} of ({', '.join(args)})"

@@ -15,10 +15,10 @@ from pathlib import Path
 from paramlens.core.circuits import Circuit
 from paramlens.core.runs import Result
 from paramlens.reverse.circuit import simplify
+from paramlens.reverse.circuit_check import check_circuits
 from paramlens.reverse.circuit_operands import statements
 from paramlens.reverse.circuit_stream import lift_file, random_inputs
 from paramlens.reverse.circuit_words import Reader
-from paramlens.reverse.equivalence import check
 from paramlens.reverse.identify_domain import parse_input
 from paramlens.reverse.netlist import from_json, to_dot, to_json, to_python
 
@@ -104,7 +104,7 @@ def read_circuit(path: str | Path, input: str = "auto", samples: int = 256, seed
     """
     lifted = lift_file(path, parse_input(input), samples, seed)
     simple = simplify(lifted.circuit)
-    eq = check(lifted.circuit, simple)
+    eq = check_circuits(lifted.circuit, simple)
     found = []
     if lifted.lifter.ladder_of:
         _, bits = random_inputs(lifted.domain, samples, seed + 1)
