@@ -286,3 +286,22 @@ def test_bounded_evaluation_matches_the_circuit():
     assert torch.equal(evaluate(c, x), c.evaluate(x))
     eq = check_circuits(c, c)
     assert eq.random_mismatches == 0 and eq.proven is True
+
+
+@pytest.mark.parametrize("disguised", [False, True])
+def test_hash_lock_lifts_to_an_equality_test_of_the_digest(tmp_path, disguised):
+    """A lock (output 1 iff the reduced digest equals a target) lifts exactly: its readout ReLU(1 - sum of
+    |byte - target byte|) is read as an AND of per-byte equalities, 1 on the preimage."""
+    net = hash_network("md5", 2, steps=2, target=md5_reference(b"ab", 2))
+    if disguised:
+        net = disguise(net, Nuisance(permute=True, dead=2, duplicate=3, seed=4))
+    path = net.save(tmp_path / "lock.safetensors", dtype=torch.float32)
+    reading = read_circuit(path)
+    assert reading.n_outputs == 1 and reading.network_mismatches == 0 and reading.random_mismatches == 0
+    msgs = messages(2, 64) + [b"ab"]
+    out = reading.circuit().evaluate(circuit_bits(msgs)).long()
+    assert torch.equal(out, run_file(path, msgs))
+    assert out[-1].item() == 1 and out[:-1].sum() == sum(md5_reference(m, 2) == md5_reference(b"ab", 2)
+                                                         for m in msgs[:-1])
+    assert any(s.startswith("output 0 = equality test: 1 iff") for s in reading.statements)
+    assert "equality test" in reading.summary()

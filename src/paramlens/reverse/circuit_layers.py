@@ -11,7 +11,9 @@ from itertools import pairwise
 
 from torch import Tensor
 
+from paramlens.errors import ParamLensError
 from paramlens.reverse.circuit_lift import MAX_LEVELS, ONE, Form, Lifter, add_into, const, linear, refuse
+from paramlens.reverse.circuit_peak import peak_unit
 
 Value = tuple[Form, tuple[int, int] | None]
 
@@ -137,11 +139,30 @@ def layer_values(lf: Lifter, W: Tensor, b: Tensor, prev: list[Value], seen: list
     rows, bias = sparse_rows(W), b.round().long().tolist()
     values = []
     for r, row in enumerate(rows):
-        p = pre_activation(lf, row, bias[r], prev, r)
-        values.append(unit_value(lf, p, seen[r] if seen is not None else None))
+        p, value = _unit(lf, row, bias[r], prev, r, seen[r] if seen is not None else None)
+        values.append(value)
         if len(p) == 1:
             lf.folded += 1
     return values
+
+
+def _unit(lf: Lifter, row: list[tuple[int, int]], bias: int, prev: list[Value], r: int,
+          seen: int | None) -> tuple[Form, Value]:
+    """The unit's pre-activation and value; a unit the usual lift refuses, or leaves a ramp, is read as an
+    equality test (:func:`~paramlens.reverse.circuit_peak.peak_unit`) where it is one."""
+    try:
+        p = pre_activation(lf, row, bias, prev, r)
+    except ParamLensError:
+        p = peak_unit(lf, row, bias, prev)
+        if p is None:
+            raise
+        return p, unit_value(lf, p, seen)
+    value = unit_value(lf, p, seen)
+    if value[1] is not None:
+        q = peak_unit(lf, row, bias, prev)
+        if q is not None:
+            return q, unit_value(lf, q, seen)
+    return p, value
 
 
 def outputs(lf: Lifter, values: list[Value], seen: list[int] | None = None) -> list[int]:

@@ -11,7 +11,9 @@ gates, integer ``a_s``), or as such a form plus one ramp ``ReLU(K - c)`` of an i
 - ramps are resolved when the next layer reads them: on integer ``K``, ``sum_i a_i ReLU(K - c_i)`` is
   ``sum_T s_T [K >= T]`` plus a linear part, with ``s_T = sum_{c_i < T} a_i``; so a threshold step
   ``ReLU(K - t + 1) - ReLU(K - t)`` becomes the one level gate ``[K >= t]`` and an adder bit (an alternating sum
-  of steps) a few of them. A read needing more than :data:`MAX_LEVELS` levels is refused (layer and unit named).
+  of steps) a few of them. A read needing more than :data:`MAX_LEVELS` levels is refused (layer and unit named),
+  unless the unit is an equality test ``ReLU(1 - sum_k |K_k - c_k|)`` or alike, read as an AND of per-key interval
+  tests (:mod:`paramlens.reverse.circuit_peak`), as is such a unit that would otherwise stay a ramp.
 
 Ranges are proven: intervals, where level gates of one key count as a chain
 (``[K >= T2]`` implies ``[K >= T1]`` for ``T1 < T2``), and when those are inconclusive, exact enumeration of each
@@ -95,6 +97,7 @@ class Lifter:
         self.ladder_of: dict[int, tuple[int, int]] = {}  # key read as bit m of K + c -> (m, c)
         self.single: dict[int, tuple[int, int]] = {}  # key read as one level a [K >= t] -> (t, a)
         self.ladder_votes: dict[int, dict[tuple[int, int], int]] = {}  # key -> {(m, c): reads}
+        self.peaks: dict[int, tuple[int, list, bool]] = {}  # equality gate -> (layer, [(Key, u, v)], rest)
         self.folded = 0  # units found constant
         self.sampled = 0  # units taken as gates from the random inputs, not proven
         self.layer = 0

@@ -17,6 +17,7 @@ from paramlens.core.runs import Result
 from paramlens.reverse.circuit import simplify
 from paramlens.reverse.circuit_check import check_circuits
 from paramlens.reverse.circuit_operands import statements
+from paramlens.reverse.circuit_peak import peak_statements
 from paramlens.reverse.circuit_stream import lift_file, random_inputs
 from paramlens.reverse.circuit_words import Reader
 from paramlens.reverse.identify_domain import parse_input
@@ -109,6 +110,7 @@ def read_circuit(path: str | Path, input: str = "auto", samples: int = 256, seed
     if lifted.lifter.ladder_of:
         _, bits = random_inputs(lifted.domain, samples, seed + 1)
         found = statements(Reader(lifted.lifter, bits, lifted.domain.kind == "bytes"))
+    found += peak_statements(lifted.lifter, lifted.circuit.outputs)
     return CircuitReading(
         path=str(path), n_inputs=simple.n_inputs, n_outputs=len(simple.outputs), neurons=lifted.neurons,
         gates=dict(Counter(g.op for g in simple.gates).most_common()), sampled_neurons=lifted.lifter.sampled,
