@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from paramlens.decompose.spd import FAST_TOY_SCHEDULE as FAST_SPD
+from paramlens.decompose.spd_config import FAST_TOY_SCHEDULE as FAST_SPD
 
 # SPD on TMS 5-2 as the benchmarks run it: the fast toy schedule and C=40 rather than the paper's 20 (with
 # 20, about one seed in five settles with two features sharing a subcomponent; twice as many candidates

@@ -119,7 +119,7 @@ def residual_section(folder: Path, t: Trained) -> tuple[Section, dict[str, Any]]
 def decomposition_section(folder: Path, model: TMS, quick: bool, seed: int, progress: bool) -> tuple[Section, dict[str, Any]]:
     """SPD of TMS 5-2: importances for one-hot inputs, cosines to the true features, loss curves."""
     from paramlens.decompose import decompose
-    from paramlens.decompose.spd import FAST_TOY_SCHEDULE
+    from paramlens.decompose.spd_config import FAST_TOY_SCHEDULE
 
     steps = 200 if quick else 10_000
     r = decompose(model, model.source(), ["linear1", "linear2"], ground_truth=model.ground_truth(), steps=steps,

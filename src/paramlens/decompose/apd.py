@@ -212,9 +212,10 @@ def batch_topk(scores: Tensor, topk: float) -> tuple[Tensor, Tensor]:
 
 
 def apd_losses(dec: APDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
-               cfg: APDConfig, probes: Tensor) -> dict[str, Tensor]:
+               cfg: APDConfig, probes: Tensor, step: int = 0) -> dict[str, Tensor]:
     """The three APD losses and their weighted total for one batch (see the module doc); folds the batch's smallest
-    active attribution into ``dec``'s running threshold. ``probes``: from :func:`output_probes`."""
+    active attribution into ``dec``'s running threshold. ``probes``: from :func:`output_probes`; APD's losses do not
+    change with the ``step``."""
     mask, kth = batch_topk(attributions(dec, model, x, inputs, probes), cfg.topk)
     dec.update_threshold(kth)
     losses = {

@@ -3,14 +3,16 @@
 A run folder records what it decomposes (``run.json``: model, targets, method, data) beside the method's
 ``config.json``. ``--resume`` reads both back, refuses a command line that asks for something else (unless the
 differing fields are named in ``--override``) and writes nothing before that check. Under ``torchrun``
-(``WORLD_SIZE > 1``) it joins the process group (gloo on CPU, nccl on GPU) and trains data-parallel; process 0
-writes the run folder.
+(``WORLD_SIZE > 1``) it joins the process group (gloo for the CPU tensors it trains on) for the run, trains
+data-parallel (``--set parallel=fsdp``: sharded), and leaves the group at the end; process 0 writes the run folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,10 +51,20 @@ class Request:
         return {"model": self.model, "targets": self.targets, "method": self.method, **text}
 
 
-def _join_process_group() -> int:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank() if dist.is_initialized() else 0
+@contextlib.contextmanager
+def _process_group() -> Iterator[int]:
+    """Under ``torchrun`` (``WORLD_SIZE > 1``) join its process group for the block, unless one is already joined,
+    and leave it at the end; yields this process's rank. The decomposition's tensors are on the CPU: gloo carries
+    them (nccl only CUDA tensors). Leaving explicitly matters: a gloo group left to interpreter exit can abort the
+    process ("terminate called without an active exception")."""
+    joins = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    if joins:
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        yield dist.get_rank() if dist.is_initialized() else 0
+    finally:
+        if joins:
+            dist.destroy_process_group()
 
 
 def _saved_request(folder: Path) -> Request:
@@ -142,7 +154,14 @@ def run_decompose(req: Request, *, out_dir: Path, resume: Path | None, override:
                   given_text: set[str]) -> tuple[Decomposition, Path | None]:
     """Fit and report; returns the result and (on process 0) the run folder. ``given_text``: the data options the
     command line set explicitly (checked against the saved run on resume)."""
-    rank = _join_process_group()
+    with _process_group() as rank:
+        return _run(req, rank, out_dir=out_dir, resume=resume, override=override, trust_code=trust_code,
+                    given_text=given_text)
+
+
+def _run(req: Request, rank: int, *, out_dir: Path, resume: Path | None, override: list[str], trust_code: bool,
+         given_text: set[str]) -> tuple[Decomposition, Path | None]:
+    """:func:`run_decompose` in process ``rank``."""
     if resume is not None:
         req = _resumed(req, resume, given_text, override)
     if req.model is None or not req.targets:
@@ -164,5 +183,6 @@ def run_decompose(req: Request, *, out_dir: Path, resume: Path | None, override:
                        resume=resume is not None, eval_every=max(cfg.steps // 20, 1), on_start=record)
     if rank != 0:
         return result, None
-    write_run(result, folder, f"ParamLens {req.method.upper()}: {req.model}", heading=f"{req.method.upper()} of {req.model}")
+    write_run(result, folder, f"ParamLens {req.method.upper()}: {req.model}",
+              heading=f"{req.method.upper()} of {req.model}")
     return result, folder

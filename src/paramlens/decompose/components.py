@@ -45,11 +45,23 @@ class RankOne(nn.Module):
         """Component activations ``x @ V``, ``(..., C)``, for the target module's input ``x``."""
         return self.target.read_in(x, self.V)
 
+    def delta(self) -> Tensor | None:
+        """The delta component ``W - sum_c U_c V_c^T`` ``(d_out, d_in)`` when the target's weights ``W`` are kept
+        (``target_weight``, see :class:`Subcomponents`); else None."""
+        W = getattr(self, "target_weight", None)
+        return None if W is None else W - self.weight()
+
     def masked(self, mask: Tensor | None) -> LinearMap:
-        """The layer map with subcomponent ``c`` scaled by ``mask[..., c]`` (None: all at 1)."""
-        if mask is None:
-            return lambda x: self.inner(x) @ self.U
-        return lambda x: (self.inner(x) * mask) @ self.U
+        """The layer map with subcomponent ``c`` scaled by ``mask[..., c]`` (None: all at 1), plus the delta
+        component, always on, when there is one."""
+        delta = self.delta()
+
+        def apply(x: Tensor) -> Tensor:
+            acts = self.inner(x)
+            out = (acts if mask is None else acts * mask) @ self.U
+            return out if delta is None else out + self.target.read_in(x, delta.T)
+
+        return apply
 
 
 class Subcomponents(RankOne):
@@ -58,14 +70,18 @@ class Subcomponents(RankOne):
     Attributes:
         V: ``(d_in, C)`` read directions.
         U: ``(C, d_out)`` write directions.
+        target_weight: ``(d_out, d_in)`` buffer, the target's weights, only with a delta component
+            (``delta=True``; filled by the caller).
     """
 
-    def __init__(self, target: Target, C: int):
+    def __init__(self, target: Target, C: int, delta: bool = False):
         super().__init__()
         d_out, d_in = target.shape
         self.target, self.C = target, C
         self.V = nn.Parameter(torch.randn(d_in, C) / math.sqrt(d_in))
         self.U = nn.Parameter(torch.randn(C, d_out) / math.sqrt(C))
+        if delta:
+            self.register_buffer("target_weight", torch.zeros(d_out, d_in))
 
 
 def tied_owners(targets: Sequence[Target], tied: dict[str, str]) -> list[Target]:
@@ -105,6 +121,11 @@ class TiedSubcomponents(RankOne):
     @property
     def U(self) -> Tensor:  # type: ignore[override]
         return self.owner.V.T
+
+    @property
+    def target_weight(self) -> Tensor | None:
+        W = getattr(self.owner, "target_weight", None)
+        return None if W is None else W.T
 
 
 class Gates(nn.Module):

@@ -8,7 +8,7 @@ subcomponents scaled by:
 - ``unmasked``: 1 for all (the plain sum of subcomponents);  ``random``: ``r ~ U(0, 1)``, ignoring ``g``;
 - ``zero``: 0 for all (the targets' weights ablated; the scale against which the others read).
 
-For token inputs (language models) it adds the next-token cross-entropy of the target model, of the ``ci``
+For token inputs compared by KL (language models) it adds the next-token cross-entropy of the target model, of the ``ci``
 masked model and of the ablated model, and ``ce_unrecovered_pct``: ``100 (CE_ci - CE) / (CE_zero - CE)``.
 """
 
@@ -69,7 +69,7 @@ def evaluate(method: Any, dec: nn.Module, model: nn.Module, targets: Sequence[Ta
         outs = {kind: run_maps(model, dec.maps(m), x) for kind, m in masks.items()}
         for kind, out in outs.items():
             ev.scalars[f"recon/{kind}"] = float(output_loss(out, target_out, cfg.output_loss))
-        if not x.is_floating_point():
+        if not x.is_floating_point() and cfg.output_loss == "kl":  # next-token models
             ce, ce_ci, ce_zero = (_next_token_ce(o, x) for o in (target_out, outs["ci"], outs["zero"]))
             ev.scalars.update(ce=ce, ce_ci=ce_ci, ce_zero=ce_zero,
                               ce_unrecovered_pct=100 * (ce_ci - ce) / max(ce_zero - ce, 1e-12))

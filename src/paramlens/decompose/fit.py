@@ -2,13 +2,18 @@
 
 Data parallel: when ``torch.distributed`` is initialised (``torchrun``), every process draws the same
 global batch and noise (each method's ``draw_noise``) from the same seeded generator and keeps its own
-slice; gradients are averaged with one all-reduce per step. The result equals single-process training on the same
-global batch (up to float summation order).
+slice. With ``parallel="ddp"`` every process holds the whole decomposition and the gradients are averaged with one
+all-reduce per step; with ``"fsdp"`` its parameters, gradients and optimiser state are sharded over the processes
+(:mod:`paramlens.decompose.parallel`). Micro-batches (``grad_accum_steps``) split each process's rows further; every
+micro-batch cuts its noise from the same draw for the global batch. Either way the result equals single-process
+training on the same global batch (up to float summation order).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +24,7 @@ import torch
 import torch.distributed as dist
 from pydantic import BaseModel
 from torch import Tensor, nn
+from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 
 from paramlens.core.data import DataSource
 from paramlens.core.ground_truth import GroundTruth
@@ -26,10 +32,15 @@ from paramlens.core.runs import fit_loop, save_config
 from paramlens.core.weights import Target, frozen, select
 from paramlens.decompose.evaluate import Evaluation, evaluate
 from paramlens.decompose.forward import capture
+from paramlens.decompose.parallel import FullState, ShardedLosses, gathered, on_first
 from paramlens.decompose.result import Decomposition
 from paramlens.errors import ParamLensError
 
 DECOMPOSABLE = ("linear", "conv1d", "embedding")
+BATCH_COUPLED = ("apd",)
+"""Methods whose losses couple the inputs of a batch (APD's batch top-k and its running threshold): a micro-batch's
+losses are not a part of the whole batch's, so they train without micro-batches."""
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Method(Protocol):
@@ -38,7 +49,8 @@ class Method(Protocol):
     Register an implementation in :data:`paramlens.decompose.METHODS` (see :class:`~paramlens.decompose.spd.SPDMethod`
     and :class:`~paramlens.decompose.apd.APDMethod`). The methods are called on the class (static methods).
 
-    Shapes: ``B``: inputs in the batch (under data parallelism, this process's share); ``...``: the batch dimensions
+    Shapes: ``B``: inputs in the batch (under data parallelism, this process's share; with ``grad_accum_steps``,
+    one micro-batch of it); ``...``: the batch dimensions
     of a target's input, ``B`` for feature vectors and ``B, T`` for token windows; ``C``: components per target;
     ``d_in``, ``d_out``: a target's input and output sizes (an embedding target reads token ids: its input is
     ``(B, T)``, with no ``d_in`` dimension). A toy model's batch ``x`` is ``(B, n_in)`` and its output
@@ -64,8 +76,9 @@ class Method(Protocol):
         the caller seeds the global RNG with ``cfg.seed`` first. Checks ``cfg`` against the model (tied targets)."""
 
     def losses(self, dec: nn.Module, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
-               cfg: Any, noise: Any) -> dict[str, Tensor]:
-        """The method's losses on one batch, ``{name: scalar}``, with ``"total"``, the one minimised (it may also
+               cfg: Any, noise: Any, step: int) -> dict[str, Tensor]:
+        """The method's losses on one batch at training step ``step`` (0-based; for schedules inside the losses, such
+        as SPD's annealed minimality exponent), ``{name: scalar}``, with ``"total"``, the one minimised (it may also
         update state of ``dec`` that is not trained, as APD's running threshold).
 
         Args:
@@ -80,9 +93,10 @@ class Method(Protocol):
         """The step's random draws for :meth:`losses`, made from ``generator`` alone.
 
         Every process makes the same draws, for the global batch of ``cfg.batch_size`` inputs, and keeps what
-        belongs to its ``rows`` of it. SPD: ``n_mask_samples`` dicts ``{target: (..., C)}``; APD: output probes
-        ``(n, n_out)``, shared by all inputs. ``inputs`` and ``target_out`` are this process's, as in :meth:`losses`;
-        they give the shapes.
+        belongs to its ``rows`` of it (with micro-batches it is called for each, the generator set back to the same
+        state, so the draws must not depend on ``rows``). SPD: ``n_mask_samples`` dicts ``{target: (..., C)}``;
+        APD: output probes ``(n, n_out)``, shared by all inputs. ``inputs`` and ``target_out`` are those of
+        ``rows``, as in :meth:`losses`; they give the shapes.
         """
 
     def importance(self, dec: nn.Module, model: nn.Module, x: Tensor, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -149,12 +163,17 @@ def fit(
     targets = check_targets(model, patterns)
     rank, world = _world()
     rows = process_rows(cfg.batch_size, rank, world)
+    check_micro_batches(method, cfg, rows)
     if eval_every:  # log on every evaluation step so its scores reach the history
         log_every = math.gcd(log_every, eval_every)
     model.eval()
     dec, initial = build_seeded(method, model, targets, cfg)
     eval_x = evaluation_batch(data, cfg, eval_size)
-    step = TrainingStep(method, model, dec, targets, data, cfg, rows, world, eval_x, ground_truth, eval_every)
+    checkpoints = folder is not None
+    if world > 1 and cfg.parallel == "fsdp":  # all processes gather what process 0 checkpoints: its folder decides
+        checkpoints = on_first(checkpoints)
+    step = TrainingStep(method, model, dec, targets, data, cfg, rows, world, eval_x, ground_truth, eval_every,
+                        checkpoint_every if checkpoints else None)
 
     def started() -> None:  # config.json is written once the run is known to be valid (a resume: its checkpoint fits)
         save_config(folder, cfg)
@@ -166,7 +185,8 @@ def fit(
                            checkpoint_every=checkpoint_every, write=rank == 0, log_every=log_every,
                            description=method.name, progress=progress and rank == 0,
                            on_start=started if folder is not None and rank == 0 else None)
-        final, chance = final_evaluations(step, initial)
+        dec = step.plain()
+        final, chance = final_evaluations(step, dec, initial)
     result = Decomposition.from_fit(method.name, cfg, targets, dec, history, final, chance)
     if folder is not None and rank == 0:
         result.save(folder)
@@ -179,6 +199,41 @@ def process_rows(batch_size: int, rank: int, world: int) -> slice:
         raise ParamLensError(f"batch_size {batch_size} does not split over {world} processes")
     local = batch_size // world
     return slice(rank * local, (rank + 1) * local)
+
+
+def check_micro_batches(method: Method, cfg: BaseModel, rows: slice) -> None:
+    """Refuse ``cfg.grad_accum_steps`` when this process's ``rows`` do not split evenly into that many micro-batches,
+    or when ``method``'s losses couple the inputs of a batch (:data:`BATCH_COUPLED`)."""
+    n, local = cfg.grad_accum_steps, rows.stop - rows.start
+    if local % n:
+        raise ParamLensError(f"batch_size {cfg.batch_size} gives {local} inputs to each process, which do not split "
+                             f"into grad_accum_steps={n} micro-batches; choose a batch_size divisible by {n} times "
+                             "the number of processes")
+    if n > 1 and method.name in BATCH_COUPLED:
+        raise ParamLensError(f"{method.name} chooses its active components by a top-k over the whole batch, which "
+                             "micro-batches cannot reproduce; set grad_accum_steps=1 (a smaller batch_size also "
+                             "lowers the memory)")
+
+
+def micro_rows(rows: slice, n: int) -> list[slice]:
+    """``rows`` of the global batch cut into ``n`` equal consecutive micro-batches."""
+    size = (rows.stop - rows.start) // n
+    return [slice(rows.start + k * size, rows.start + (k + 1) * size) for k in range(n)]
+
+
+def device_of(model: nn.Module) -> str:
+    """The device type (``"cpu"``, ``"cuda"``) of ``model``'s parameters, which the step's tensors live on."""
+    return next((p.device.type for p in model.parameters()), "cpu")
+
+
+def grad_scaler(cfg: BaseModel, device: str, sharded: bool) -> torch.amp.GradScaler | None:
+    """The loss scaler of an fp16 run (None otherwise); sharded: one that agrees over the processes on overflow,
+    each of which sees only its shard of the gradients."""
+    if cfg.autocast != "fp16":
+        return None
+    if sharded:
+        return ShardedGradScaler(device, process_group=dist.group.WORLD)
+    return torch.amp.GradScaler(device)
 
 
 def build_seeded(method: Method, model: nn.Module, targets: Sequence[Target],
@@ -207,8 +262,10 @@ class TrainingStep:
 
     Holds the optimiser (Adam, learning rate scaled by :func:`lr_factor`) and the training generator (seed
     ``cfg.seed + 1``): each step draws the global batch of ``cfg.batch_size`` inputs and the method's noise, keeps
-    this process's ``rows``, and averages the gradients over the ``world`` processes. Every ``eval_every`` steps
-    (None: never) the evaluation scores of ``eval_x`` join the step's log entry.
+    this process's ``rows``, runs them as ``cfg.grad_accum_steps`` micro-batches (under ``cfg.autocast``), and
+    combines the gradients of the ``world`` processes (``cfg.parallel``). Every ``eval_every`` steps (None: never)
+    the evaluation scores of ``eval_x`` join the step's log entry. ``checkpoint_every``: the steps between the run's
+    checkpoints (None: no run folder); a sharded module gathers its full state at those steps.
     """
 
     method: Method
@@ -222,36 +279,75 @@ class TrainingStep:
     eval_x: Tensor
     ground_truth: GroundTruth | None
     eval_every: int | None
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         self.generator = torch.Generator().manual_seed(self.cfg.seed + 1)
+        self.device = device_of(self.model)
+        self.sharded = self.world > 1 and self.cfg.parallel == "fsdp"
+        self.loss_fn: Callable[..., dict[str, Tensor]] = (
+            ShardedLosses(self.method.losses, self.dec, self.device) if self.sharded
+            else partial(self.method.losses, self.dec))
         self.params = [p for p in self.dec.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=self.cfg.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, partial(lr_factor, self.cfg))
+        self.scaler = grad_scaler(self.cfg, self.device, self.sharded)
+        keep = dist.get_rank() == 0 if self.sharded else True
+        self.full_states = [FullState(self.dec, keep), FullState(self.opt, keep)] if self.sharded else []
 
     def stateful(self) -> dict[str, Any]:
-        """What a checkpoint must hold to resume the run bit-identically."""
-        return {"decomposition": self.dec, "optimizer": self.opt, "scheduler": self.sched, "generator": self.generator}
+        """What a checkpoint must hold to resume the run bit-identically (a sharded module: its full state)."""
+        dec, opt = self.full_states if self.sharded else (self.dec, self.opt)
+        states = {"decomposition": dec, "optimizer": opt, "scheduler": self.sched, "generator": self.generator}
+        if self.scaler is not None:
+            states["grad_scaler"] = self.scaler
+        return states
 
     def __call__(self, i: int) -> dict[str, float]:
-        losses = self.losses(i)
         self.opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if self.world > 1:
+        logged = self.accumulate(i)
+        if self.world > 1 and not self.sharded:
             self.average_gradients()
-        self.opt.step()
-        self.sched.step()
-        logged = {k: float(v.detach()) for k, v in losses.items()}
+        if self.scaler is None:
+            self.opt.step()
+        else:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        with warnings.catch_warnings():  # a step the fp16 scaler skipped (overflow) still advances the schedule
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.sched.step()
+        for state in self.full_states:
+            state.now = i + 1
+            if self.checkpoint_every and ((i + 1) % self.checkpoint_every == 0 or i + 1 == self.cfg.steps):
+                state.take(i + 1)
         if self.eval_every and (i + 1) % self.eval_every == 0:
             logged.update(self.evaluate(generator=None).scalars)
         return logged
 
-    def losses(self, i: int) -> dict[str, Tensor]:
-        """The method's losses on step ``i``'s batch and noise; a non-finite one stops the run naming it."""
+    def accumulate(self, i: int) -> dict[str, float]:
+        """Run step ``i``'s micro-batches forward and backward (gradients summed into ``.grad``); each loss's mean
+        over them. Every micro-batch cuts its noise from the same draw for the global batch (the generator is set
+        back to where that draw starts), so the step equals one on all the process's rows."""
+        n = self.cfg.grad_accum_steps
         x = self.data.sample(self.cfg.batch_size, self.generator)[self.rows]
-        target_out, inputs = capture(self.model, self.targets, x)
-        noise = self.method.draw_noise(self.cfg, self.targets, inputs, target_out, self.generator, self.rows)
-        losses = self.method.losses(self.dec, self.model, x, target_out, inputs, self.cfg, noise)
+        start = self.generator.get_state()
+        sums: dict[str, float] = {}
+        for part, rows in zip(x.chunk(n), micro_rows(self.rows, n)):
+            self.generator.set_state(start)
+            losses = self.losses(i, part, rows)
+            total = losses["total"] / n
+            (total if self.scaler is None else self.scaler.scale(total)).backward()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+        return {name: value / n for name, value in sums.items()}
+
+    def losses(self, i: int, x: Tensor, rows: slice) -> dict[str, Tensor]:
+        """The method's losses on the micro-batch ``x`` (``rows`` of the global batch) of step ``i``, under the
+        configured autocast; a non-finite one stops the run naming it."""
+        with self.precision():
+            target_out, inputs = capture(self.model, self.targets, x)
+            noise = self.method.draw_noise(self.cfg, self.targets, inputs, target_out, self.generator, rows)
+            losses = self.loss_fn(self.model, x, target_out, inputs, self.cfg, noise, i)
         for name, value in losses.items():
             if not torch.isfinite(value):
                 raise ParamLensError(
@@ -259,6 +355,12 @@ class TrainingStep:
                     "checkpoint, if one was written): lower the learning rate or check the model's activations"
                 )
         return losses
+
+    def precision(self) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` to ``cfg.autocast`` on the model's device, or nothing when it is ``"off"``."""
+        if self.cfg.autocast == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device, dtype=AUTOCAST[self.cfg.autocast])
 
     def average_gradients(self) -> None:
         """Replace each gradient with its mean over the processes (one all-reduce of all of them)."""
@@ -269,19 +371,34 @@ class TrainingStep:
         for p, chunk in zip(self.params, flat.split([p.numel() for p in self.params])):
             p.grad = chunk.view_as(p)
 
-    def evaluate(self, generator: torch.Generator | None) -> Evaluation:
-        """The evaluation of the module as it is now on ``eval_x`` (:func:`~paramlens.decompose.evaluate.evaluate`)."""
-        return evaluate(self.method, self.dec, self.model, self.targets, self.eval_x, self.cfg, self.ground_truth,
-                        generator=generator)
+    def plain(self) -> nn.Module:
+        """The decomposition module with full tensors: ``dec`` itself, or when sharded a new module holding the
+        gathered parameters (collective: every process calls it at once)."""
+        if not self.sharded:
+            return self.dec
+        cfg = self.cfg
+        if "compile" in type(cfg).model_fields:  # evaluations are few: no compile time
+            cfg = cfg.model_copy(update={"compile": False})
+        with torch.random.fork_rng(devices=[]):
+            dec = self.method.build_empty(self.targets, cfg)
+        dec.load_state_dict(gathered(self.dec.state_dict()))
+        return dec
+
+    def evaluate(self, generator: torch.Generator | None, dec: nn.Module | None = None) -> Evaluation:
+        """The evaluation on ``eval_x`` (:func:`~paramlens.decompose.evaluate.evaluate`) of ``dec`` (None: the
+        module as it is now, see :meth:`plain`)."""
+        return evaluate(self.method, dec if dec is not None else self.plain(), self.model, self.targets, self.eval_x,
+                        self.cfg, self.ground_truth, generator=generator)
 
 
-def final_evaluations(step: TrainingStep, initial: dict[str, Tensor]) -> tuple[Evaluation, Evaluation]:
-    """``(fitted, chance)``: the evaluation of the trained module, and of the same module at its ``initial`` state
-    (then restored to the trained one); both draw their masks with seed ``cfg.seed + 3``."""
+def final_evaluations(step: TrainingStep, dec: nn.Module, initial: dict[str, Tensor]) -> tuple[Evaluation, Evaluation]:
+    """``(fitted, chance)``: the evaluation of the trained module ``dec`` (:meth:`TrainingStep.plain`), and of the
+    same module at its ``initial`` state (then restored to the trained one); both draw their masks with seed
+    ``cfg.seed + 3``."""
     seed = step.cfg.seed + 3
-    final = step.evaluate(torch.Generator().manual_seed(seed))
-    current = {k: v.clone() for k, v in step.dec.state_dict().items()}
-    step.dec.load_state_dict(initial)
-    chance = step.evaluate(torch.Generator().manual_seed(seed))
-    step.dec.load_state_dict(current)
+    final = step.evaluate(torch.Generator().manual_seed(seed), dec)
+    current = {k: v.clone() for k, v in dec.state_dict().items()}
+    dec.load_state_dict(initial)
+    chance = step.evaluate(torch.Generator().manual_seed(seed), dec)
+    dec.load_state_dict(current)
     return final, chance

@@ -1,7 +1,8 @@
 """Stochastic Parameter Decomposition (Bushnaq, Braun, Sharkey 2025).
 
-Each target matrix ``W`` is written as ``C`` rank-one subcomponents ``U_c V_c^T``. A per-subcomponent
-gate turns the component activation ``V_c . a`` into a causal importance ``g_c`` in ``[0, 1]``; the model
+Each target matrix ``W`` is written as ``C`` rank-one subcomponents ``U_c V_c^T``. An importance function
+(by default one tiny MLP per subcomponent) turns the component activations ``V_c . a`` into causal importances
+``g_c`` in ``[0, 1]``; the model
 run with every subcomponent scaled by a random mask ``m = g + (1 - g) r``, ``r ~ U(0, 1)``, must still
 compute the target model's output. Four losses:
 
@@ -10,20 +11,22 @@ compute the target model's output. Four losses:
 - layerwise stochastic reconstruction: the same with one target masked at a time (mean over targets);
 - importance minimality: ``sum_layers sum_c |g_c|^p``, mean over inputs, using the upper-leaky sigmoid.
 
-Outputs are compared by MSE for toy models and by KL for language models.
+Outputs are compared by MSE for toy models and by KL for language models. Options of :class:`SPDConfig` add
+an annealed minimality exponent, a frequency term, adversarial reconstruction (masks pushed to the worst case by
+PGD), a delta component and importance functions that read several subcomponents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from paramlens.core.fields import LearningRate, Seed
 from paramlens.core.weights import LinearMap, Target
+from paramlens.decompose.adversarial import masks_from, pgd_sources
 from paramlens.decompose.components import (
     Gates,
     RankOne,
@@ -36,63 +39,48 @@ from paramlens.decompose.components import (
     tied_owners,
     upper_leaky_hard_sigmoid,
 )
-from paramlens.decompose.forward import Coefficient, faithfulness, output_loss, run_maps, with_total
-from paramlens.decompose.schedule import Schedule
-
-
-class SPDConfig(Schedule):
-    """SPD settings; the defaults (with :class:`Schedule`'s) are the paper's for TMS 5-2."""
-
-    method: Literal["spd"] = "spd"
-    C: int = Field(20, ge=1, description="subcomponents per target")
-    p: float = Field(1.0, gt=0, description="exponent of the importance-minimality loss")
-    faithfulness_coeff: Coefficient = 1.0
-    stochastic_recon_coeff: Coefficient = 1.0
-    layerwise_recon_coeff: Coefficient = 1.0
-    importance_minimality_coeff: Coefficient = 3e-3
-    gate_hidden: int = Field(16, ge=1)
-    leaky_slope: float = Field(0.01, ge=0)
-    n_mask_samples: int = Field(1, ge=1)
-    faithfulness_warmup_steps: int = Field(
-        0, ge=0, description="steps of fitting the subcomponents' sum to the weights alone (AdamW) before training")
-    faithfulness_warmup_lr: LearningRate = 1e-2
-    faithfulness_warmup_weight_decay: float = Field(0.1, ge=0)
-    output_loss: Literal["mse", "kl"] = "mse"
-    tied: dict[str, str] = Field(
-        default_factory=dict, description="{target: owner}: target's matrix is owner's transpose (tied weights); "
-        "it is decomposed with the owner's subcomponents, transposed, and gated on its own")
-    compile: bool | None = Field(
-        None, description="compile the gate MLPs with torch.compile (about 20 s once, then ~3x faster gates); "
-        "None: only for runs of 3000 steps or more")
-    seed: Seed = 0
-
-    def compiles(self) -> bool:
-        return self.compile if self.compile is not None else self.steps >= 3000
-
-
-# On toy models ParamLens runs SPD with the paper's losses and coefficients but a 3x higher, constant
-# learning rate: the same solution in a quarter of the steps (benchmarks/decompose_tms.py). At 1e-2 some
-# seeds of TMS 5-2 settle with two features on one subcomponent.
-FAST_TOY_SCHEDULE = {"lr": 3e-3, "lr_schedule": "constant"}
+from paramlens.decompose.forward import faithfulness, output_loss, run_maps, with_total
+from paramlens.decompose.importance_fns import CIFunction, importance_function
+from paramlens.decompose.spd_config import SPDConfig
 
 
 class SPDModel(nn.Module):
-    """Subcomponents and gates for every target. Holds no copy of the decomposed model."""
+    """Subcomponents and the importance function for every target. Holds no copy of the decomposed model (with a
+    delta component: a copy of each target's weights, ``components.<target>.target_weight``).
+
+    Args:
+        ci_fn, ci_fn_hidden: the importance function (:mod:`paramlens.decompose.importance_fns`) and its width;
+            ``gate_hidden`` is the width of the per-subcomponent gates (``ci_fn="mlp_per_subcomponent"``).
+        delta: keep a delta component per target (see :meth:`RankOne.delta`).
+        persistent_sources: keep adversarial mask sources ``(C,)`` per target across steps (``sources.<target>``).
+    """
 
     def __init__(self, targets: Sequence[Target], C: int, gate_hidden: int = 16, compile: bool = False,
-                 tied: dict[str, str] | None = None):
+                 tied: dict[str, str] | None = None, *, ci_fn: CIFunction = "mlp_per_subcomponent",
+                 ci_fn_hidden: int = 64, delta: bool = False, persistent_sources: bool = False):
         super().__init__()
         self.targets = list(targets)
         self.tied = dict(tied or {})
         by_name = {t.name: t for t in self.targets}
         self.owners = tied_owners(self.targets, self.tied)
-        self.components = nn.ModuleDict({module_key(t): Subcomponents(t, C) for t in self.owners})
+        self.components = nn.ModuleDict({module_key(t): Subcomponents(t, C, delta) for t in self.owners})
         self.tied_components = {
             module_key(t): TiedSubcomponents(t, self.components[module_key(by_name[self.tied[t.name]])])
             for t in self.targets if t.name in self.tied
         }
-        self.gates = nn.ModuleDict({module_key(t): Gates(C, gate_hidden) for t in self.targets})
-        self.gate_fns = {k: torch.compile(g.forward, dynamic=False) if compile else g for k, g in self.gates.items()}
+        keys = [module_key(t) for t in self.targets]
+        if ci_fn == "mlp_per_subcomponent":
+            self.gates = nn.ModuleDict({k: Gates(C, gate_hidden) for k in keys})
+            self._ci = lambda acts: {k: self.gates[k](a) for k, a in acts.items()}
+        else:
+            self.ci_fn = importance_function(ci_fn, keys, C, ci_fn_hidden)
+            self._ci = self.ci_fn
+        terms = partial(importance_terms, self.pre_importance_of)
+        self.terms = torch.compile(terms, dynamic=False) if compile else terms
+        if persistent_sources:
+            self.sources = nn.Module()
+            for k in keys:
+                self.sources.register_buffer(k, torch.rand(C))
 
     def component(self, target: Target) -> RankOne:
         key = module_key(target)
@@ -101,7 +89,8 @@ class SPDModel(nn.Module):
     @torch.no_grad()
     def init_from(self, model: nn.Module) -> None:
         """Unit-norm random ``V`` columns and ``U`` rows, each ``U_c`` scaled by ``U_c^T W V_c`` so that the
-        initial sum already points along ``W``'s action on each read direction. Checks tied targets."""
+        initial sum already points along ``W``'s action on each read direction; a delta component's copy of ``W``.
+        Checks tied targets."""
         check_tied_in(model, self.targets, self.tied)
         for t in self.owners:
             comp = self.components[module_key(t)]
@@ -110,6 +99,8 @@ class SPDModel(nn.Module):
             comp.U.copy_(torch.nn.functional.normalize(comp.U, dim=1))
             scale = torch.einsum("co,oi,ic->c", comp.U, W, comp.V)
             comp.U.mul_(scale[:, None])
+            if hasattr(comp, "target_weight"):
+                comp.target_weight.copy_(W)
 
     def warm_up(self, model: nn.Module, steps: int, lr: float, weight_decay: float) -> None:
         """Fit the subcomponents' sums to the target weights (faithfulness loss only) for ``steps`` AdamW
@@ -121,9 +112,18 @@ class SPDModel(nn.Module):
             faithfulness(model, self.owners, lambda t: self.component(t).weight()).backward()
             opt.step()
 
+    def activations(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Component activations ``{target: (..., C)}`` (``x @ V``) from the targets' inputs."""
+        return {t.name: self.component(t).inner(inputs[t.name]) for t in self.targets}
+
+    def pre_importance_of(self, acts: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Importance-function outputs before the sigmoid, ``{target: (..., C)}``, from the activations."""
+        out = self._ci({module_key(t): acts[t.name] for t in self.targets})
+        return {t.name: out[module_key(t)] for t in self.targets}
+
     def pre_importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Gate outputs before the sigmoid, ``{target: (..., C)}``, from the targets' inputs."""
-        return {t.name: self.gate_fns[module_key(t)](self.component(t).inner(inputs[t.name])) for t in self.targets}
+        """Importance-function outputs before the sigmoid, ``{target: (..., C)}``, from the targets' inputs."""
+        return self.pre_importance_of(self.activations(inputs))
 
     def importance(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Causal importances in ``[0, 1]`` (hard sigmoid), ``{target: (..., C)}``."""
@@ -132,36 +132,85 @@ class SPDModel(nn.Module):
     def maps(self, masks: dict[str, Tensor | None], only: Sequence[Target] | None = None) -> dict[Target, LinearMap]:
         return {t: self.component(t).masked(masks[t.name]) for t in (only or self.targets)}
 
+    def persistent_sources(self) -> dict[str, Tensor]:
+        """``{target: (C,)}``: the adversarial sources carried across steps."""
+        return {t.name: getattr(self.sources, module_key(t)) for t in self.targets}
+
+    @torch.no_grad()
+    def keep_sources(self, sources: dict[str, Tensor]) -> None:
+        for t in self.targets:
+            getattr(self.sources, module_key(t)).copy_(sources[t.name])
+
+
+def importance_terms(pre_importance_of: Callable[[dict[str, Tensor]], dict[str, Tensor]], acts: dict[str, Tensor],
+                     noise: list[dict[str, Tensor]], slope: float, p: Tensor) -> tuple[Any, ...]:
+    """Everything SPD derives from the importance function on one batch, in one function (compiled as one graph:
+    the elementwise work fuses into a few kernels).
+
+    Args:
+        acts: component activations ``{target: (..., C)}``; noise: draws ``{target: r (..., C)}``, one per mask.
+        slope: of the leaky sigmoids; p: ``()`` the importance-minimality exponent (a tensor: annealing it does not
+            recompile).
+    Returns:
+        ``(g, masks, g_upper, minimality)``: lower-leaky importances ``{target: (..., C)}``, the masks ``g + (1 - g)
+        r`` (one dict per draw), upper-leaky importances, and ``sum_targets sum_c g_upper^p`` averaged over inputs.
+    """
+    pre = pre_importance_of(acts)
+    g = {n: lower_leaky_hard_sigmoid(v, slope) for n, v in pre.items()}
+    upper = {n: upper_leaky_hard_sigmoid(v, slope) for n, v in pre.items()}
+    minimality = sum((u + 1e-12).pow(p).sum(-1).mean() for u in upper.values())
+    return g, [masks_from(g, r) for r in noise], upper, minimality
+
+
+def _recon(spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, masks: dict[str, Tensor],
+           cfg: SPDConfig, only: Sequence[Target] | None = None) -> Tensor:
+    """The output loss of the model run with ``masks`` on every target (or on ``only`` those)."""
+    return output_loss(run_maps(model, spd.maps(masks, only), x), target_out, cfg.output_loss)
 
 
 def spd_losses(
     spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor], cfg: SPDConfig,
-    noise: list[dict[str, Tensor]],
+    noise: list[dict[str, Tensor]], step: int = 0,
 ) -> dict[str, Tensor]:
-    """The four SPD losses and their weighted total for one batch.
+    """The SPD losses and their weighted total for one batch at training step ``step``.
 
     Args:
         x: the batch; target_out, inputs: the target model's output and each target's input on it.
-        noise: ``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}``.
+        noise: ``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}``, then with fresh adversarial sources
+            one more, the start of their search.
     """
-    pre = spd.pre_importance(inputs)
-    g_mask = {n: lower_leaky_hard_sigmoid(v, cfg.leaky_slope) for n, v in pre.items()}
+    p = torch.tensor(cfg.exponent(step))
+    g_mask, masks, g_upper, minimality = spd.terms(spd.activations(inputs), noise[: cfg.n_mask_samples],
+                                                   cfg.leaky_slope, p)
     losses: dict[str, Tensor] = {}
     losses["faithfulness"] = faithfulness(model, spd.owners, lambda t: spd.component(t).weight())
     stoch, layerwise = x.new_zeros(()).float(), x.new_zeros(()).float()
-    for r in noise:
-        masks = {n: g + (1 - g) * r[n] for n, g in g_mask.items()}
+    for m in masks:
         if cfg.stochastic_recon_coeff:
-            stoch = stoch + output_loss(run_maps(model, spd.maps(masks), x), target_out, cfg.output_loss)
+            stoch = stoch + _recon(spd, model, x, target_out, m, cfg)
         if cfg.layerwise_recon_coeff:
             for t in spd.targets:
-                out = run_maps(model, spd.maps(masks, only=[t]), x)
-                layerwise = layerwise + output_loss(out, target_out, cfg.output_loss) / len(spd.targets)
-    losses["stochastic_recon"] = stoch / len(noise)
-    losses["layerwise_recon"] = layerwise / len(noise)
-    g_upper = [upper_leaky_hard_sigmoid(v, cfg.leaky_slope) for v in pre.values()]
-    losses["importance_minimality"] = sum((g + 1e-12).pow(cfg.p).sum(-1).mean() for g in g_upper)
+                layerwise = layerwise + _recon(spd, model, x, target_out, m, cfg, only=[t]) / len(spd.targets)
+    losses["stochastic_recon"] = stoch / cfg.n_mask_samples
+    losses["layerwise_recon"] = layerwise / cfg.n_mask_samples
+    losses["importance_minimality"] = minimality
+    if cfg.frequency_coeff:
+        losses["frequency"] = sum(g.reshape(-1, g.shape[-1]).mean(0).pow(2).sum() for g in g_upper.values())
+    if cfg.adversarial_recon_coeff:
+        losses["adversarial_recon"] = _adversarial(spd, model, x, target_out, g_mask, cfg, noise)
     return with_total(losses, cfg)
+
+
+def _adversarial(spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, g_mask: dict[str, Tensor],
+                 cfg: SPDConfig, noise: list[dict[str, Tensor]]) -> Tensor:
+    """The output loss under adversarial masks (:mod:`paramlens.decompose.adversarial`); persistent sources are
+    stored back into ``spd``."""
+    start = spd.persistent_sources() if cfg.pgd_persistent else noise[cfg.n_mask_samples]
+    sources = pgd_sources(lambda m: _recon(spd, model, x, target_out, m, cfg), g_mask, start, cfg.pgd_steps,
+                          cfg.pgd_step_size, shared=cfg.pgd_persistent)
+    if cfg.pgd_persistent:
+        spd.keep_sources(sources)
+    return _recon(spd, model, x, target_out, masks_from(g_mask, sources), cfg)
 
 
 class SPDMethod:
@@ -174,7 +223,9 @@ class SPDMethod:
 
     @staticmethod
     def build_empty(targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
-        return SPDModel(targets, cfg.C, cfg.gate_hidden, cfg.compiles(), cfg.tied)
+        return SPDModel(targets, cfg.C, cfg.gate_hidden, cfg.compiles(), cfg.tied, ci_fn=cfg.ci_fn,
+                        ci_fn_hidden=cfg.ci_fn_hidden, delta=cfg.delta_component,
+                        persistent_sources=bool(cfg.adversarial_recon_coeff) and cfg.pgd_persistent)
 
     @staticmethod
     def build(model: nn.Module, targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
@@ -189,10 +240,12 @@ class SPDMethod:
     @staticmethod
     def draw_noise(cfg: SPDConfig, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,
                    generator: torch.Generator, rows: slice) -> list[dict[str, Tensor]]:
-        """``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}``, drawn for the global batch (every
-        process draws the same) and cut to this process's ``rows``."""
+        """``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}`` (and one more as the start of fresh
+        adversarial sources), drawn for the global batch (every process draws the same) and cut to this process's
+        ``rows``."""
         noise = []
-        for _ in range(cfg.n_mask_samples):
+        fresh_sources = bool(cfg.adversarial_recon_coeff) and not cfg.pgd_persistent
+        for _ in range(cfg.n_mask_samples + fresh_sources):
             draw = {}
             for t in targets:
                 lead = inputs[t.name].shape[: -1 if t.kind != "embedding" else None]

@@ -64,6 +64,7 @@ from paramlens.models.transformers.rasp import (
     indices,
     tokens,
 )
+from paramlens.models.transformers.tasks import induction_task, program_task
 from paramlens.models.transformers.truth import ProgramGroundTruth
 
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "induction_accuracy",
     "induction_loss",
     "induction_scores",
+    "induction_task",
     "load_induction",
     "make_frac_prevs",
     "make_histogram",
@@ -112,6 +114,7 @@ __all__ = [
     "make_sort",
     "mechanism_inputs",
     "previous_token_scores",
+    "program_task",
     "reverse_model",
     "sort_model",
     "tokens",

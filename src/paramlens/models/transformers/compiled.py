@@ -99,3 +99,20 @@ class CompiledTransformer(Transformer):
     def ground_truth(self) -> ProgramGroundTruth:
         """Which weights implement which operation of the program, and which outputs need it."""
         return program_ground_truth(self)
+
+    def source(self, length: int | None = None) -> ProgramInputs:
+        """Uniformly random inputs of ``length`` tokens (None: ``max_len``), the data to decompose it on."""
+        return ProgramInputs(len(self.vocab), length or self.max_len)
+
+
+class ProgramInputs:
+    """Random programs inputs: ``sample(n, generator)`` -> ids ``(n, 1 + length)``, BOS then ``length`` tokens
+    drawn uniformly from a vocabulary of ``n_tokens``."""
+
+    def __init__(self, n_tokens: int, length: int):
+        self.n_tokens, self.length = n_tokens, length
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        ids = torch.randint(1, self.n_tokens + 1, (n, 1 + self.length), generator=generator)
+        ids[:, 0] = BOS
+        return ids

@@ -101,7 +101,7 @@ class Transformer(nn.Module):
 
     def forward(self, ids: Tensor, return_residual: bool = False) -> Tensor:
         self.check_ids(ids)
-        positions = torch.arange(ids.shape[-1], device=ids.device)
+        positions = torch.arange(ids.shape[-1], device=ids.device).expand(ids.shape)  # (batch, T), as the token ids
         resid = self.embed(ids) + self.pos_embed(positions)
         for block in self.blocks:
             resid = block(resid)
