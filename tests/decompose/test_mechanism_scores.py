@@ -254,5 +254,8 @@ def test_induction_task_covers_both_heads_and_refuses_inputs_without_repeats():
     task = induction_task(model, tokens, heads=(0, 1))
     assert task.names == MECHANISMS and len(task.matrices) == 8 and task.chance == 1 / 16
     assert all(task.exercised[n].shape == tokens.shape and task.exercised[n].any() for n in MECHANISMS)
+    assert all(bool(task.exercised[n][:, 1:].all()) and not task.exercised[n][:, 0].any() for n in MECHANISMS)
+    used = induction_task(model, tokens, heads=(0, 1), exercised="used")
+    assert all(torch.equal(used.exercised[n], induction_exercised(tokens)[n]) for n in MECHANISMS)
     with pytest.raises(ParamLensError):
         induction_task(model, torch.arange(12).expand(2, 12), heads=(0, 1))

@@ -132,3 +132,13 @@ def test_inputs_it_cannot_score_are_refused(trained, inputs):
         induction_accuracy(trained, inputs["no_repeats"])
     with pytest.raises(ParamLensError, match="T <= 24"):
         trained(torch.zeros(2, 25, dtype=torch.long))
+
+
+def test_the_zoo_knows_the_model_by_name_and_its_run_folders(tmp_path, trained, inputs):
+    from paramlens import resolve
+
+    save_model(tmp_path, trained, CFG)
+    loaded = resolve(tmp_path)
+    assert loaded.kind == "induction" and torch.equal(loaded.module(inputs["induction"][:4]), trained(inputs["induction"][:4]))
+    built = resolve("induction", progress=False, options={**CFG.model_dump(exclude={"kind", "seed"}), "n_steps": 2})
+    assert isinstance(built.module, type(trained)) and built.module.cfg.d_model == CFG.d_model

@@ -12,10 +12,15 @@ from paramlens.core.resolve import Builtin, register_builtin, register_folder_ki
 from paramlens.models.bilinear_nets.classifier import load_classifier
 from paramlens.models.toy import ZOO, load_toy
 from paramlens.models.toy.modular_addition import ModularConfig, train_modular
+from paramlens.models.transformers.induction import InductionConfig, load_induction, train_induction
 
 
 def _modular(seed: int, progress: bool, **options: Any) -> nn.Module:
     return train_modular(ModularConfig(seed=seed, **options), progress=progress)[0]
+
+
+def _induction(seed: int, progress: bool, **options: Any) -> nn.Module:
+    return train_induction(InductionConfig(seed=seed, **options), progress=progress)[0]
 
 
 def _toy(kind: str) -> Callable[..., nn.Module]:
@@ -36,3 +41,7 @@ for _kind, _entry in ZOO.items():
                                                       _fields(_entry.config)))
     register_folder_kind(_kind, load_toy)
 register_folder_kind("bilinear_classifier", load_classifier)
+register_builtin("induction", Builtin("a two-layer attention-only transformer trained on repeated segments (a "
+                                      "previous-token head and an induction head)", _induction,
+                                      _fields(InductionConfig)))
+register_folder_kind("induction", load_induction)

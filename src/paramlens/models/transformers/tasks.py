@@ -6,8 +6,8 @@ weight part each one owns, and the accuracy of the outputs each one serves.
   is the share of those outputs decoded right (argmax logit above 0.5, as ``CompiledTransformer.decode``; no
   value where the program has none); the spared accuracy the same on the other non-BOS positions. BOS is not
   scored.
-- The induction model: the previous-token and induction heads (``MECHANISMS``), exercised where the circuit
-  uses them on repeated segments (:func:`induction_exercised`); accuracy is next-token accuracy at the induction
+- The induction model: the previous-token and induction heads (``MECHANISMS``), exercised where they run
+  (:func:`induction_running`) or where an induction prediction uses them (:func:`induction_exercised`); accuracy is next-token accuracy at the induction
   positions for both, as they serve the same outputs.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -94,6 +94,15 @@ def program_task(truth: ProgramGroundTruth, ids: Tensor) -> MechanismTask:
                          acc.spared)
 
 
+def induction_running(tokens: Tensor) -> dict[str, Tensor]:
+    """``{"previous_token", "induction"}`` -> ``(B, T)`` bool: every position with an earlier one, where both heads
+    run (each attends back and writes to the residual there, so the next-token distribution depends on it, whether
+    or not the prediction uses induction)."""
+    running = torch.ones(tokens.shape, dtype=torch.bool)
+    running[:, 0] = False
+    return {"previous_token": running, "induction": running.clone()}
+
+
 def induction_exercised(tokens: Tensor) -> dict[str, Tensor]:
     """``{"previous_token", "induction"}`` -> ``(B, T)`` bool positions of ``tokens`` where the circuit uses each
     head: at an induction position ``t`` whose token occurred at ``j``, the induction head's query reads ``t`` and
@@ -123,12 +132,18 @@ class InductionAccuracy:
         return _share(right, induction_positions(self.tokens))
 
 
-def induction_task(model: InductionTransformer, tokens: Tensor, heads: tuple[int, int] | None = None) -> MechanismTask:
+def induction_task(model: InductionTransformer, tokens: Tensor, heads: tuple[int, int] | None = None,
+                   exercised: Literal["running", "used"] = "running") -> MechanismTask:
     """The task of the induction model on repeated-segment ``tokens`` ``(B, T)``; ``heads``: ``(previous-token head,
-    induction head)`` (None: found by score, as ``model.ground_truth``)."""
+    induction head)`` (None: found by score, as ``model.ground_truth``). ``exercised``: ``"running"`` marks every
+    position where the heads run (:func:`induction_running`: what a decomposition that reproduces the whole
+    next-token distribution must keep), ``"used"`` only the positions an induction prediction reads
+    (:func:`induction_exercised`). Both heads sit in different layers, so matching tells them apart by the targets
+    each owns."""
     if tokens.dim() != 2 or not induction_positions(tokens).any():
         raise ParamLensError(f"tokens {tuple(tokens.shape)} have no induction position; use (B, T) repeated "
                              "segments (induction_data.RepeatedSegments)")
     truth = model.ground_truth(heads)
-    return MechanismTask(tokens, MECHANISMS, dict(truth.matrices), induction_exercised(tokens),
+    marked = induction_running(tokens) if exercised == "running" else induction_exercised(tokens)
+    return MechanismTask(tokens, MECHANISMS, dict(truth.matrices), marked,
                          InductionAccuracy(tokens), 1 / model.cfg.vocab_size)
