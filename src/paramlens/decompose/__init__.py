@@ -16,6 +16,7 @@ from paramlens.core.data import DataSource
 from paramlens.core.ground_truth import GroundTruth
 from paramlens.decompose.apd import APDConfig, APDMethod
 from paramlens.decompose.fit import Method, fit
+from paramlens.decompose.mechanism_scores import MechanismScores, score_mechanisms
 from paramlens.decompose.result import Decomposition
 from paramlens.decompose.spd import SPDConfig, SPDMethod
 from paramlens.errors import ParamLensError
@@ -68,4 +69,5 @@ def decompose(
                on_start=on_start)
 
 
-__all__ = ["METHODS", "APDConfig", "APDMethod", "Decomposition", "Method", "SPDConfig", "SPDMethod", "decompose"]
+__all__ = ["METHODS", "APDConfig", "APDMethod", "Decomposition", "MechanismScores", "Method", "SPDConfig", "SPDMethod",
+           "decompose", "score_mechanisms"]

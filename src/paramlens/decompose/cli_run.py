@@ -122,7 +122,8 @@ def _estimate(model: Any, data: Any, targets: list, cfg: Any) -> None:
     gate = getattr(cfg, "gate_hidden", 0)
     params = 16 * cfg.C * sum(t.shape[0] + t.shape[1] + 3 * gate for t in targets)
     params += 8 * cfg.C * max(t.shape[0] * t.shape[1] for t in targets)  # evaluation reads each component's matrix
-    tokens = cfg.batch_size * (data.windows.shape[1] if isinstance(data, TokenRows) else 1)
+    micro = cfg.batch_size // cfg.grad_accum_steps  # inputs held at once
+    tokens = micro * (data.windows.shape[1] if isinstance(data, TokenRows) else 1)
     per_token = 8 * len(targets) * cfg.C * (gate + 8)
     if isinstance(data, TokenRows):
         vocab, d = model.get_input_embeddings().weight.shape
