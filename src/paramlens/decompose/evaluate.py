@@ -8,12 +8,14 @@ subcomponents scaled by:
 - ``unmasked``: 1 for all (the plain sum of subcomponents);  ``random``: ``r ~ U(0, 1)``, ignoring ``g``;
 - ``zero``: 0 for all (the targets' weights ablated; the scale against which the others read).
 
-For token inputs compared by KL (language models) it adds the next-token cross-entropy of the target model, of the ``ci``
-masked model and of the ablated model, and ``ce_unrecovered_pct``: ``100 (CE_ci - CE) / (CE_zero - CE)``.
+For token inputs compared by KL (language models) it adds the next-token cross-entropy of the target model, of
+the ``ci`` masked model and of the ablated model, ``ce_unrecovered_pct``: ``100 (CE_ci - CE) / (CE_zero - CE)``
+(NaN when ablating the targets does not raise the CE), and ``kl_unrecovered_pct``: ``100 KL_ci / KL_zero``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,8 +73,10 @@ def evaluate(method: Any, dec: nn.Module, model: nn.Module, targets: Sequence[Ta
             ev.scalars[f"recon/{kind}"] = float(output_loss(out, target_out, cfg.output_loss))
         if not x.is_floating_point() and cfg.output_loss == "kl":  # next-token models
             ce, ce_ci, ce_zero = (_next_token_ce(o, x) for o in (target_out, outs["ci"], outs["zero"]))
+            gap = ce_zero - ce  # the ablation must cost something for a share of it to mean anything
             ev.scalars.update(ce=ce, ce_ci=ce_ci, ce_zero=ce_zero,
-                              ce_unrecovered_pct=100 * (ce_ci - ce) / max(ce_zero - ce, 1e-12))
+                              ce_unrecovered_pct=100 * (ce_ci - ce) / gap if gap > 1e-6 else math.nan,
+                              kl_unrecovered_pct=100 * ev.scalars["recon/ci"] / max(ev.scalars["recon/zero"], 1e-12))
     if truth is not None:
         _ground_truth_scores(ev, method, dec, targets, truth, alive)
     if x.is_floating_point() and x.dim() == 2:

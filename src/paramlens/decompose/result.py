@@ -14,7 +14,8 @@ from paramlens.core.runs import Result
 from paramlens.core.weights import Target
 from paramlens.report import plots
 
-SUMMARY_KEYS = ("mmcs", "ml2r", "recon/ci", "recon/stochastic", "recon/unmasked", "recon/zero", "ce_unrecovered_pct")
+SUMMARY_KEYS = ("mmcs", "ml2r", "recon/ci", "recon/stochastic", "recon/unmasked", "recon/zero", "ce_unrecovered_pct",
+                "kl_unrecovered_pct")
 
 
 @dataclasses.dataclass
