@@ -178,3 +178,20 @@ def test_training_passes_the_step_to_the_annealed_exponent(tms):
     plain, annealed = ([h["importance_minimality"] for h in run if "importance_minimality" in h] for run in runs)
     assert plain[0] == pytest.approx(annealed[0])
     assert annealed[-1] != pytest.approx(plain[-1], rel=1e-3)
+
+
+def test_delta_is_scaled_by_its_own_draw_in_the_stochastic_losses(tms):
+    """The stochastic losses put a uniform mask on each delta component (drawn with the others), so the
+    subcomponents cannot leave the work to it; at a draw of 0 the layer is the subcomponents alone."""
+    spd, targets, cfg = _built(tms, delta_component=True)
+    x = tms.source().sample(64, torch.Generator().manual_seed(0))
+    out, inputs = capture(tms, targets, x)
+    noise = SPDMethod.draw_noise(cfg, targets, inputs, out, torch.Generator().manual_seed(1), slice(0, 64))
+    assert noise[0]["delta:linear1"].shape == (64, 1)
+    ones = {t.name: torch.ones(64, 8) for t in targets}
+    zeros = {t.name: torch.zeros(64, 1) for t in targets}
+    without = SPDModel(targets, C=8)
+    without.load_state_dict({k: v for k, v in spd.state_dict().items() if "target_weight" not in k})
+    assert torch.allclose(run_maps(tms, spd.maps(ones, deltas=zeros), x), run_maps(tms, without.maps(ones), x),
+                          atol=1e-5)
+    assert not torch.allclose(run_maps(tms, spd.maps(ones), x), run_maps(tms, without.maps(ones), x), atol=1e-3)

@@ -51,15 +51,18 @@ class RankOne(nn.Module):
         W = getattr(self, "target_weight", None)
         return None if W is None else W - self.weight()
 
-    def masked(self, mask: Tensor | None) -> LinearMap:
+    def masked(self, mask: Tensor | None, delta_mask: Tensor | None = None) -> LinearMap:
         """The layer map with subcomponent ``c`` scaled by ``mask[..., c]`` (None: all at 1), plus the delta
-        component, always on, when there is one."""
+        component when there is one, scaled by ``delta_mask`` ``(..., 1)`` (None: at 1)."""
         delta = self.delta()
 
         def apply(x: Tensor) -> Tensor:
             acts = self.inner(x)
             out = (acts if mask is None else acts * mask) @ self.U
-            return out if delta is None else out + self.target.read_in(x, delta.T)
+            if delta is None:
+                return out
+            rest = self.target.read_in(x, delta.T)
+            return out + (rest if delta_mask is None else rest * delta_mask)
 
         return apply
 

@@ -129,8 +129,12 @@ class SPDModel(nn.Module):
         """Causal importances in ``[0, 1]`` (hard sigmoid), ``{target: (..., C)}``."""
         return {n: hard_sigmoid(g) for n, g in self.pre_importance(inputs).items()}
 
-    def maps(self, masks: dict[str, Tensor | None], only: Sequence[Target] | None = None) -> dict[Target, LinearMap]:
-        return {t: self.component(t).masked(masks[t.name]) for t in (only or self.targets)}
+    def maps(self, masks: dict[str, Tensor | None], only: Sequence[Target] | None = None,
+             deltas: dict[str, Tensor] | None = None) -> dict[Target, LinearMap]:
+        """``{target: layer map}`` with the subcomponents scaled by ``masks`` ``{target: (..., C) or None}`` (on
+        ``only`` these targets) and delta components by ``deltas`` ``{target: (..., 1)}`` (None: at 1)."""
+        deltas = deltas or {}
+        return {t: self.component(t).masked(masks[t.name], deltas.get(t.name)) for t in (only or self.targets)}
 
     def persistent_sources(self) -> dict[str, Tensor]:
         """``{target: (C,)}``: the adversarial sources carried across steps."""
@@ -162,10 +166,16 @@ def importance_terms(pre_importance_of: Callable[[dict[str, Tensor]], dict[str, 
     return g, [masks_from(g, r) for r in noise], upper, minimality
 
 
+DELTA = "delta:"
+"""Noise key prefix of a delta component's random mask: ``noise[k][DELTA + target]`` ``(..., 1)``."""
+
+
 def _recon(spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, masks: dict[str, Tensor],
-           cfg: SPDConfig, only: Sequence[Target] | None = None) -> Tensor:
-    """The output loss of the model run with ``masks`` on every target (or on ``only`` those)."""
-    return output_loss(run_maps(model, spd.maps(masks, only), x), target_out, cfg.output_loss)
+           cfg: SPDConfig, only: Sequence[Target] | None = None, r: dict[str, Tensor] | None = None) -> Tensor:
+    """The output loss of the model run with ``masks`` on every target (or on ``only`` those), delta components
+    scaled by their draws in ``r`` (None or no draws: at 1)."""
+    deltas = {n[len(DELTA):]: v for n, v in (r or {}).items() if n.startswith(DELTA)}
+    return output_loss(run_maps(model, spd.maps(masks, only, deltas), x), target_out, cfg.output_loss)
 
 
 def spd_losses(
@@ -176,8 +186,9 @@ def spd_losses(
 
     Args:
         x: the batch; target_out, inputs: the target model's output and each target's input on it.
-        noise: ``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}``, then with fresh adversarial sources
-            one more, the start of their search.
+        noise: ``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}`` (with delta components also
+            ``{DELTA + target: (..., 1)}``, their masks), then with fresh adversarial sources one more, the start of
+            their search.
     """
     p = torch.tensor(cfg.exponent(step))
     g_mask, masks, g_upper, minimality = spd.terms(spd.activations(inputs), noise[: cfg.n_mask_samples],
@@ -185,12 +196,12 @@ def spd_losses(
     losses: dict[str, Tensor] = {}
     losses["faithfulness"] = faithfulness(model, spd.owners, lambda t: spd.component(t).weight())
     stoch, layerwise = x.new_zeros(()).float(), x.new_zeros(()).float()
-    for m in masks:
+    for m, r in zip(masks, noise):
         if cfg.stochastic_recon_coeff:
-            stoch = stoch + _recon(spd, model, x, target_out, m, cfg)
+            stoch = stoch + _recon(spd, model, x, target_out, m, cfg, r=r)
         if cfg.layerwise_recon_coeff:
             for t in spd.targets:
-                layerwise = layerwise + _recon(spd, model, x, target_out, m, cfg, only=[t]) / len(spd.targets)
+                layerwise = layerwise + _recon(spd, model, x, target_out, m, cfg, only=[t], r=r) / len(spd.targets)
     losses["stochastic_recon"] = stoch / cfg.n_mask_samples
     losses["layerwise_recon"] = layerwise / cfg.n_mask_samples
     losses["importance_minimality"] = minimality
@@ -240,8 +251,8 @@ class SPDMethod:
     @staticmethod
     def draw_noise(cfg: SPDConfig, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,
                    generator: torch.Generator, rows: slice) -> list[dict[str, Tensor]]:
-        """``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}`` (and one more as the start of fresh
-        adversarial sources), drawn for the global batch (every process draws the same) and cut to this process's
+        """``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}`` (with delta components also ``{DELTA +
+        target: (..., 1)}``; and one more draw as the start of fresh adversarial sources), drawn for the global batch (every process draws the same) and cut to this process's
         ``rows``."""
         noise = []
         fresh_sources = bool(cfg.adversarial_recon_coeff) and not cfg.pgd_persistent
@@ -250,6 +261,8 @@ class SPDMethod:
             for t in targets:
                 lead = inputs[t.name].shape[: -1 if t.kind != "embedding" else None]
                 draw[t.name] = torch.rand((cfg.batch_size, *lead[1:], cfg.C), generator=generator)[rows]
+                if cfg.delta_component:
+                    draw[DELTA + t.name] = torch.rand((cfg.batch_size, *lead[1:], 1), generator=generator)[rows]
             noise.append(draw)
         return noise
 

@@ -38,8 +38,9 @@ class SPDConfig(Schedule):
         False, description="keep one source per subcomponent across steps (shared by all inputs) instead of fresh "
         "per-input sources started from a uniform draw")
     delta_component: bool = Field(
-        False, description="add the part of each weight the subcomponents miss (W - sum_c U_c V_c^T), always on, to "
-        "every masked forward: masks then ablate subcomponents from the real weights")
+        False, description="add the part of each weight the subcomponents miss (W - sum_c U_c V_c^T) to every masked "
+        "forward: at 1 when importances are the masks (so masks ablate subcomponents from the real weights), under a "
+        "uniform random mask in the stochastic losses (so nothing can hide in it)")
     ci_fn: CIFunction = Field("mlp_per_subcomponent", description="what a subcomponent's importance reads")
     ci_fn_hidden: int = Field(64, ge=1, description="width of the importance function (all but the per-subcomponent)")
     gate_hidden: int = Field(16, ge=1, description="width of each per-subcomponent importance MLP")
