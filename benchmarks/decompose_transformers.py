@@ -53,7 +53,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "faithfulness warm-up": {"faithfulness_warmup_steps": 500},
 }
 PROGRAM_SPD = {"C": 16, "batch_size": 64, "lr": 3e-3, "lr_schedule": "constant", "output_loss": "mse",
-               "faithfulness_warmup_steps": 1000, "faithfulness_warmup_lr": 0.05}
+               "faithfulness_warmup_steps": 1000, "faithfulness_warmup_lr": 0.05, "delta_component": True}
 
 
 def mechanism_rows(label: str, scores: MechanismScores) -> list[dict[str, Any]]:
