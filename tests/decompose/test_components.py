@@ -3,9 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from paramlens.core.weights import run_with, select
+from paramlens.decompose import gate_kernel
 from paramlens.decompose.components import Gates, Subcomponents, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
 from paramlens.decompose.forward import faithfulness, run_maps
 from paramlens.decompose.spd import SPDModel
@@ -19,6 +20,102 @@ def test_batched_gates_equal_one_mlp_per_subcomponent():
         F.gelu(inner[:, c : c + 1] * gates.w1[c] + gates.b1[c]) @ gates.w2[c] + gates.b2[c] for c in range(7)
     ], dim=1)
     assert torch.allclose(gates(inner), expected, atol=1e-6)
+
+
+def _gates_and_reference(C: int, hidden: int, shape: tuple[int, ...], seed: int = 0):
+    """Gates with nonzero biases, an input ``shape + (C,)`` and an output gradient, and the reference: one
+    ``1 -> hidden -> 1`` MLP per subcomponent in float64, its outputs and the gradients of input and parameters."""
+    torch.manual_seed(seed)
+    gates = Gates(C=C, hidden=hidden)
+    with torch.no_grad():
+        gates.b1.normal_(0, 0.5)
+        gates.b2.normal_(0, 0.5)
+    inner, grad = torch.randn(*shape, C) * 2, torch.randn(*shape, C)
+    params = [p.detach().double().requires_grad_() for p in (gates.w1, gates.b1, gates.w2, gates.b2)]
+    x = inner.double().requires_grad_()
+    w1, b1, w2, b2 = params
+    out = torch.stack([F.gelu(x[..., c : c + 1] * w1[c] + b1[c]) @ w2[c] + b2[c] for c in range(C)], dim=-1)
+    out.backward(grad.double())
+    return gates, inner, grad, out.detach(), [x.grad, *(p.grad for p in params)]
+
+
+def _outputs_and_grads(gates: Gates, inner: Tensor, grad: Tensor) -> tuple[Tensor, list[Tensor]]:
+    x = inner.clone().requires_grad_()
+    out = gates(x)
+    out.backward(grad)
+    return out.detach(), [x.grad, gates.w1.grad, gates.b1.grad, gates.w2.grad, gates.b2.grad]
+
+
+needs_kernel = pytest.mark.skipif(not gate_kernel.available(),
+                                  reason="no fused gate kernel (no C compiler, or PARAMLENS_NATIVE_GATES=0)")
+
+
+@needs_kernel
+@pytest.mark.parametrize(("C", "hidden", "shape"), [(7, 5, (11,)), (20, 16, (300,)), (3, 16, (5, 9))])
+def test_fused_gates_equal_one_mlp_per_subcomponent_with_gradients(C, hidden, shape):
+    """The compiled kernel (float32, CPU): outputs and gradients of input and all parameters, for inputs
+    ``(B, C)`` and ``(B, T, C)`` and batches that do not fill its blocks of rows."""
+    gates, inner, grad, expected, expected_grads = _gates_and_reference(C, hidden, shape)
+    assert gate_kernel.usable(inner, gates.w1)
+    out, grads = _outputs_and_grads(gates, inner, grad)
+    assert out.shape == inner.shape
+    assert torch.allclose(out.double(), expected, atol=1e-5)
+    for got, want in zip(grads, expected_grads):
+        assert got.shape == want.shape
+        assert torch.allclose(got.double(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_einsum_gates_equal_one_mlp_per_subcomponent_with_gradients():
+    """The plain-torch path (here float64, which the kernel does not take), and its gradients by gradcheck."""
+    gates, inner, grad, expected, expected_grads = _gates_and_reference(4, 3, (2, 5))
+    gates.double()
+    assert not gate_kernel.usable(inner.double(), gates.w1)
+    out, grads = _outputs_and_grads(gates, inner.double(), grad.double())
+    assert torch.allclose(out, expected, atol=1e-10)
+    for got, want in zip(grads, expected_grads):
+        assert torch.allclose(got, want, atol=1e-10)
+    names = [n for n, _ in gates.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in gates.parameters()]
+    call = lambda x, *p: torch.func.functional_call(gates, dict(zip(names, p)), (x,))
+    assert torch.autograd.gradcheck(call, (inner.double().requires_grad_(), *params))
+
+
+@needs_kernel
+def test_fused_gates_without_input_gradient_and_without_grad():
+    gates, inner, grad, expected, expected_grads = _gates_and_reference(5, 4, (6,))
+    out = gates(inner)  # the input needs no gradient: the kernel skips d out / d input
+    out.backward(grad)
+    for got, want in zip([gates.w1.grad, gates.b1.grad, gates.w2.grad, gates.b2.grad], expected_grads[1:]):
+        assert torch.allclose(got.double(), want, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(gates(inner).double(), expected, atol=1e-5)
+
+
+@needs_kernel
+def test_fused_gate_kernel_is_deterministic_across_threads():
+    gates, inner, grad, _, _ = _gates_and_reference(9, 16, (700,))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            gates.zero_grad()
+            results.append(_outputs_and_grads(gates, inner, grad))
+    finally:
+        torch.set_num_threads(threads)
+    (out1, grads1), (out3, grads3) = results
+    assert torch.equal(out1, out3) and all(torch.equal(a, b) for a, b in zip(grads1, grads3))
+
+
+@needs_kernel
+def test_fused_gate_ops_pass_opcheck():
+    """Schema, fake (meta) implementations and autograd registration, as torch.compile needs them."""
+    torch.manual_seed(0)
+    a, g = torch.randn(10, 3, requires_grad=True), torch.randn(10, 3)
+    w1, b1, w2 = (torch.randn(3, 4, requires_grad=True) for _ in range(3))
+    b2 = torch.randn(3, requires_grad=True)
+    torch.library.opcheck(gate_kernel.gates_forward, (a, w1, b1, w2, b2, True))
+    torch.library.opcheck(gate_kernel.gates_backward, (a.detach(), g, w1.detach(), b1.detach()))
 
 
 def test_masked_components_equal_per_example_weights():

@@ -17,6 +17,7 @@ from einops import einsum
 from torch import Tensor, nn
 
 from paramlens.core.weights import LinearMap, Target
+from paramlens.decompose import gate_kernel
 from paramlens.errors import ParamLensError
 
 
@@ -132,9 +133,12 @@ class TiedSubcomponents(RankOne):
 
 
 class Gates(nn.Module):
-    """One tiny MLP per subcomponent (``1 -> hidden -> 1``, GELU), all ``C`` evaluated in one einsum.
+    """One tiny MLP per subcomponent (``1 -> hidden -> 1``, exact GELU), all ``C`` evaluated together.
 
-    Input: component activations ``(..., C)``; output: pre-sigmoid importances ``(..., C)``.
+    Input: component activations ``(..., C)``; output: pre-sigmoid importances ``(..., C)``. Parameters ``w1``,
+    ``b1``, ``w2`` ``(C, hidden)`` and ``b2`` ``(C,)``. On CPU in float32 the forward and backward passes run in a
+    fused compiled kernel (:mod:`paramlens.decompose.gate_kernel`, about 3x faster than inductor's code for them, no
+    ``(..., C, hidden)`` tensors) when a C compiler is available; otherwise in one einsum.
     """
 
     def __init__(self, C: int, hidden: int = 16):
@@ -145,6 +149,8 @@ class Gates(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(C))
 
     def forward(self, inner: Tensor) -> Tensor:
+        if gate_kernel.usable(inner, self.w1):
+            return gate_kernel.gates(inner, self.w1, self.b1, self.w2, self.b2)
         h = F.gelu(inner.unsqueeze(-1) * self.w1 + self.b1)  # (..., C, hidden)
         return einsum(h, self.w2, "... c h, c h -> ... c") + self.b2
 

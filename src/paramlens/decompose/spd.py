@@ -147,14 +147,14 @@ class SPDModel(nn.Module):
 
 
 def importance_terms(pre_importance_of: Callable[[dict[str, Tensor]], dict[str, Tensor]], acts: dict[str, Tensor],
-                     noise: list[dict[str, Tensor]], slope: float, p: Tensor) -> tuple[Any, ...]:
+                     noise: list[dict[str, Tensor]], slope: float, p: float | Tensor) -> tuple[Any, ...]:
     """Everything SPD derives from the importance function on one batch, in one function (compiled as one graph:
     the elementwise work fuses into a few kernels).
 
     Args:
         acts: component activations ``{target: (..., C)}``; noise: draws ``{target: r (..., C)}``, one per mask.
-        slope: of the leaky sigmoids; p: ``()`` the importance-minimality exponent (a tensor: annealing it does not
-            recompile).
+        slope: of the leaky sigmoids; p: the importance-minimality exponent (a ``()`` tensor when it is annealed, so
+            that a new value does not recompile; a float when constant, so that ``p = 1`` costs no power).
     Returns:
         ``(g, masks, g_upper, minimality)``: lower-leaky importances ``{target: (..., C)}``, the masks ``g + (1 - g)
         r`` (one dict per draw), upper-leaky importances, and ``sum_targets sum_c g_upper^p`` averaged over inputs.
@@ -190,7 +190,7 @@ def spd_losses(
             ``{DELTA + target: (..., 1)}``, their masks), then with fresh adversarial sources one more, the start of
             their search.
     """
-    p = torch.tensor(cfg.exponent(step))
+    p = torch.tensor(cfg.exponent(step)) if cfg.p_final is not None else cfg.p  # a constant p folds into the graph
     g_mask, masks, g_upper, minimality = spd.terms(spd.activations(inputs), noise[: cfg.n_mask_samples],
                                                    cfg.leaky_slope, p)
     losses: dict[str, Tensor] = {}
