@@ -110,7 +110,8 @@ class InductionTransformer(nn.Module):
         if tokens.dim() != 2 or tokens.shape[1] > self.cfg.length:
             raise ParamLensError(f"tokens of shape {tuple(tokens.shape)}: expected (batch, T) with T <= "
                                  f"{self.cfg.length}, the model's length")
-        resid = self.embed(tokens) + self.pos.weight[: tokens.shape[1]]
+        positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape)  # through the module: a target
+        resid = self.embed(tokens) + self.pos(positions)
         patterns = []
         for block in self.blocks:
             out, pattern = block.attn(resid)
