@@ -33,7 +33,7 @@ from paramlens.core.weights import Target, frozen, select
 from paramlens.decompose.evaluate import Evaluation, evaluate
 from paramlens.decompose.forward import capture
 from paramlens.decompose.parallel import FullState, ShardedLosses, gathered, on_first
-from paramlens.decompose.result import Decomposition
+from paramlens.decompose.result import Decomposition, rebuilt
 from paramlens.errors import ParamLensError
 
 DECOMPOSABLE = ("linear", "conv1d", "embedding")
@@ -376,13 +376,7 @@ class TrainingStep:
         gathered parameters (collective: every process calls it at once)."""
         if not self.sharded:
             return self.dec
-        cfg = self.cfg
-        if "compile" in type(cfg).model_fields:  # evaluations are few: no compile time
-            cfg = cfg.model_copy(update={"compile": False})
-        with torch.random.fork_rng(devices=[]):
-            dec = self.method.build_empty(self.targets, cfg)
-        dec.load_state_dict(gathered(self.dec.state_dict()))
-        return dec
+        return rebuilt(self.method, list(self.targets), self.cfg, gathered(self.dec.state_dict()))
 
     def evaluate(self, generator: torch.Generator | None, dec: nn.Module | None = None) -> Evaluation:
         """The evaluation on ``eval_x`` (:func:`~paramlens.decompose.evaluate.evaluate`) of ``dec`` (None: the

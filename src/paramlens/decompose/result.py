@@ -47,7 +47,7 @@ class Decomposition(Result):
 
     @classmethod
     def from_fit(cls, method: str, cfg: BaseModel, targets: list[Target], dec: nn.Module, history: list[dict[str, float]],
-                 final: Any, chance: Any) -> "Decomposition":
+                 final: Any, chance: Any) -> Decomposition:
         return cls(
             method=method,
             config=cfg.model_dump(),
@@ -67,13 +67,7 @@ class Decomposition(Result):
         from paramlens.decompose import METHODS
 
         method = METHODS[self.method]
-        cfg = method.config.model_validate(self.config)
-        if "compile" in type(cfg).model_fields:  # analysis calls are few: no compile time
-            cfg = cfg.model_copy(update={"compile": False})
-        with torch.random.fork_rng(devices=[]):
-            dec = method.build_empty(self.target_list(), cfg)
-        dec.load_state_dict(self.params)
-        return dec
+        return rebuilt(method, self.target_list(), method.config.model_validate(self.config), self.params)
 
     def summary(self) -> str:
         lines = [f"{self.method.upper()} decomposition of {len(self.targets)} target(s), C={self.config['C']}"]
@@ -115,9 +109,20 @@ class Decomposition(Result):
                 figs.append((plots.heatmap(folder / f"{prefix}cos_{safe}.png", shown,
                                            f"{target}: cosine to true features", "subcomponent in use (sorted)",
                                            "feature"),
-                             f"cosine between each true feature's mechanism and each subcomponent of {target} that "
-                             f"some feature turns on ({int(used.sum())} of {tensor.shape[1]})"))
+                             (f"cosine between each true feature's mechanism and each subcomponent of {target} that "
+                             f"some feature turns on ({int(used.sum())} of {tensor.shape[1]})")))
         return figs
+
+
+def rebuilt(method: Any, targets: list[Target], cfg: BaseModel, state: dict[str, Tensor]) -> nn.Module:
+    """``method``'s module for ``targets`` holding ``state`` (full tensors), built without compiling (analyses and
+    evaluations call it a few times) and without touching the global RNG."""
+    if "compile" in type(cfg).model_fields:
+        cfg = cfg.model_copy(update={"compile": False})
+    with torch.random.fork_rng(devices=[]):
+        dec = method.build_empty(targets, cfg)
+    dec.load_state_dict(state)
+    return dec
 
 
 def _order_columns(m: Tensor) -> Tensor:
