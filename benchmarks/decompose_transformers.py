@@ -52,6 +52,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "delta component": {"delta_component": True},
     "faithfulness warm-up": {"faithfulness_warmup_steps": 500},
 }
+LM_SPD = {"batch_size": 8, "output_loss": "kl", "lr": 1e-3, "importance_minimality_coeff": 1e-3,
+          "faithfulness_warmup_steps": 200}
 PROGRAM_SPD = {"C": 16, "batch_size": 64, "lr": 3e-3, "lr_schedule": "constant", "output_loss": "mse",
                "faithfulness_warmup_steps": 1000, "faithfulness_warmup_lr": 0.05, "delta_component": True}
 
@@ -134,6 +136,15 @@ def lm_row(label: str, r: Any, seconds: float) -> dict[str, Any]:
             "s": seconds, "peak RSS GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+def lm_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """LM_SPD with ``--lm-C`` and each ``--lm-set key=value`` applied (values are parsed by the config)."""
+    settings: dict[str, Any] = {**LM_SPD, "C": args.lm_C}
+    for item in args.lm_set:
+        key, _, value = item.partition("=")
+        settings[key] = value
+    return settings
+
+
 def lm_section(args: argparse.Namespace) -> None:
     import tempfile
 
@@ -153,8 +164,7 @@ def lm_section(args: argparse.Namespace) -> None:
         model = loaded.runnable("decompose")
         data = TokenRows(lm_windows(loaded, TextOptions(corpus="fortunes", tokens=65536, context=64)))
         start = time.perf_counter()
-        r = decompose(model, data, patterns, C=args.lm_C, steps=steps, batch_size=8, output_loss="kl", lr=1e-3,
-                      progress=True, importance_minimality_coeff=1e-3, faithfulness_warmup_steps=200)
+        r = decompose(model, data, patterns, steps=steps, progress=True, **lm_settings(args))
         rows.append(lm_row(spec, r, time.perf_counter() - start))
     print_table("language models, SPD on every attention and MLP matrix", rows)
 
@@ -167,6 +177,8 @@ def main() -> None:
     parser.add_argument("--lm", action="store_true", help="also decompose the in-project LM")
     parser.add_argument("--lm-steps", type=int, default=3000)
     parser.add_argument("--lm-C", type=int, default=64)
+    parser.add_argument("--lm-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other SPD setting for the language models; repeat")
     parser.add_argument("--smollm2", action="store_true", help="also one block of SmolLM2-135M (with --lm)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip", nargs="*", default=[], choices=["induction", "programs"])

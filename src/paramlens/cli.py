@@ -191,6 +191,8 @@ def decompose_cmd(
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
     override: str = OVERRIDE,
     trust_code: bool = TRUST_CODE,
+    device: str = typer.Option("auto", help="Where to train: auto (a CUDA GPU when torch sees one, else the CPU), "
+                               "cpu, cuda or cuda:N; under torchrun each process takes its LOCAL_RANK's GPU."),
 ) -> None:
     """Decompose target weights into subcomponents (SPD) or parameter components (APD). (Method:
     paramlens.decompose.)"""
@@ -206,7 +208,7 @@ def decompose_cmd(
     req = Request(model, list(targets), method.value if method else None, text,
                   {k: v for k, v in given.items() if v is not None}, seed)
     result, folder = run_decompose(req, out_dir=out_dir, resume=resume, override=_names(override),
-                                   trust_code=trust_code, given_text=given_text)
+                                   trust_code=trust_code, given_text=given_text, device=device)
     if folder is not None:
         _show(result, folder)
 

@@ -150,8 +150,8 @@ def output_probes(n_out: int, cfg: APDConfig, generator: torch.Generator) -> Ten
     """``(n, n_out)`` output directions whose squared attributions sum to ``sum_o``: the unit vectors, or with more
     than ``max_exact_outputs`` outputs ``n_probes`` random sign vectors scaled by ``1 / sqrt(n_probes)``."""
     if n_out <= cfg.max_exact_outputs:
-        return torch.eye(n_out)
-    signs = torch.randint(0, 2, (cfg.n_probes, n_out), generator=generator).float() * 2 - 1
+        return torch.eye(n_out, device=generator.device)
+    signs = torch.randint(0, 2, (cfg.n_probes, n_out), generator=generator, device=generator.device).float() * 2 - 1
     return signs / cfg.n_probes**0.5
 
 
@@ -177,7 +177,7 @@ def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, T
     names = [t.name for t in dec.targets]
     acts = {t.name: dec.component_acts(t, inputs[t.name]).detach() for t in dec.targets}
     if probes is None:
-        probes = output_probes(out.shape[-1], dec.cfg, torch.Generator().manual_seed(dec.cfg.seed))
+        probes = output_probes(out.shape[-1], dec.cfg, torch.Generator().manual_seed(dec.cfg.seed)).to(out.device)
     score = None
     for k, probe in enumerate(probes):
         grads = torch.autograd.grad((out * probe).sum(), [leaves[n] for n in names], retain_graph=k + 1 < len(probes))

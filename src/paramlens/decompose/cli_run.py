@@ -5,6 +5,8 @@ A run folder records what it decomposes (``run.json``: model, targets, method, d
 differing fields are named in ``--override``) and writes nothing before that check. Under ``torchrun``
 (``WORLD_SIZE > 1``) it joins the process group (gloo for the CPU tensors it trains on) for the run, trains
 data-parallel (``--set parallel=fsdp``: sharded), and leaves the group at the end; process 0 writes the run folder.
+``--device`` says where to train (``auto``: a CUDA GPU when torch sees one, each ``torchrun`` process its
+``LOCAL_RANK``'s).
 """
 
 from __future__ import annotations
@@ -112,7 +114,29 @@ def _model_and_data(req: Request, trust_code: bool) -> tuple[Any, Any, Any, dict
     return model, model.source(), model.ground_truth(), {"tied": getattr(model, "tied_targets", {})}
 
 
-def _estimate(model: Any, data: Any, targets: list, cfg: Any) -> None:
+def training_device(name: str) -> torch.device:
+    """The device ``--device`` names (``auto``, ``cpu``, ``cuda``, ``cuda:N``), made current when it is a GPU; a
+    ``cuda`` without index is this process's ``LOCAL_RANK``'s (0 outside ``torchrun``)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ParamLensError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ParamLensError(f"--device {name}: decompose trains on cpu or cuda")
+    if not torch.cuda.is_available():
+        raise ParamLensError(f"--device {name}: torch sees no CUDA device on this machine")
+    index = device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", "0"))
+    if index >= torch.cuda.device_count():
+        raise ParamLensError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def _estimate(model: Any, data: Any, targets: list, cfg: Any, device: torch.device) -> None:
     """Refuse before allocating when one step cannot fit in memory: the decomposition's parameters with their
     gradients and Adam states, and one target's components as ``(C, d_out, d_in)`` matrices; per input token,
     every target's ``C`` component activations and importance-function hidden units (with their gradients); and on
@@ -130,7 +154,7 @@ def _estimate(model: Any, data: Any, targets: list, cfg: Any) -> None:
         passes = 2 + getattr(cfg, "n_mask_samples", 1) + len(targets)
         per_token += 4 * passes * (3 * vocab + 20 * d * len(blocks_of(model)))
     check_fits(params + tokens * per_token, f"decompose with C={cfg.C}, batch_size={cfg.batch_size}",
-               "lower --C or --batch-size")
+               "lower --C or --batch-size", device=device)
 
 
 def _check_settings(method: str, given: dict) -> None:
@@ -152,16 +176,18 @@ def _config(method: str, model: Any, targets: list[str], given: dict, defaults: 
 
 
 def run_decompose(req: Request, *, out_dir: Path, resume: Path | None, override: list[str], trust_code: bool,
-                  given_text: set[str]) -> tuple[Decomposition, Path | None]:
+                  given_text: set[str], device: str = "auto") -> tuple[Decomposition, Path | None]:
     """Fit and report; returns the result and (on process 0) the run folder. ``given_text``: the data options the
-    command line set explicitly (checked against the saved run on resume)."""
+    command line set explicitly (checked against the saved run on resume); ``device``: see
+    :func:`training_device`."""
+    where = training_device(device)
     with _process_group() as rank:
-        return _run(req, rank, out_dir=out_dir, resume=resume, override=override, trust_code=trust_code,
+        return _run(req, rank, where, out_dir=out_dir, resume=resume, override=override, trust_code=trust_code,
                     given_text=given_text)
 
 
-def _run(req: Request, rank: int, *, out_dir: Path, resume: Path | None, override: list[str], trust_code: bool,
-         given_text: set[str]) -> tuple[Decomposition, Path | None]:
+def _run(req: Request, rank: int, device: torch.device, *, out_dir: Path, resume: Path | None, override: list[str],
+         trust_code: bool, given_text: set[str]) -> tuple[Decomposition, Path | None]:
     """:func:`run_decompose` in process ``rank``."""
     if resume is not None:
         req = _resumed(req, resume, given_text, override)
@@ -174,7 +200,8 @@ def _run(req: Request, rank: int, *, out_dir: Path, resume: Path | None, overrid
     model, data, truth, defaults = _model_and_data(req, trust_code)
     cfg = (resume_config(resume, METHODS[req.method].config, given, override) if resume is not None
            else _config(req.method, model, req.targets, given, defaults))
-    _estimate(model, data, select(model, req.targets), cfg)
+    _estimate(model, data, select(model, req.targets), cfg, device)
+    model.to(device)
     folder = resume if resume is not None else (new_run_dir(out_dir, req.method) if rank == 0 else None)
 
     def record() -> None:  # what the run decomposes, once the run is known to be valid

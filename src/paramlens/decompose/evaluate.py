@@ -59,13 +59,13 @@ def evaluate(method: Any, dec: nn.Module, model: nn.Module, targets: Sequence[Ta
     if x.is_floating_point() and x.dim() == 2:
         ev.scalars["active_features"] = float((x != 0).float().sum(-1).mean())
     with torch.no_grad():
-        r = {n: torch.rand(v.shape, generator=generator) for n, v in g.items()}
+        r = {n: torch.rand(v.shape, generator=generator).to(v.device) for n, v in g.items()}
         masks = {
             "ci": g,
             "rounded": {n: (v > 0.5).float() for n, v in g.items()},
             "stochastic": {n: v + (1 - v) * r[n] for n, v in g.items()},
             "unmasked": {n: None for n in g},
-            "random": {n: torch.rand(v.shape, generator=generator) for n, v in g.items()},
+            "random": {n: torch.rand(v.shape, generator=generator).to(v.device) for n, v in g.items()},
             "zero": {n: torch.zeros_like(v) for n, v in g.items()},
         }
         outs = {kind: run_maps(model, dec.maps(m), x) for kind, m in masks.items()}

@@ -168,7 +168,7 @@ def fit(
         log_every = math.gcd(log_every, eval_every)
     model.eval()
     dec, initial = build_seeded(method, model, targets, cfg)
-    eval_x = evaluation_batch(data, cfg, eval_size)
+    eval_x = evaluation_batch(data, cfg, eval_size).to(device_of(model))
     checkpoints = folder is not None
     if world > 1 and cfg.parallel == "fsdp":  # all processes gather what process 0 checkpoints: its folder decides
         checkpoints = on_first(checkpoints)
@@ -239,10 +239,10 @@ def grad_scaler(cfg: BaseModel, device: str, sharded: bool) -> torch.amp.GradSca
 def build_seeded(method: Method, model: nn.Module, targets: Sequence[Target],
                  cfg: BaseModel) -> tuple[nn.Module, dict[str, Tensor]]:
     """``method``'s module built with the global RNG seeded by ``cfg.seed`` (its state is restored after), and a copy
-    of its initial state dict (the random-initialisation baseline of the final scores)."""
+    of its initial state dict (the random-initialisation baseline of the final scores); on ``model``'s device."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        dec = method.build(model, targets, cfg)
+        dec = method.build(model, targets, cfg).to(device_of(model))
         initial = {k: v.clone() for k, v in dec.state_dict().items()}
     return dec, initial
 
@@ -261,7 +261,8 @@ class TrainingStep:
     """One optimisation step of a decomposition, ``step(i) -> {name: value}`` for the log (:func:`fit_loop`).
 
     Holds the optimiser (Adam, learning rate scaled by :func:`lr_factor`) and the training generator (seed
-    ``cfg.seed + 1``): each step draws the global batch of ``cfg.batch_size`` inputs and the method's noise, keeps
+    ``cfg.seed + 1``; on a GPU the noise has its own generator there, same seed): each step draws the global batch
+    of ``cfg.batch_size`` inputs (moved to the model's device) and the method's noise, keeps
     this process's ``rows``, runs them as ``cfg.grad_accum_steps`` micro-batches (under ``cfg.autocast``), and
     combines the gradients of the ``world`` processes (``cfg.parallel``). Every ``eval_every`` steps (None: never)
     the evaluation scores of ``eval_x`` join the step's log entry. ``checkpoint_every``: the steps between the run's
@@ -284,6 +285,8 @@ class TrainingStep:
     def __post_init__(self) -> None:
         self.generator = torch.Generator().manual_seed(self.cfg.seed + 1)
         self.device = device_of(self.model)
+        self.noise_generator = (self.generator if self.device == "cpu"
+                                else torch.Generator(self.device).manual_seed(self.cfg.seed + 1))
         self.sharded = self.world > 1 and self.cfg.parallel == "fsdp"
         self.loss_fn: Callable[..., dict[str, Tensor]] = (
             ShardedLosses(self.method.losses, self.dec, self.device) if self.sharded
@@ -299,6 +302,8 @@ class TrainingStep:
         """What a checkpoint must hold to resume the run bit-identically (a sharded module: its full state)."""
         dec, opt = self.full_states if self.sharded else (self.dec, self.opt)
         states = {"decomposition": dec, "optimizer": opt, "scheduler": self.sched, "generator": self.generator}
+        if self.noise_generator is not self.generator:
+            states["noise_generator"] = self.noise_generator
         if self.scaler is not None:
             states["grad_scaler"] = self.scaler
         return states
@@ -329,11 +334,11 @@ class TrainingStep:
         over them. Every micro-batch cuts its noise from the same draw for the global batch (the generator is set
         back to where that draw starts), so the step equals one on all the process's rows."""
         n = self.cfg.grad_accum_steps
-        x = self.data.sample(self.cfg.batch_size, self.generator)[self.rows]
-        start = self.generator.get_state()
+        x = self.data.sample(self.cfg.batch_size, self.generator)[self.rows].to(self.device)
+        start = self.noise_generator.get_state()
         sums: dict[str, float] = {}
         for part, rows in zip(x.chunk(n), micro_rows(self.rows, n)):
-            self.generator.set_state(start)
+            self.noise_generator.set_state(start)
             losses = self.losses(i, part, rows)
             total = losses["total"] / n
             (total if self.scaler is None else self.scaler.scale(total)).backward()
@@ -346,7 +351,7 @@ class TrainingStep:
         configured autocast; a non-finite one stops the run naming it."""
         with self.precision():
             target_out, inputs = capture(self.model, self.targets, x)
-            noise = self.method.draw_noise(self.cfg, self.targets, inputs, target_out, self.generator, rows)
+            noise = self.method.draw_noise(self.cfg, self.targets, inputs, target_out, self.noise_generator, rows)
             losses = self.loss_fn(self.model, x, target_out, inputs, self.cfg, noise, i)
         for name, value in losses.items():
             if not torch.isfinite(value):

@@ -260,9 +260,10 @@ class SPDMethod:
             draw = {}
             for t in targets:
                 lead = inputs[t.name].shape[: -1 if t.kind != "embedding" else None]
-                draw[t.name] = torch.rand((cfg.batch_size, *lead[1:], cfg.C), generator=generator)[rows]
+                shape = (cfg.batch_size, *lead[1:])
+                draw[t.name] = torch.rand((*shape, cfg.C), generator=generator, device=generator.device)[rows]
                 if cfg.delta_component:
-                    draw[DELTA + t.name] = torch.rand((cfg.batch_size, *lead[1:], 1), generator=generator)[rows]
+                    draw[DELTA + t.name] = torch.rand((*shape, 1), generator=generator, device=generator.device)[rows]
             noise.append(draw)
         return noise
 

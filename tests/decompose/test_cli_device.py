@@ -1,0 +1,42 @@
+"""paramlens decompose --device: where the run trains; a device this machine lacks is one line, before any work."""
+
+import pytest
+import torch
+
+from paramlens.decompose import Decomposition
+from paramlens.decompose.cli_run import training_device
+from paramlens.errors import ParamLensError
+
+
+def test_auto_is_the_cpu_without_a_gpu_and_cpu_is_the_cpu():
+    if not torch.cuda.is_available():
+        assert training_device("auto") == torch.device("cpu")
+    assert training_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("name", "says"), [("tpu9", "not a device"), ("meta", "trains on cpu or cuda"),
+                                            ("cuda:99", "CUDA device")])
+def test_a_device_it_cannot_train_on_is_refused(name, says):
+    with pytest.raises(ParamLensError, match=says):
+        training_device(name)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
+def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line_and_writes_nothing(cli, tmp_path):
+    code, out, err = cli("decompose", "tms", "-t", "linear1", "--steps", 2, "--device", "cuda", "--out", tmp_path)
+    assert code != 0 and "torch sees no CUDA device" in err and "Traceback" not in err + out
+    assert not any(tmp_path.iterdir())
+
+
+def test_cpu_named_explicitly_trains_the_same_run_as_auto_on_this_machine(cli, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("auto would take the GPU")
+    args = ("decompose", "tms", "-t", "linear1", "-t", "linear2", "--steps", 5, "--batch-size", 32, "--C", 3)
+    results = []
+    for device in ("cpu", "auto"):
+        code, _, err = cli(*args, "--device", device, "--out", tmp_path / device)
+        assert code == 0, err
+        (folder,) = (tmp_path / device).iterdir()
+        results.append(Decomposition.load(folder))
+    assert results[0].params.keys() == results[1].params.keys()
+    assert all(torch.equal(results[0].params[k], results[1].params[k]) for k in results[0].params)
