@@ -15,7 +15,12 @@ TMS 5-2 schedule (40k-step cosine, checkpoints every ``--every`` steps, scored h
 runs), and ParamLens with ``BAR_SPD``; each is stopped at its step budget and timed to the first evaluation that
 meets the bar.
 
+Language model: on every attention and MLP matrix of the in-project Llama-style LM, tokens/s and the peak memory
+the steps add over the loaded model, ParamLens (eager and compiled) against the plain per-target implementation of
+``spd_baselines.py`` (each target's subcomponents as full rank-one matrices), each in its own process.
+
 Usage: python benchmarks/decompose_speed.py [--steps 200] [--threads 1] [--reference DIR] [--seeds 0 1 2 3 4]
+       [--lm-steps 10] [--lm-C 64]
 """
 
 from __future__ import annotations
@@ -24,20 +29,20 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TMS_5_2_SPD, print_table
+from common import TMS_5_2_SPD, in_fresh_process, print_table
+from spd_baselines import LoopSPD, PlainSPD
 from spd_reference import REFERENCE, Reference, as_paramlens, checkpoint_scores
 
 from paramlens.core.weights import select
 from paramlens.decompose import decompose
-from paramlens.decompose.components import lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
-from paramlens.decompose.forward import capture, run_maps
+from paramlens.decompose.forward import capture
 from paramlens.decompose.spd import SPDConfig, SPDMethod, spd_losses
 from paramlens.models.toy.tms import TMSConfig, train_tms
 
@@ -45,43 +50,30 @@ from paramlens.models.toy.tms import TMSConfig, train_tms
 BAR_SPD = {**TMS_5_2_SPD, "C": 20}
 
 
-class LoopSPD(nn.Module):
-    """SPD with one gate module per subcomponent and rank-one terms summed in Python loops."""
+def make_step(model: nn.Module, targets: list, sample: Callable[[], torch.Tensor],
+              loss_fn: Callable[..., torch.Tensor], params) -> Callable[[], None]:
+    """One Adam step of ``loss_fn(x, target output, target inputs)`` on a batch ``sample()``."""
+    opt = torch.optim.Adam(params, lr=1e-3)
 
-    def __init__(self, targets, C: int):
-        super().__init__()
-        self.targets, self.C = targets, C
-        self.V = nn.ParameterList(nn.Parameter(torch.randn(t.shape[1], C) / t.shape[1] ** 0.5) for t in targets)
-        self.U = nn.ParameterList(nn.Parameter(torch.randn(C, t.shape[0]) / C**0.5) for t in targets)
-        self.gates = nn.ModuleList(
-            nn.ModuleList(nn.Sequential(nn.Linear(1, 16), nn.GELU(), nn.Linear(16, 1)) for _ in range(C)) for _ in targets
-        )
+    def step():
+        x = sample()
+        target_out, inputs = capture(model, targets, x)
+        loss = loss_fn(x, target_out, inputs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
-    def pre(self, k: int, a: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.gates[k][c]((a @ self.V[k][:, c]).unsqueeze(-1)) for c in range(self.C)], dim=-1)
+    return step
 
-    def layer(self, k: int, mask: torch.Tensor):
-        def fn(a: torch.Tensor) -> torch.Tensor:
-            out = 0
-            for c in range(self.C):
-                out = out + (mask[:, c] * (a @ self.V[k][:, c])).unsqueeze(-1) * self.U[k][c]
-            return out
 
-        return fn
+def paramlens_loss(spd: nn.Module, model: nn.Module, cfg: SPDConfig, gen: torch.Generator) -> Callable[..., torch.Tensor]:
+    """ParamLens's SPD total loss on a batch, its noise drawn as the training loop draws it."""
+    def loss(x, target_out, inputs):
+        noise = SPDMethod.draw_noise(cfg.model_copy(update={"batch_size": len(x)}), spd.targets, inputs, target_out,
+                                     gen, slice(None))
+        return spd_losses(spd, model, x, target_out, inputs, cfg, noise)["total"]
 
-    def losses(self, model, x, target_out, inputs, cfg):
-        pre = [self.pre(k, inputs[t.name]) for k, t in enumerate(self.targets)]
-        faith = sum(((t.matrix(model) - (self.V[k] @ self.U[k]).T) ** 2).sum() for k, t in enumerate(self.targets))
-        faith = faith / sum(t.shape[0] * t.shape[1] for t in self.targets)
-        masks = []
-        for p in pre:
-            g = lower_leaky_hard_sigmoid(p)
-            masks.append(g + (1 - g) * torch.rand_like(g))
-        maps = {t: self.layer(k, masks[k]) for k, t in enumerate(self.targets)}
-        stoch = F.mse_loss(run_maps(model, maps, x), target_out)
-        layerwise = sum(F.mse_loss(run_maps(model, {t: maps[t]}, x), target_out) for t in self.targets) / len(self.targets)
-        minimality = sum(upper_leaky_hard_sigmoid(p).sum(-1).mean() for p in pre)
-        return faith + stoch + layerwise + cfg.importance_minimality_coeff * minimality
+    return loss
 
 
 def steps_per_second(step, n: int) -> float:
@@ -153,37 +145,80 @@ def rate_rows(ref: Reference | None, steps: int, threads: int) -> list[dict]:
         p.requires_grad_(False)
     targets = select(model, ["linear1", "linear2"])
     source, gen = model.source(), torch.Generator().manual_seed(0)
-
-    def make_step(loss_fn, params):
-        opt = torch.optim.Adam(params, lr=1e-3)
-
-        def step():
-            x = source.sample(4096, gen)
-            target_out, inputs = capture(model, targets, x)
-            loss = loss_fn(x, target_out, inputs)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        return step
-
+    sample = lambda: source.sample(4096, gen)
     cfg = SPDConfig()
     loop = LoopSPD(targets, cfg.C)
-    rows.append({"implementation": "loop over subcomponents", "steps/s": steps_per_second(
-        make_step(lambda x, o, i: loop.losses(model, x, o, i, cfg), loop.parameters()), steps)})
+    rows.append({"implementation": "loop over subcomponents", "steps/s": steps_per_second(make_step(
+        model, targets, sample, lambda x, o, i: loop.losses(model, x, o, i, cfg.importance_minimality_coeff, "mse"),
+        loop.parameters()), steps)})
     for compiled in (False, True):
         c = cfg.model_copy(update={"compile": compiled})
         spd = SPDMethod.build(model, targets, c)
-
-        def loss(x, o, i, spd=spd, c=c):
-            noise = [{t.name: torch.rand(4096, c.C, generator=gen) for t in targets}]
-            return spd_losses(spd, model, x, o, i, c, noise)["total"]
-
         rows.append({"implementation": "ParamLens, compiled" if compiled else "ParamLens, eager (fused gate kernel when a C compiler is present)",
-                     "steps/s": steps_per_second(make_step(loss, spd.parameters()), steps)})
+                     "steps/s": steps_per_second(make_step(model, targets, sample, paramlens_loss(spd, model, c, gen),
+                                                           spd.parameters()), steps)})
     base = ref_rate or rows[0]["steps/s"]
     for row in rows:
         row["ratio to " + ("reference" if ref_rate else "loop")] = row["steps/s"] / base
+    return rows
+
+
+LM_TARGETS = ["model.layers.*.self_attn.*_proj", "model.layers.*.mlp.*_proj"]
+LM_BATCH, LM_CONTEXT = 8, 64  # windows of tokens per step, as benchmarks/decompose_transformers.py decomposes it
+LM_IMPLEMENTATIONS = {"plain": "plain per-target SPD (full rank-one matrices)", "eager": "ParamLens, eager",
+                      "compiled": "ParamLens, compiled"}
+
+
+def lm_worker(impl: str, folder: str, steps: int, threads: int, C: int, queue) -> None:
+    """In a fresh process: SPD steps/s of implementation ``impl`` on every attention and MLP matrix of the LM in
+    ``folder``, and the peak memory the steps add over the loaded model and data (GiB)."""
+    from paramlens.core.data import TokenRows
+    from paramlens.core.resolve import resolve
+    from paramlens.core.text import TextOptions, lm_windows
+
+    torch.set_num_threads(threads)
+    loaded = resolve(folder, seed=0)
+    model = loaded.runnable("decompose")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    data = TokenRows(lm_windows(loaded, TextOptions(corpus="fortunes", tokens=16384, context=LM_CONTEXT)))
+    targets, gen = select(model, LM_TARGETS), torch.Generator().manual_seed(0)
+    sample = lambda: data.sample(LM_BATCH, gen)
+    Path("/proc/self/clear_refs").write_text("5")  # the peak resident size starts again from here (Linux)
+    before = status_kib("VmRSS")
+    if impl == "plain":
+        plain = PlainSPD(targets, C)
+        loss, params = (lambda x, o, i: plain.losses(model, x, o, i, 1e-3, "kl")), plain.parameters()
+    else:
+        cfg = SPDConfig(C=C, output_loss="kl", compile=impl == "compiled")
+        spd = SPDMethod.build(model, targets, cfg)
+        loss, params = paramlens_loss(spd, model, cfg, gen), spd.parameters()
+    rate = steps_per_second(make_step(model, targets, sample, loss, params), steps)
+    queue.put({"steps/s": rate, "peak": (status_kib("VmHWM") - before) / 2**20})
+
+
+def status_kib(field: str) -> int:
+    """A memory field of ``/proc/self/status`` (``VmRSS``: resident now, ``VmHWM``: its peak), KiB."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def lm_rows(steps: int, threads: int, C: int) -> list[dict]:
+    """Tokens/s and peak memory of the plain per-target implementation and ParamLens (eager, compiled), each in its
+    own process, on the in-project Llama-style LM (trained here first, ~3 minutes)."""
+    from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "tiny-lm"
+        train_tiny_lm(TinyLMConfig(mlp="swiglu", bos=True), folder, progress=False)
+        for impl, name in LM_IMPLEMENTATIONS.items():
+            out = in_fresh_process(lm_worker, impl, str(folder), steps, threads, C)
+            rows.append({"implementation": name, "tokens/s": out["steps/s"] * LM_BATCH * LM_CONTEXT,
+                         "peak memory over the model, GiB": out["peak"]})
+            print(f"  {rows[-1]}", flush=True)
+    for row in rows:
+        row["ratio to plain"] = row["tokens/s"] / rows[0]["tokens/s"]
     return rows
 
 
@@ -196,6 +231,8 @@ def main() -> None:
     parser.add_argument("--bar-steps", type=int, default=BAR_SPD["steps"], help="ParamLens's step budget to the bar")
     parser.add_argument("--ref-bar-steps", type=int, default=12_000, help="the reference's step budget to the bar")
     parser.add_argument("--every", type=int, default=250, help="steps between evaluations / reference checkpoints")
+    parser.add_argument("--lm-steps", type=int, default=10, help="steps timed per implementation on the LM (0: none)")
+    parser.add_argument("--lm-C", type=int, default=64, help="subcomponents per matrix of the LM")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ref = Reference(args.reference, args.threads) if (args.reference / "setup.sh").is_file() else None
@@ -203,6 +240,10 @@ def main() -> None:
         print(f"no reference at {args.reference}: its columns are skipped; targets are trained by ParamLens")
     print_table(f"SPD steps per second, TMS 5-2, batch 4096, C = 20, {args.threads} thread(s), same target",
                 rate_rows(ref, args.steps, args.threads))
+    if args.lm_steps:
+        print_table(f"SPD on every attention and MLP matrix of the in-project LM (14 matrices, C = {args.lm_C}, "
+                    f"{LM_BATCH} x {LM_CONTEXT} tokens a step, {args.threads} thread(s))",
+                    lm_rows(args.lm_steps, args.threads, args.lm_C))
     if not args.seeds:
         return
     settings = {**BAR_SPD, "steps": args.bar_steps}
