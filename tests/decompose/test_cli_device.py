@@ -40,3 +40,25 @@ def test_cpu_named_explicitly_trains_the_same_run_as_auto_on_this_machine(cli, t
         results.append(Decomposition.load(folder))
     assert results[0].params.keys() == results[1].params.keys()
     assert all(torch.equal(results[0].params[k], results[1].params[k]) for k in results[0].params)
+
+
+def test_the_memory_estimate_counts_only_the_passes_and_units_the_settings_use(lm_folder):
+    from paramlens.core.data import TokenRows
+    from paramlens.core.resolve import resolve
+    from paramlens.core.text import TextOptions, lm_windows
+    from paramlens.core.weights import select
+    from paramlens.decompose.cli_run import step_bytes
+    from paramlens.decompose.spd import SPDConfig
+
+    loaded = resolve(str(lm_folder), seed=0)
+    model = loaded.runnable("decompose")
+    data = TokenRows(lm_windows(loaded, TextOptions(corpus="fortunes", tokens=512, context=16)))
+    targets = select(model, ["model.layers.*.mlp.*_proj"])
+    paper = step_bytes(model, data, targets, SPDConfig(C=8, batch_size=4))
+    no_layerwise = step_bytes(model, data, targets, SPDConfig(C=8, batch_size=4, layerwise_recon_coeff=0))
+    per_target = step_bytes(model, data, targets, SPDConfig(C=8, batch_size=4, ci_fn="mlp_per_target",
+                                                            ci_fn_hidden=8))
+    vocab, d = model.get_input_embeddings().weight.shape
+    tokens = 4 * 16
+    assert paper - no_layerwise == tokens * 4 * len(targets) * (3 * vocab + 20 * d * 2)  # one pass per target
+    assert per_target < paper  # 8 hidden units per target and token, not 16 per subcomponent

@@ -136,25 +136,27 @@ def training_device(name: str) -> torch.device:
     return torch.device("cuda", index)
 
 
-def _estimate(model: Any, data: Any, targets: list, cfg: Any, device: torch.device) -> None:
-    """Refuse before allocating when one step cannot fit in memory: the decomposition's parameters with their
+def step_bytes(model: Any, data: Any, targets: list, cfg: Any) -> float:
+    """The estimated peak memory of one training step: the decomposition's parameters with their
     gradients and Adam states, and one target's components as ``(C, d_out, d_in)`` matrices; per input token,
     every target's ``C`` component activations and importance-function hidden units (with their gradients); and on
     a language model the activations of every forward pass of a step (the target pass, the masked passes, one
-    layerwise pass per target), each about ``3 V + 20 d L`` floats a token (logits, their softmax, and the blocks'
-    saved activations)."""
-    gate = getattr(cfg, "gate_hidden", 0)
+    layerwise pass per target when that loss is on), each about ``3 V + 20 d L`` floats a token (logits, their
+    softmax, and the blocks' saved activations)."""
+    per_subcomponent = getattr(cfg, "ci_fn", "mlp_per_subcomponent") == "mlp_per_subcomponent"
+    gate = getattr(cfg, "gate_hidden", 0) if per_subcomponent else 0
+    hidden = 0 if per_subcomponent else cfg.ci_fn_hidden  # one importance network's units per target and token
     params = 16 * cfg.C * sum(t.shape[0] + t.shape[1] + 3 * gate for t in targets)
     params += 8 * cfg.C * max(t.shape[0] * t.shape[1] for t in targets)  # evaluation reads each component's matrix
     micro = cfg.batch_size // cfg.grad_accum_steps  # inputs held at once
     tokens = micro * (data.windows.shape[1] if isinstance(data, TokenRows) else 1)
-    per_token = 8 * len(targets) * cfg.C * (gate + 8)
+    per_token = 8 * len(targets) * (cfg.C * (gate + 8) + 4 * hidden)
     if isinstance(data, TokenRows):
         vocab, d = model.get_input_embeddings().weight.shape
-        passes = 2 + getattr(cfg, "n_mask_samples", 1) + len(targets)
+        layerwise = len(targets) if getattr(cfg, "layerwise_recon_coeff", 0) else 0
+        passes = 2 + getattr(cfg, "n_mask_samples", 1) + layerwise
         per_token += 4 * passes * (3 * vocab + 20 * d * len(blocks_of(model)))
-    check_fits(params + tokens * per_token, f"decompose with C={cfg.C}, batch_size={cfg.batch_size}",
-               "lower --C or --batch-size", device=device)
+    return params + tokens * per_token
 
 
 def _check_settings(method: str, given: dict) -> None:
@@ -200,7 +202,8 @@ def _run(req: Request, rank: int, device: torch.device, *, out_dir: Path, resume
     model, data, truth, defaults = _model_and_data(req, trust_code)
     cfg = (resume_config(resume, METHODS[req.method].config, given, override) if resume is not None
            else _config(req.method, model, req.targets, given, defaults))
-    _estimate(model, data, select(model, req.targets), cfg, device)
+    check_fits(step_bytes(model, data, select(model, req.targets), cfg),
+               f"decompose with C={cfg.C}, batch_size={cfg.batch_size}", "lower --C or --batch-size", device=device)
     model.to(device)
     folder = resume if resume is not None else (new_run_dir(out_dir, req.method) if rank == 0 else None)
 
