@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -31,6 +32,18 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
     Console(width=200).print(table)
+
+
+def status_kib(field: str) -> int:
+    """A memory field of ``/proc/self/status`` (Linux; ``VmRSS``: resident now, ``VmHWM``: its peak), KiB."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def restart_peak() -> int:
+    """Start the peak resident size (``VmHWM``) again from the resident size now, which it returns (KiB)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return status_kib("VmRSS")
 
 
 def in_fresh_process(worker: Callable[..., None], *args: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TMS_5_2_SPD, in_fresh_process, print_table
+from common import TMS_5_2_SPD, in_fresh_process, print_table, restart_peak, status_kib
 from spd_baselines import LoopSPD, PlainSPD
 from spd_reference import REFERENCE, Reference, as_paramlens, checkpoint_scores
 
@@ -184,8 +184,7 @@ def lm_worker(impl: str, folder: str, steps: int, threads: int, C: int, queue) -
     data = TokenRows(lm_windows(loaded, TextOptions(corpus="fortunes", tokens=16384, context=LM_CONTEXT)))
     targets, gen = select(model, LM_TARGETS), torch.Generator().manual_seed(0)
     sample = lambda: data.sample(LM_BATCH, gen)
-    Path("/proc/self/clear_refs").write_text("5")  # the peak resident size starts again from here (Linux)
-    before = status_kib("VmRSS")
+    before = restart_peak()
     if impl == "plain":
         plain = PlainSPD(targets, C)
         loss, params = (lambda x, o, i: plain.losses(model, x, o, i, 1e-3, "kl")), plain.parameters()
@@ -196,11 +195,6 @@ def lm_worker(impl: str, folder: str, steps: int, threads: int, C: int, queue) -
     rate = steps_per_second(make_step(model, targets, sample, loss, params), steps)
     queue.put({"steps/s": rate, "peak": (status_kib("VmHWM") - before) / 2**20})
 
-
-def status_kib(field: str) -> int:
-    """A memory field of ``/proc/self/status`` (``VmRSS``: resident now, ``VmHWM``: its peak), KiB."""
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1])
 
 
 def lm_rows(steps: int, threads: int, C: int) -> list[dict]:

@@ -8,18 +8,17 @@
 3. The compiled RASP-style programs (reverse, histogram, sort, frac_prevs): every non-zero attention and MLP
    matrix decomposed; the same per-mechanism table (mechanisms needed at the same positions are told apart by
    the weights they own; "spared" is the accuracy of the outputs that do not need the ablated mechanism).
-4. Language models (``--lm``): the in-project Llama-style LM (every q, k, v, o, gate, up, down matrix) and one
-   block of SmolLM2-135M (``--smollm2``): CE / KL unrecovered, L0 per layer, alive, wall time, peak memory,
+4. Language models: the in-project Llama-style LM (``--lm``: every q, k, v, o, gate, up, down matrix) and one
+   block of SmolLM2-135M (``--smollm2``: its seven matrices; the model runs whole): CE / KL unrecovered, L0 per layer, alive, wall time, peak memory,
    next to the same decomposition at its random initialisation.
 
 Usage: python benchmarks/decompose_transformers.py [--steps 2000] [--option-steps 1000] [--program-steps 2000]
-       [--lm] [--lm-steps 3000] [--smollm2] [--threads 1]
+       [--lm] [--lm-steps 3000] [--lm-set KEY=VALUE ...] [--smollm2] [--smollm2-steps 500] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_table
+from common import print_table, restart_peak, status_kib
 
 from paramlens.core.weights import select
 from paramlens.decompose import decompose
@@ -125,7 +124,8 @@ def program_section(args: argparse.Namespace) -> None:
     print_table(f"compiled programs, SPD C = 16 on every non-zero block matrix, {args.program_steps} steps", rows)
 
 
-def lm_row(label: str, r: Any, seconds: float) -> dict[str, Any]:
+def lm_row(label: str, r: Any, seconds: float, before: int) -> dict[str, Any]:
+    """The table row of decomposition ``r``; ``before``: the resident KiB when it started (:func:`restart_peak`)."""
     layers = sorted({k.split("/", 1)[1].split(".")[2] for k in r.metrics if k.startswith("ci_l0/model.layers.")})
     l0 = {layer: sum(v for k, v in r.metrics.items() if k.startswith(f"ci_l0/model.layers.{layer}.")) for layer in layers}
     return {"model": Path(label).name, "CE unrecovered %": r.metrics["ce_unrecovered_pct"],
@@ -133,7 +133,7 @@ def lm_row(label: str, r: Any, seconds: float) -> dict[str, Any]:
             "random init KL unrec. %": r.chance["kl_unrecovered_pct"],
             "L0 / token per layer": " ".join(f"{v:.0f}" for v in l0.values()),
             "alive": int(sum(v for k, v in r.metrics.items() if k.startswith("alive/"))),
-            "s": seconds, "peak RSS GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "s": seconds, "peak memory over the model, GiB": (status_kib("VmHWM") - before) / 2**20}
 
 
 def lm_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,19 +153,23 @@ def lm_section(args: argparse.Namespace) -> None:
     from paramlens.core.text import TextOptions, lm_windows
     from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm
 
-    folder = Path(tempfile.mkdtemp()) / "tiny-lm"
-    train_tiny_lm(TinyLMConfig(mlp="swiglu", bos=True), folder, progress=False)  # a Llama-style LM, ~3 min
-    runs = [(str(folder), ["model.layers.*.self_attn.*_proj", "model.layers.*.mlp.*_proj"], args.lm_steps)]
+    runs = []
+    if args.lm:
+        folder = Path(tempfile.mkdtemp()) / "tiny-lm"
+        train_tiny_lm(TinyLMConfig(mlp="swiglu", bos=True), folder, progress=False)  # a Llama-style LM, ~3 min
+        runs.append((str(folder), ["model.layers.*.self_attn.*_proj", "model.layers.*.mlp.*_proj"], args.lm_steps))
     if args.smollm2:
-        runs.append(("smollm2", ["model.layers.3.self_attn.*_proj", "model.layers.3.mlp.*_proj"], args.lm_steps))
+        runs.append(("smollm2", [f"model.layers.{args.smollm2_block}.{part}" for part in ("self_attn.*_proj",
+                                                                                       "mlp.*_proj")],
+                     args.smollm2_steps))
     rows = []
     for spec, patterns, steps in runs:
         loaded = resolve(spec, seed=0)
         model = loaded.runnable("decompose")
         data = TokenRows(lm_windows(loaded, TextOptions(corpus="fortunes", tokens=65536, context=64)))
-        start = time.perf_counter()
+        before, start = restart_peak(), time.perf_counter()
         r = decompose(model, data, patterns, steps=steps, progress=True, **lm_settings(args))
-        rows.append(lm_row(spec, r, time.perf_counter() - start))
+        rows.append(lm_row(spec, r, time.perf_counter() - start, before))
     print_table("language models, SPD on every attention and MLP matrix", rows)
 
 
@@ -179,7 +183,9 @@ def main() -> None:
     parser.add_argument("--lm-C", type=int, default=64)
     parser.add_argument("--lm-set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other SPD setting for the language models; repeat")
-    parser.add_argument("--smollm2", action="store_true", help="also one block of SmolLM2-135M (with --lm)")
+    parser.add_argument("--smollm2", action="store_true", help="also one block of SmolLM2-135M")
+    parser.add_argument("--smollm2-steps", type=int, default=500)
+    parser.add_argument("--smollm2-block", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip", nargs="*", default=[], choices=["induction", "programs"])
     args = parser.parse_args()
@@ -188,7 +194,7 @@ def main() -> None:
         induction_section(args)
     if "programs" not in args.skip:
         program_section(args)
-    if args.lm:
+    if args.lm or args.smollm2:
         lm_section(args)
 
 
