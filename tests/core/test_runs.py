@@ -491,3 +491,15 @@ def test_descend_steps_down_a_finite_loss_and_refuses_any_other():
     with pytest.raises(ParamLensError, match="^loss nan at step 3$"):
         descend(opt, (w * float("nan")).sum(), lambda value: f"loss {value} at step 3")
     assert torch.equal(w.detach(), torch.zeros(2))  # nothing moved
+
+
+def test_a_loop_logging_to_a_file_writes_plain_progress_lines_at_most_once_a_period(monkeypatch, capsys):
+    from paramlens.core import runs
+
+    for period, shown in ((0.0, ["5/15", "10/15", "15/15"]), (3600.0, ["5/15", "15/15"])):  # first and last
+        step, stateful, _ = scaled_run()
+        monkeypatch.setattr(runs, "LINE_EVERY_S", period)
+        fit_loop(15, step, stateful, log_every=5, progress=True, description="fit")
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]  # captured: not a terminal
+        assert [ln.split()[:2] for ln in lines] == [["fit", "step"]] * len(shown)
+        assert [ln.split()[2] for ln in lines] == shown and all("loss=" in ln for ln in lines)

@@ -15,9 +15,11 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -556,6 +558,9 @@ def fit_loop(
     return history
 
 
+LINE_EVERY_S = 60.0  # seconds between progress lines when stderr is not a terminal
+
+
 def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]], history: list[dict[str, float]],
                save: Callable[[int], None], where: str, *, checkpoint_every: int, log_every: int, description: str,
                progress: bool, should_stop: Callable[[], bool]) -> None:
@@ -574,8 +579,11 @@ def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]]
     previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     started = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
+    err = Console(stderr=True)
+    lines = progress and not err.is_terminal  # a log file gets a plain line now and then instead of a bar
+    last_line = -math.inf
     try:
-        with Progress(*columns, disable=not progress, transient=True, console=Console(stderr=True)) as bar:
+        with Progress(*columns, disable=not progress, transient=True, console=err) as bar:
             task = bar.add_task(description, total=n_steps, completed=start)
             for i in range(start, n_steps):
                 metrics = step(i)
@@ -585,6 +593,10 @@ def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]]
                     history.append({"step": i + 1, "seconds": elapsed, **{k: float(v) for k, v in metrics.items()}})
                     shown = " ".join(f"{k}={v:.3g}" for k, v in metrics.items())
                     bar.update(task, description=f"{description} {shown}")
+                    if lines and (elapsed - last_line >= LINE_EVERY_S or i + 1 == n_steps):
+                        print(f"{description} step {i + 1}/{n_steps} {elapsed:.0f}s {shown}", file=sys.stderr,
+                              flush=True)
+                        last_line = elapsed
                 bar.advance(task)
                 if (i + 1) % checkpoint_every == 0 or interrupted or i + 1 == n_steps or stop:
                     save(i + 1)
