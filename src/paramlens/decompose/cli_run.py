@@ -141,7 +141,7 @@ def step_bytes(model: Any, data: Any, targets: list, cfg: Any) -> float:
     gradients and Adam states, and one target's components as ``(C, d_out, d_in)`` matrices; per input token,
     every target's ``C`` component activations and importance-function hidden units (with their gradients); and on
     a language model the activations of every forward pass of a step (the target pass, the masked passes, one
-    layerwise pass per target when that loss is on), each about ``3 V + 20 d L`` floats a token (logits, their
+    layerwise pass per target when that loss is on, two for adversarial masks), each about ``3 V + 20 d L`` floats a token (logits, their
     softmax, and the blocks' saved activations)."""
     per_subcomponent = getattr(cfg, "ci_fn", "mlp_per_subcomponent") == "mlp_per_subcomponent"
     gate = getattr(cfg, "gate_hidden", 0) if per_subcomponent else 0
@@ -154,7 +154,8 @@ def step_bytes(model: Any, data: Any, targets: list, cfg: Any) -> float:
     if isinstance(data, TokenRows):
         vocab, d = model.get_input_embeddings().weight.shape
         layerwise = len(targets) if getattr(cfg, "layerwise_recon_coeff", 0) else 0
-        passes = 2 + getattr(cfg, "n_mask_samples", 1) + layerwise
+        adversarial = 2 if getattr(cfg, "adversarial_recon_coeff", 0) else 0  # the search's pass and the loss's
+        passes = 2 + getattr(cfg, "n_mask_samples", 1) + layerwise + adversarial
         per_token += 4 * passes * (3 * vocab + 20 * d * len(blocks_of(model)))
     return params + tokens * per_token
 
