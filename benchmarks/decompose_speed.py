@@ -157,10 +157,22 @@ def rate_rows(ref: Reference | None, steps: int, threads: int) -> list[dict]:
         rows.append({"implementation": "ParamLens, compiled" if compiled else "ParamLens, eager (fused gate kernel when a C compiler is present)",
                      "steps/s": steps_per_second(make_step(model, targets, sample, paramlens_loss(spd, model, c, gen),
                                                            spd.parameters()), steps)})
+    rows.append({"implementation": "ParamLens decompose() (its own loop, W tied as the reference's)",
+                 "steps/s": loop_rate(model, steps)})
     base = ref_rate or rows[0]["steps/s"]
     for row in rows:
         row["ratio to " + ("reference" if ref_rate else "loop")] = row["steps/s"] / base
     return rows
+
+
+def loop_rate(model: nn.Module, steps: int) -> float:
+    """Steps/s of :func:`paramlens.decompose.decompose` itself (compiled, linear2 tied to linear1 as the reference
+    decomposes it) between its steps 100 and ``steps + 100``, read from its log, as the reference times its loop."""
+    r = decompose(model, model.source(), ["linear1", "linear2"], C=20, steps=steps + 100, compile=True,
+                  tied={"linear2": "linear1"}, log_every=100, progress=False)
+    first = next(h for h in r.history if h["step"] == 100)
+    last = r.history[-1]
+    return (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
 
 
 LM_TARGETS = ["model.layers.*.self_attn.*_proj", "model.layers.*.mlp.*_proj"]
@@ -218,7 +230,7 @@ def lm_rows(steps: int, threads: int, C: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="steps timed per implementation")
+    parser.add_argument("--steps", type=int, default=200, help="steps timed per implementation (a multiple of 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, every implementation")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="the reference SPD folder (with setup.sh)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4], help="targets of the bar race (none: no race)")
