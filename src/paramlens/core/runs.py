@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import fcntl
 import json
-import math
 import os
 import secrets
 import signal
@@ -558,7 +557,7 @@ def fit_loop(
     return history
 
 
-LINE_EVERY_S = 60.0  # seconds between progress lines when stderr is not a terminal
+LINE_EVERY_S = 60.0  # seconds between progress lines when stderr is not a terminal (a shorter loop prints none)
 
 
 def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]], history: list[dict[str, float]],
@@ -581,7 +580,8 @@ def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]]
     started = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     err = Console(stderr=True)
     lines = progress and not err.is_terminal  # a log file gets a plain line now and then instead of a bar
-    last_line = -math.inf
+    last_line = time.perf_counter() - started  # the first line comes after a period, the last only after a first
+    printed = False
     try:
         with Progress(*columns, disable=not progress, transient=True, console=err) as bar:
             task = bar.add_task(description, total=n_steps, completed=start)
@@ -593,10 +593,10 @@ def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]]
                     history.append({"step": i + 1, "seconds": elapsed, **{k: float(v) for k, v in metrics.items()}})
                     shown = " ".join(f"{k}={v:.3g}" for k, v in metrics.items())
                     bar.update(task, description=f"{description} {shown}")
-                    if lines and (elapsed - last_line >= LINE_EVERY_S or i + 1 == n_steps):
+                    if lines and (elapsed - last_line >= LINE_EVERY_S or (printed and i + 1 == n_steps)):
                         print(f"{description} step {i + 1}/{n_steps} {elapsed:.0f}s {shown}", file=sys.stderr,
                               flush=True)
-                        last_line = elapsed
+                        last_line, printed = elapsed, True
                 bar.advance(task)
                 if (i + 1) % checkpoint_every == 0 or interrupted or i + 1 == n_steps or stop:
                     save(i + 1)
