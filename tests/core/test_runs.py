@@ -451,6 +451,20 @@ def test_a_loop_that_stops_early_logs_and_checkpoints_its_last_step_and_resumes_
     assert not calls and again == history
 
 
+def test_a_loop_stops_after_the_first_log_entry_stop_when_accepts_and_resumes_to_it(tmp_path):
+    step, stateful, _ = scaled_run()
+    asked = []
+    stop_when = lambda entry: asked.append(entry["step"]) or entry["step"] >= 12  # entries at 5, 10, 15
+    history = fit_loop(100, step, stateful, folder=tmp_path, checkpoint_every=50, log_every=5, progress=False,
+                       stop_when=stop_when)
+    assert asked == [5, 10, 15] and [h["step"] for h in history] == [5, 10, 15]
+    assert len(stateful["state"].losses) == 15 and torch.load(tmp_path / CHECKPOINT, weights_only=True)["step"] == 15
+    calls = []
+    again = fit_loop(100, lambda i: calls.append(i) or {}, scaled_run()[1], folder=tmp_path, resume=True,
+                     progress=False, stop_when=stop_when)  # its last saved entry is asked first: no step is taken
+    assert not calls and again == history
+
+
 def test_loop_state_resumes_to_the_uninterrupted_run(tmp_path):
     step, reference, stop = scaled_run()
     ref_history = fit_loop(100, step, reference, log_every=5, progress=False, should_stop=stop)

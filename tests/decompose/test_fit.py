@@ -46,6 +46,20 @@ def test_result_round_trips_through_the_run_folder(tms, tmp_path):
     assert "mmcs" in back.summary() and back.figures(tmp_path)
 
 
+def test_a_decomposition_stops_at_the_first_evaluation_stop_when_accepts(tms, tmp_path):
+    seen = []
+
+    def recovered(entry):  # an evaluation entry carries the ground-truth scores
+        seen.append(entry["step"])
+        return "mmcs/linear1" in entry and entry["step"] >= 20
+
+    r = decompose(tms, tms.source(), ["linear1", "linear2"], steps=100, batch_size=128, eval_every=10, log_every=5,
+                  ground_truth=tms.ground_truth(), folder=tmp_path, stop_when=recovered, progress=False)
+    assert seen == [5, 10, 15, 20] and r.history[-1]["step"] == 20 and "mmcs/linear1" in r.history[-1]
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["step"] == 20
+    assert Decomposition.load(tmp_path).history == r.history
+
+
 def test_interrupted_decomposition_resumes_to_the_same_result(tms, tmp_path, monkeypatch):
     settings = dict(steps=60, batch_size=128, ground_truth=tms.ground_truth(), progress=False, checkpoint_every=10)
     reference = decompose(tms, tms.source(), ["linear1", "linear2"], **settings)

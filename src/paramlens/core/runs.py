@@ -512,6 +512,7 @@ def fit_loop(
     write: bool = True,
     on_start: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    stop_when: Callable[[dict[str, float]], bool] | None = None,
 ) -> list[dict[str, float]]:
     """Run ``step(i)`` for ``i`` in ``range(n_steps)`` with a progress bar, checkpoints and resume.
 
@@ -533,6 +534,8 @@ def fit_loop(
             be valid for it.
         should_stop: asked before the first step and after each; True ends the run there, its last step logged and
             checkpointed (a resumed run that had stopped takes no step). It must read only state in ``stateful``.
+        stop_when: asked of each log entry (a resumed run: of its last saved one first); True ends the run after
+            that step, as ``should_stop`` does.
 
     Returns:
         The metric log: one dict (with ``"step"`` and ``"seconds"`` of wall time since the start, resumed
@@ -553,7 +556,8 @@ def fit_loop(
         if on_start is not None:
             on_start()
         _run_steps(n_steps, start, step, history, save, where, checkpoint_every=checkpoint_every, log_every=log_every,
-                   description=description, progress=progress, should_stop=should_stop or (lambda: False))
+                   description=description, progress=progress, should_stop=should_stop or (lambda: False),
+                   stop_when=stop_when or (lambda entry: False))
     return history
 
 
@@ -562,10 +566,11 @@ LINE_EVERY_S = 60.0  # seconds between progress lines when stderr is not a termi
 
 def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]], history: list[dict[str, float]],
                save: Callable[[int], None], where: str, *, checkpoint_every: int, log_every: int, description: str,
-               progress: bool, should_stop: Callable[[], bool]) -> None:
+               progress: bool, should_stop: Callable[[], bool],
+               stop_when: Callable[[dict[str, float]], bool]) -> None:
     """The loop of :func:`fit_loop` from step ``start``: appends to ``history``, calls ``save(steps done)`` at each
     checkpoint, on Ctrl-C (``where`` tells the user what was kept) and when ``should_stop()`` ends the run."""
-    if should_stop():
+    if should_stop() or (history and stop_when(history[-1])):
         return
     interrupted = []
 
@@ -597,6 +602,7 @@ def _run_steps(n_steps: int, start: int, step: Callable[[int], dict[str, float]]
                         print(f"{description} step {i + 1}/{n_steps} {elapsed:.0f}s {shown}", file=sys.stderr,
                               flush=True)
                         last_line, printed = elapsed, True
+                    stop = stop or stop_when(history[-1])
                 bar.advance(task)
                 if (i + 1) % checkpoint_every == 0 or interrupted or i + 1 == n_steps or stop:
                     save(i + 1)

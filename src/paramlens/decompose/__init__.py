@@ -39,6 +39,7 @@ def decompose(
     log_every: int = 100,
     checkpoint_every: int = 1000,
     on_start: Callable[[], None] | None = None,
+    stop_when: Callable[[dict[str, float]], bool] | None = None,
     **settings: Any,
 ) -> Decomposition:
     """Decompose the weight matrices of ``model`` selected by ``targets`` (glob patterns).
@@ -56,6 +57,10 @@ def decompose(
         log_every, checkpoint_every: steps between loss log entries and between checkpoints.
         on_start: called once the run is ready to step (after ``config.json`` is written; a resumed run: after its
             checkpoint was read and found to fit).
+        stop_when: asked of each log entry (the losses, and on evaluation steps the scores, e.g. ``mmcs/linear1``);
+            True ends the run after that step, checkpointed and saved as a finished one (e.g. once the ground truth
+            is recovered). The learning-rate schedule stays the one of ``steps``; under torchrun every process must
+            answer alike (the scores are computed in each).
     """
     if method not in METHODS:
         raise ParamLensError(f"unknown decomposition method '{method}'; choose one of {', '.join(METHODS)}")
@@ -66,7 +71,7 @@ def decompose(
         config = config.model_copy(update=settings)
     return fit(impl, model, data, targets, config, ground_truth=ground_truth, folder=folder, resume=resume,
                progress=progress, eval_every=eval_every, log_every=log_every, checkpoint_every=checkpoint_every,
-               on_start=on_start)
+               on_start=on_start, stop_when=stop_when)
 
 
 __all__ = ["METHODS", "APDConfig", "APDMethod", "Decomposition", "MechanismScores", "Method", "SPDConfig", "SPDMethod",

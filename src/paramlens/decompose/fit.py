@@ -158,6 +158,7 @@ def fit(
     eval_size: int | None = None,
     checkpoint_every: int = 1000,
     on_start: Callable[[], None] | None = None,
+    stop_when: Callable[[dict[str, float]], bool] | None = None,
 ) -> Decomposition:
     """Decompose ``model``'s targets with ``method``; see :func:`paramlens.decompose.decompose`."""
     targets = check_targets(model, patterns)
@@ -184,7 +185,7 @@ def fit(
         history = fit_loop(cfg.steps, step, step.stateful(), folder=folder, resume=resume,
                            checkpoint_every=checkpoint_every, write=rank == 0, log_every=log_every,
                            description=method.name, progress=progress and rank == 0,
-                           on_start=started if folder is not None and rank == 0 else None)
+                           on_start=started if folder is not None and rank == 0 else None, stop_when=stop_when)
         dec = step.plain()
         final, chance = final_evaluations(step, dec, initial)
     result = Decomposition.from_fit(method.name, cfg, targets, dec, history, final, chance)
