@@ -54,16 +54,18 @@ def as_paramlens(target: Path) -> TMS:
     return model
 
 
-def checkpoint_scores(folder: Path, W: torch.Tensor) -> list[tuple[int, float, float]]:
-    """``[(step, MMCS, ML2R)]`` of the reference's ``model_<step>.pth`` checkpoints on ``W`` ``(d_hidden, n_features)``
-    (linear1; its components ``A`` ``(n_features, C)``, ``B`` ``(C, d_hidden)``), against the true features
-    ``W e_i``, as ParamLens scores its own runs."""
+def checkpoint_scores(folder: Path, model: TMS) -> list[tuple[int, float, float]]:
+    """``[(step, MMCS, ML2R)]`` of the reference's ``model_<step>.pth`` checkpoints on ``model``'s ``W``
+    ``(d_hidden, n_features)`` (linear1; its components ``A`` ``(n_features, C)``, ``B`` ``(C, d_hidden)``), against
+    the features the model represents, ``W e_i`` (its ground truth), as ParamLens scores its own runs."""
+    live = model.represented()
+    W = model.linear1.weight.detach()
     scores = []
     for path in sorted(Path(folder).glob("model_*.pth"), key=lambda p: int(p.stem.split("_")[1])):
         state = torch.load(path, weights_only=True)
         A = next(v for k, v in state.items() if k.endswith("linear1.A"))
         B = next(v for k, v in state.items() if k.endswith("linear1.B"))
-        outputs = A.unsqueeze(-1) * B.unsqueeze(0)  # (n_features, C, d_hidden): what c writes for e_i
-        mmcs, ml2r, _ = mmcs_ml2r(outputs, W.T)
+        outputs = A[live].unsqueeze(-1) * B.unsqueeze(0)  # (n_live, C, d_hidden): what c writes for e_i
+        mmcs, ml2r, _ = mmcs_ml2r(outputs, W.T[live])
         scores.append((int(path.stem.split("_")[1]), mmcs, ml2r))
     return scores

@@ -70,8 +70,7 @@ def tms_section(folder: Path, t: Trained) -> tuple[Section, dict[str, Any]]:
     represented = int(model.represented().sum())
     section = Section(
         title=f"TMS {cfg.n_features}-{cfg.n_hidden}" + (" + identity" if cfg.hidden_identity else ""),
-        text=f"Ground truth: {gt.description}. {represented} of {cfg.n_features} features are represented "
-        f"(column norm > 0.5).",
+        text=f"Ground truth: {gt.description} (represented: its own output is positive with it alone at 1).",
         figures=figs,
     )
     row = {"model": section.title, "parameters": sum(p.numel() for p in model.parameters()), "loss": loss,

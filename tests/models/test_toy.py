@@ -21,6 +21,20 @@ def test_tms_5_2_default_seed_represents_all_features():
     assert torch.equal(model.linear2.weight, model.linear1.weight.T)  # trained tied, stored untied
 
 
+def test_a_feature_left_out_of_w_is_no_mechanism_of_the_ground_truth():
+    model, _ = train_tms(TMSConfig(), progress=False)
+    with torch.no_grad():  # as some trainers leave a feature: a tiny column that the negative bias keeps off
+        model.linear1.weight[:, 2] *= 0.01
+        model.linear2.bias[2] = -0.1
+        model.tie()
+    assert model.represented().tolist() == [True, True, False, True, True]
+    gt = model.ground_truth()
+    assert gt.matrices["linear1"].shape == (4, 2, 5) and gt.input_directions["linear1"][:, 2].abs().sum() == 0
+    W = model.linear1.weight.detach()
+    assert torch.allclose(gt.matrices["linear1"].sum(0), W - torch.outer(W[:, 2], torch.eye(5)[2]), atol=1e-7)
+    assert gt.description.startswith("4 of 5 features represented")
+
+
 def test_tms_ground_truth_sums_to_the_weights_and_holds_the_identity():
     model, _ = train_tms(TMSConfig(n_features=6, n_hidden=3, hidden_identity=True, n_steps=200), progress=False)
     gt = model.ground_truth()

@@ -64,25 +64,31 @@ class TMS(nn.Module):
         return SparseFeatures(self.cfg.n_features, self.cfg.feature_prob)
 
     def ground_truth(self) -> GroundTruth:
-        """Feature ``i`` is the rank-one piece ``W[:, i] e_i^T`` of ``linear1`` (transposed in ``linear2``);
-        the hidden identity is one mechanism of rank ``n_hidden``."""
+        """Each feature the model represents (:meth:`represented`) is the rank-one piece ``W[:, i] e_i^T`` of
+        ``linear1`` (transposed in ``linear2``); a feature left out of ``W`` (column near zero, as some trainers leave
+        one) is computed by no weights and so is no mechanism. The hidden identity is one mechanism of rank
+        ``n_hidden``."""
         W = self.linear1.weight.detach()
         n_h, n_f = W.shape
-        eye = torch.eye(n_f)
-        cols = torch.einsum("hf,fg->fhg", W, eye)  # (n_f, n_h, n_f): W[:, f] e_f^T
+        live = self.represented()
+        eye = torch.eye(n_f)[live]
+        cols = torch.einsum("hf,gf->ghf", W, eye)  # (n_live, n_h, n_f): W[:, f] e_f^T
         gt = GroundTruth(
             matrices={"linear1": cols, "linear2": cols.transpose(1, 2).contiguous()},
-            input_directions={"linear1": eye, "linear2": F.normalize(W.T, dim=1)},
-            description=f"{n_f} features, each a column of W (n_hidden={n_h})",
+            input_directions={"linear1": eye, "linear2": F.normalize(W.T[live], dim=1)},
+            description=f"{int(live.sum())} of {n_f} features represented, each a column of W (n_hidden={n_h})",
         )
         if self.hidden is not None:
             gt.matrices["hidden"] = torch.eye(n_h).unsqueeze(0)
             gt.description += "; hidden identity: one mechanism of rank n_hidden"
         return gt
 
-    def represented(self, threshold: float = 0.5) -> Tensor:
-        """``(n_features,)`` bool: features whose column of ``W`` has norm above ``threshold``."""
-        return self.linear1.weight.detach().norm(dim=0) > threshold
+    @torch.no_grad()
+    def represented(self) -> Tensor:
+        """``(n_features,)`` bool: the features the model computes, those whose own output is positive when they are
+        on alone at 1 (a feature left out of ``W`` stays at 0 behind the output ReLU and bias)."""
+        n_f = self.linear1.weight.shape[1]
+        return self(torch.eye(n_f, device=self.linear1.weight.device)).diagonal() > 0
 
 
 def tied_loss(model: TMS, x: Tensor) -> Tensor:
