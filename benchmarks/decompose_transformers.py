@@ -13,7 +13,7 @@
    next to the same decomposition at its random initialisation.
 
 Usage: python benchmarks/decompose_transformers.py [--steps 2000] [--option-steps 1000] [--program-steps 2000]
-       [--lm] [--lm-steps 3000] [--lm-set KEY=VALUE ...] [--smollm2] [--smollm2-steps 500] [--threads 1]
+       [--lm] [--lm-steps 30000] [--lm-set KEY=VALUE ...] [--smollm2] [--smollm2-steps 500] [--threads 1]
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "delta component": {"delta_component": True},
     "faithfulness warm-up": {"faithfulness_warmup_steps": 500},
 }
-LM_SPD = {"batch_size": 8, "output_loss": "kl", "lr": 1e-3, "importance_minimality_coeff": 1e-3,
-          "faithfulness_warmup_steps": 200}
+LM_SPD = {"batch_size": 8, "output_loss": "kl", "lr": 1e-3, "importance_minimality_coeff": 3e-4,
+          "layerwise_recon_coeff": 0.0, "faithfulness_warmup_steps": 200}
 PROGRAM_SPD = {"C": 16, "batch_size": 64, "lr": 3e-3, "lr_schedule": "constant", "output_loss": "mse",
                "faithfulness_warmup_steps": 1000, "faithfulness_warmup_lr": 0.05, "delta_component": True}
 
@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--option-steps", type=int, default=1000, help="steps per option run")
     parser.add_argument("--program-steps", type=int, default=2000, help="SPD steps per compiled program")
     parser.add_argument("--lm", action="store_true", help="also decompose the in-project LM")
-    parser.add_argument("--lm-steps", type=int, default=3000)
+    parser.add_argument("--lm-steps", type=int, default=30_000)
     parser.add_argument("--lm-C", type=int, default=64)
     parser.add_argument("--lm-set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other SPD setting for the language models; repeat")
