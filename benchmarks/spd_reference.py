@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from paramlens.decompose.metrics import mmcs_ml2r
+from paramlens.decompose.metrics import mechanism_outputs, mmcs_ml2r
 from paramlens.models.toy.tms import TMS, TMSConfig
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "spd-v1"
@@ -55,17 +55,18 @@ def as_paramlens(target: Path) -> TMS:
 
 
 def checkpoint_scores(folder: Path, model: TMS) -> list[tuple[int, float, float]]:
-    """``[(step, MMCS, ML2R)]`` of the reference's ``model_<step>.pth`` checkpoints on ``model``'s ``W``
-    ``(d_hidden, n_features)`` (linear1; its components ``A`` ``(n_features, C)``, ``B`` ``(C, d_hidden)``), against
-    the features the model represents, ``W e_i`` (its ground truth), as ParamLens scores its own runs."""
-    live = model.represented()
-    W = model.linear1.weight.detach()
+    """``[(step, MMCS, ML2R)]`` of the reference's ``model_<step>.pth`` checkpoints (linear1's components ``A``
+    ``(n_features, C)``, ``B`` ``(C, d_hidden)``) against ``model``'s ground truth on linear1 (the features it
+    represents), as ParamLens scores its own runs."""
+    gt = model.ground_truth()
+    directions = gt.input_directions["linear1"]  # (n_live, n_features)
+    truth = mechanism_outputs(gt.matrices["linear1"], directions)  # (n_live, d_hidden)
     scores = []
     for path in sorted(Path(folder).glob("model_*.pth"), key=lambda p: int(p.stem.split("_")[1])):
         state = torch.load(path, weights_only=True)
         A = next(v for k, v in state.items() if k.endswith("linear1.A"))
         B = next(v for k, v in state.items() if k.endswith("linear1.B"))
-        outputs = A[live].unsqueeze(-1) * B.unsqueeze(0)  # (n_live, C, d_hidden): what c writes for e_i
-        mmcs, ml2r, _ = mmcs_ml2r(outputs, W.T[live])
+        outputs = (directions @ A).unsqueeze(-1) * B.unsqueeze(0)  # (n_live, C, d_hidden): what c writes for each
+        mmcs, ml2r, _ = mmcs_ml2r(outputs, truth)
         scores.append((int(path.stem.split("_")[1]), mmcs, ml2r))
     return scores

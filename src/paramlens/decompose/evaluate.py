@@ -119,8 +119,8 @@ def _one_hot_scores(ev: Evaluation, method: Any, dec: nn.Module, model: nn.Modul
         known = truth.matrices.get(t.name) if truth is not None else None
         if known is None:
             continue
-        k = int(torch.linalg.matrix_rank(known[0].double()))
-        if len(known) == 1 and k > 1:  # one mechanism of rank k: k subcomponents on for every input
+        if len(known) == 1 and (k := int(torch.linalg.matrix_rank(known[0].double()))) > 1:
+            # one mechanism of rank k: k subcomponents on for every input
             ev.scalars[f"ci_error/{t.name}"] = float(metrics.dense_ci_error(ci, k))
         elif len(known) == n_features:
             ev.scalars[f"ci_error/{t.name}"] = float(metrics.identity_ci_error(ci))
