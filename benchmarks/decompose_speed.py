@@ -79,6 +79,13 @@ def paramlens_loss(spd: nn.Module, model: nn.Module, cfg: SPDConfig, gen: torch.
     return loss
 
 
+PARAMLENS_MODES = {
+    "ParamLens, eager (fused gate kernel when a C compiler is present)": {"compile": False},
+    "ParamLens, importance terms compiled": {"compile": True, "compile_losses": False},
+    "ParamLens, all losses compiled as one graph (the default for toy models)": {"compile": True},
+}
+
+
 def steps_per_second(step, n: int) -> float:
     for _ in range(3):
         step()
@@ -158,12 +165,11 @@ def rate_rows(ref: Reference | None, steps: int, threads: int) -> list[dict]:
     rows.append({"implementation": "loop over subcomponents", "steps/s": steps_per_second(make_step(
         model, targets, sample, lambda x, o, i: loop.losses(model, x, o, i, cfg.importance_minimality_coeff, "mse"),
         loop.parameters()), steps)})
-    for compiled in (False, True):
-        c = cfg.model_copy(update={"compile": compiled})
+    for name, settings in PARAMLENS_MODES.items():
+        c = cfg.model_copy(update=settings)
         spd = SPDMethod.build(model, targets, c)
-        rows.append({"implementation": "ParamLens, compiled" if compiled else "ParamLens, eager (fused gate kernel when a C compiler is present)",
-                     "steps/s": steps_per_second(make_step(model, targets, sample, paramlens_loss(spd, model, c, gen),
-                                                           spd.parameters()), steps)})
+        rows.append({"implementation": name, "steps/s": steps_per_second(
+            make_step(model, targets, sample, paramlens_loss(spd, model, c, gen), spd.parameters()), steps)})
     rows.append({"implementation": "ParamLens decompose() (its own loop, W tied as the reference's)",
                  "steps/s": loop_rate(model, steps)})
     base = ref_rate or rows[0]["steps/s"]

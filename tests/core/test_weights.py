@@ -10,7 +10,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from paramlens import ParamLensError
-from paramlens.core.weights import frozen, matrices, run_with, select
+from paramlens.core.weights import MapSlots, frozen, maps_replaced, matrices, run_with, select
 
 
 class Net(nn.Module):
@@ -155,3 +155,26 @@ def test_a_convolution_is_one_patch_matrix_and_substitutes_exactly():
         target.read_in(x, torch.zeros(27, 2))
     with pytest.raises(ParamLensError, match="ReLU, which holds no weight matrix.*no sub-module that does"):
         select(model, "1")
+
+
+def test_map_slots_replace_only_while_filled_and_leave_the_module_as_it_was():
+    """Installed slots: a filled slot gives map(input) + bias (a rank-one map against its closed form), an empty
+    one the module's own output; on exit no forward is left on the module, also on error; nesting is refused."""
+    net = make_net(3)
+    targets = {t.name: t for t in select(net, ["proj", "embed"])}
+    tokens = torch.tensor([[0, 3, 6, 2]])
+    plain = net(tokens)
+    u, v = torch.randn(4), torch.randn(5)
+    slots = MapSlots(net, list(targets.values()))
+    with slots.installed():
+        assert torch.equal(net(tokens), plain)
+        with slots.filled({targets["proj"]: lambda x: (x @ v)[..., None] * u}):
+            h = torch.relu(net.conv(net.embed(tokens)))
+            assert torch.allclose(net.proj(h), (h @ v)[..., None] * u + net.proj.bias)
+        assert slots.maps == {} and torch.equal(net(tokens), plain)
+        with pytest.raises(ParamLensError, match="'embed' already has its forward replaced"), slots.installed():
+            pass
+    assert "forward" not in vars(net.proj) and "forward" not in vars(net.embed)
+    with pytest.raises(RuntimeError, match="boom"), maps_replaced(net, {targets["proj"]: abs}):
+        raise RuntimeError("boom")
+    assert "forward" not in vars(net.proj) and torch.equal(net(tokens), plain)

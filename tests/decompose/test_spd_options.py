@@ -1,5 +1,7 @@
 """SPD's training options: importance functions, adversarial masks, annealed exponent, frequency term, delta."""
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -195,3 +197,31 @@ def test_delta_is_scaled_by_its_own_draw_in_the_stochastic_losses(tms):
     assert torch.allclose(run_maps(tms, spd.maps(ones, deltas=zeros), x), run_maps(tms, without.maps(ones), x),
                           atol=1e-5)
     assert not torch.allclose(run_maps(tms, spd.maps(ones), x), run_maps(tms, without.maps(ones), x), atol=1e-3)
+
+
+@pytest.mark.parametrize("options", [{}, {"delta_component": True, "frequency_coeff": 0.1, "p": 2.0, "p_final": 0.5},
+                                     {"adversarial_recon_coeff": 1.0, "pgd_persistent": True}])
+def test_compiled_losses_and_gradients_equal_eager_ones(tms, options):
+    """The importance terms compiled alone, and all of a batch's losses compiled as one graph (the model's masked
+    forward passes included), give the eager losses and gradients, on two successive steps (the second runs the
+    compiled graph again)."""
+    x = tms.source().sample(64, torch.Generator().manual_seed(1))
+    runs = {}
+    for mode, compile_losses in (("eager", False), ("terms", False), ("losses", True)):
+        spd, targets, cfg = _built(tms, compile=mode != "eager", compile_losses=compile_losses, **options)
+        assert isinstance(spd.terms, partial) == (mode != "terms")
+        assert isinstance(spd.losses, partial) == (mode != "losses")
+        target_out, inputs = capture(tms, targets, x)
+        gen, out = torch.Generator().manual_seed(2), []
+        for step in (3, 7):
+            noise = SPDMethod.draw_noise(cfg.model_copy(update={"batch_size": 64}), targets, inputs, target_out, gen,
+                                         slice(None))
+            losses = spd_losses(spd, tms, x, target_out, inputs, cfg, noise, step)
+            grads = torch.autograd.grad(losses["total"], list(spd.parameters()), allow_unused=True)
+            out.append(({k: float(v.detach()) for k, v in losses.items()}, grads))
+        runs[mode] = out
+    for mode in ("terms", "losses"):
+        for (losses, grads), (want, want_grads) in zip(runs[mode], runs["eager"]):
+            assert losses == pytest.approx(want, rel=1e-4, abs=1e-7)
+            for g, w in zip(grads, want_grads):
+                assert (g is None) == (w is None) and (g is None or torch.allclose(g, w, rtol=1e-3, atol=1e-6))

@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -256,34 +257,66 @@ def frozen(model: nn.Module) -> Iterator[None]:
 LinearMap = Callable[[Tensor], Tensor]
 
 
-@contextmanager
-def maps_replaced(model: nn.Module, maps: Mapping[Target, LinearMap]) -> Iterator[None]:
-    """Within the block, each target module computes ``maps[target](input) + bias`` instead of
-    ``input @ matrix.T + bias``.
+def _slot_forward(maps: dict[str, LinearMap], name: str, module: nn.Module, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """A target module's forward under :class:`MapSlots`: ``maps[name](x) + bias`` while that slot is filled, the
+    module's own forward otherwise."""
+    fn = maps.get(name)
+    if fn is None:
+        return type(module).forward(module, x, *args, **kwargs)
+    out = fn(x)
+    bias = getattr(module, "bias", None)
+    return out if bias is None else out + bias
 
-    For what a weight tensor cannot express cheaply: a different mix of rank-one components for every
-    example or token (masked subcomponents), where a per-example ``(d_out, d_in)`` copy would cost
-    ``batch x d_out x d_in`` memory. ``maps[target]`` receives the module's input (activations, or token
-    ids for an embedding) and returns ``(..., d_out)`` without bias. The modules are restored on exit,
-    also on error; nothing is copied.
+
+class MapSlots:
+    """Slots through which the targets' maps are replaced: while :meth:`installed`, each target module computes
+    ``maps[target](input) + bias`` for the maps put in by :meth:`filled`, ``input @ matrix.T + bias`` otherwise.
+
+    For what a weight tensor cannot express cheaply: a different mix of rank-one components for every example or
+    token (masked subcomponents), where a per-example ``(d_out, d_in)`` copy would cost ``batch x d_out x d_in``
+    memory. A map receives the module's input (activations, or token ids for an embedding) and returns ``(..., d_out)``
+    without bias. Nothing is copied; the modules are restored when the block ends, also on error.
+
+    Filling slots only writes a dict, so it can happen inside a ``torch.compile``'d function; installing them (outside
+    it) puts back the same forward objects every time, so a compiled graph stays valid from one call to the next.
     """
-    patched = []
-    try:
-        for target, fn in maps.items():
+
+    def __init__(self, model: nn.Module, targets: Sequence[Target]):
+        self.model = model
+        self.maps: dict[str, LinearMap] = {}
+        self.forwards: dict[str, tuple[nn.Module, Callable[..., Tensor]]] = {}
+        for target in targets:
             module = model.get_submodule(target.name)
             if target.kind in ("bilinear", "conv"):
                 raise ParamLensError(f"'{target.name}': replacing the map of a {target.kind} layer is not supported")
-            if "forward" in vars(module):
-                raise ParamLensError(f"'{target.name}' already has its forward replaced (nested maps_replaced?)")
+            self.forwards[target.name] = module, partial(_slot_forward, self.maps, target.name, module)
 
-            def forward(x: Tensor, *_: Any, _fn: LinearMap = fn, _module: nn.Module = module) -> Tensor:
-                out = _fn(x)
-                bias = getattr(_module, "bias", None)
-                return out if bias is None else out + bias
+    @contextmanager
+    def installed(self) -> Iterator[MapSlots]:
+        patched = []
+        try:
+            for name, (module, forward) in self.forwards.items():
+                if "forward" in vars(module):
+                    raise ParamLensError(f"'{name}' already has its forward replaced (nested maps_replaced?)")
+                module.forward = forward
+                patched.append(module)
+            yield self
+        finally:
+            for module in patched:
+                del module.forward
 
-            module.forward = forward
-            patched.append(module)
+    @contextmanager
+    def filled(self, maps: Mapping[Target, LinearMap]) -> Iterator[None]:
+        self.maps.update({t.name: fn for t, fn in maps.items()})
+        try:
+            yield
+        finally:
+            self.maps.clear()
+
+
+@contextmanager
+def maps_replaced(model: nn.Module, maps: Mapping[Target, LinearMap]) -> Iterator[None]:
+    """Within the block, each target module computes ``maps[target](input) + bias`` instead of ``input @ matrix.T +
+    bias`` (see :class:`MapSlots`)."""
+    with MapSlots(model, list(maps)).installed() as slots, slots.filled(maps):
         yield
-    finally:
-        for module in patched:
-            del module.forward

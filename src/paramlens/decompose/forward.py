@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from paramlens.core.weights import LinearMap, Target, maps_replaced
+from paramlens.core.weights import LinearMap, MapSlots, Target, maps_replaced
 from paramlens.errors import ParamLensError
 
 
@@ -41,9 +41,13 @@ def capture(model: nn.Module, targets: Sequence[Target], x: Tensor) -> tuple[Ten
     return out, inputs
 
 
-def run_maps(model: nn.Module, maps: Mapping[Target, LinearMap], x: Tensor) -> Tensor:
-    """The model's output with the given targets' maps replaced."""
-    with maps_replaced(model, maps):
+def run_maps(model: nn.Module, maps: Mapping[Target, LinearMap], x: Tensor, slots: MapSlots | None = None) -> Tensor:
+    """The model's output with the given targets' maps replaced (through ``slots``, installed :class:`MapSlots` of
+    these targets on ``model``, when given: inside a compiled function)."""
+    if slots is None:
+        with maps_replaced(model, maps):
+            return logits_of(model(x))
+    with slots.filled(maps):
         return logits_of(model(x))
 
 

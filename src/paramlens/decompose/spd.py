@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from paramlens.core.weights import LinearMap, Target
+from paramlens.core.weights import LinearMap, MapSlots, Target
 from paramlens.decompose.adversarial import masks_from, pgd_sources
 from paramlens.decompose.components import (
     Gates,
@@ -53,11 +53,15 @@ class SPDModel(nn.Module):
             ``gate_hidden`` is the width of the per-subcomponent gates (``ci_fn="mlp_per_subcomponent"``).
         delta: keep a delta component per target (see :meth:`RankOne.delta`).
         persistent_sources: keep adversarial mask sources ``(C,)`` per target across steps (``sources.<target>``).
+        compile, compile_losses: compile the importance function and what follows from it into one graph
+            (:func:`importance_terms`), or all the losses of a batch, the model's masked forward passes included
+            (:func:`batch_losses`).
     """
 
     def __init__(self, targets: Sequence[Target], C: int, gate_hidden: int = 16, compile: bool = False,
                  tied: dict[str, str] | None = None, *, ci_fn: CIFunction = "mlp_per_subcomponent",
-                 ci_fn_hidden: int = 64, delta: bool = False, persistent_sources: bool = False):
+                 ci_fn_hidden: int = 64, delta: bool = False, persistent_sources: bool = False,
+                 compile_losses: bool = False):
         super().__init__()
         self.targets = list(targets)
         self.tied = dict(tied or {})
@@ -76,11 +80,20 @@ class SPDModel(nn.Module):
             self.ci_fn = importance_function(ci_fn, keys, C, ci_fn_hidden)
             self._ci = self.ci_fn
         terms = partial(importance_terms, self.pre_importance_of)
-        self.terms = torch.compile(terms, dynamic=False) if compile else terms
+        self.terms = compiled(terms) if compile and not compile_losses else terms
+        losses = partial(batch_losses, self)
+        self.losses = compiled(losses) if compile_losses else losses
+        self._slots: MapSlots | None = None
         if persistent_sources:
             self.sources = nn.Module()
             for k in keys:
                 self.sources.register_buffer(k, torch.rand(C))
+
+    def map_slots(self, model: nn.Module) -> MapSlots:
+        """The targets' map slots on ``model``, made once per model (a compiled loss stays valid across calls)."""
+        if self._slots is None or self._slots.model is not model:
+            self._slots = MapSlots(model, self.targets)
+        return self._slots
 
     def component(self, target: Target) -> RankOne:
         key = module_key(target)
@@ -146,6 +159,14 @@ class SPDModel(nn.Module):
             getattr(self.sources, module_key(t)).copy_(sources[t.name])
 
 
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile(fn)`` for one SPD module. The compiled functions of every module share one cache (that of
+    ``torch.compile``'s wrapper code), whose size limit grows by 8 for each, so that a process building many modules
+    keeps compiling them rather than falling back to eager."""
+    torch._dynamo.config.recompile_limit += 8
+    return torch.compile(fn, dynamic=False)
+
+
 def importance_terms(pre_importance_of: Callable[[dict[str, Tensor]], dict[str, Tensor]], acts: dict[str, Tensor],
                      noise: list[dict[str, Tensor]], slope: float, p: float | Tensor) -> tuple[Any, ...]:
     """Everything SPD derives from the importance function on one batch, in one function (compiled as one graph:
@@ -170,19 +191,20 @@ DELTA = "delta:"
 """Noise key prefix of a delta component's random mask: ``noise[k][DELTA + target]`` ``(..., 1)``."""
 
 
-def _recon(spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, masks: dict[str, Tensor],
-           cfg: SPDConfig, only: Sequence[Target] | None = None, r: dict[str, Tensor] | None = None) -> Tensor:
+def _recon(spd: SPDModel, slots: MapSlots, x: Tensor, target_out: Tensor, masks: dict[str, Tensor], cfg: SPDConfig,
+           only: Sequence[Target] | None = None, r: dict[str, Tensor] | None = None) -> Tensor:
     """The output loss of the model run with ``masks`` on every target (or on ``only`` those), delta components
     scaled by their draws in ``r`` (None or no draws: at 1)."""
     deltas = {n[len(DELTA):]: v for n, v in (r or {}).items() if n.startswith(DELTA)}
-    return output_loss(run_maps(model, spd.maps(masks, only, deltas), x), target_out, cfg.output_loss)
+    return output_loss(run_maps(slots.model, spd.maps(masks, only, deltas), x, slots), target_out, cfg.output_loss)
 
 
 def spd_losses(
     spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor], cfg: SPDConfig,
     noise: list[dict[str, Tensor]], step: int = 0,
 ) -> dict[str, Tensor]:
-    """The SPD losses and their weighted total for one batch at training step ``step``.
+    """The SPD losses and their weighted total for one batch at training step ``step`` (:func:`batch_losses`,
+    compiled when ``spd`` compiles its losses).
 
     Args:
         x: the batch; target_out, inputs: the target model's output and each target's input on it.
@@ -191,37 +213,44 @@ def spd_losses(
             their search.
     """
     p = torch.tensor(cfg.exponent(step)) if cfg.p_final is not None else cfg.p  # a constant p folds into the graph
+    with spd.map_slots(model).installed() as slots:
+        return spd.losses(slots, x, target_out, inputs, cfg, noise, p)
+
+
+def batch_losses(spd: SPDModel, slots: MapSlots, x: Tensor, target_out: Tensor, inputs: dict[str, Tensor],
+                 cfg: SPDConfig, noise: list[dict[str, Tensor]], p: float | Tensor) -> dict[str, Tensor]:
+    """:func:`spd_losses` with the model's target maps in installed ``slots`` and the minimality exponent ``p``."""
     g_mask, masks, g_upper, minimality = spd.terms(spd.activations(inputs), noise[: cfg.n_mask_samples],
                                                    cfg.leaky_slope, p)
     losses: dict[str, Tensor] = {}
-    losses["faithfulness"] = faithfulness(model, spd.owners, lambda t: spd.component(t).weight())
+    losses["faithfulness"] = faithfulness(slots.model, spd.owners, lambda t: spd.component(t).weight())
     stoch, layerwise = x.new_zeros(()).float(), x.new_zeros(()).float()
     for m, r in zip(masks, noise):
         if cfg.stochastic_recon_coeff:
-            stoch = stoch + _recon(spd, model, x, target_out, m, cfg, r=r)
+            stoch = stoch + _recon(spd, slots, x, target_out, m, cfg, r=r)
         if cfg.layerwise_recon_coeff:
             for t in spd.targets:
-                layerwise = layerwise + _recon(spd, model, x, target_out, m, cfg, only=[t], r=r) / len(spd.targets)
+                layerwise = layerwise + _recon(spd, slots, x, target_out, m, cfg, only=[t], r=r) / len(spd.targets)
     losses["stochastic_recon"] = stoch / cfg.n_mask_samples
     losses["layerwise_recon"] = layerwise / cfg.n_mask_samples
     losses["importance_minimality"] = minimality
     if cfg.frequency_coeff:
         losses["frequency"] = sum(g.reshape(-1, g.shape[-1]).mean(0).pow(2).sum() for g in g_upper.values())
     if cfg.adversarial_recon_coeff:
-        losses["adversarial_recon"] = _adversarial(spd, model, x, target_out, g_mask, cfg, noise)
+        losses["adversarial_recon"] = _adversarial(spd, slots, x, target_out, g_mask, cfg, noise)
     return with_total(losses, cfg)
 
 
-def _adversarial(spd: SPDModel, model: nn.Module, x: Tensor, target_out: Tensor, g_mask: dict[str, Tensor],
+def _adversarial(spd: SPDModel, slots: MapSlots, x: Tensor, target_out: Tensor, g_mask: dict[str, Tensor],
                  cfg: SPDConfig, noise: list[dict[str, Tensor]]) -> Tensor:
     """The output loss under adversarial masks (:mod:`paramlens.decompose.adversarial`); persistent sources are
     stored back into ``spd``."""
     start = spd.persistent_sources() if cfg.pgd_persistent else noise[cfg.n_mask_samples]
-    sources = pgd_sources(lambda m: _recon(spd, model, x, target_out, m, cfg), g_mask, start, cfg.pgd_steps,
+    sources = pgd_sources(lambda m: _recon(spd, slots, x, target_out, m, cfg), g_mask, start, cfg.pgd_steps,
                           cfg.pgd_step_size, shared=cfg.pgd_persistent)
     if cfg.pgd_persistent:
         spd.keep_sources(sources)
-    return _recon(spd, model, x, target_out, masks_from(g_mask, sources), cfg)
+    return _recon(spd, slots, x, target_out, masks_from(g_mask, sources), cfg)
 
 
 class SPDMethod:
@@ -236,7 +265,8 @@ class SPDMethod:
     def build_empty(targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
         return SPDModel(targets, cfg.C, cfg.gate_hidden, cfg.compiles(), cfg.tied, ci_fn=cfg.ci_fn,
                         ci_fn_hidden=cfg.ci_fn_hidden, delta=cfg.delta_component,
-                        persistent_sources=bool(cfg.adversarial_recon_coeff) and cfg.pgd_persistent)
+                        persistent_sources=bool(cfg.adversarial_recon_coeff) and cfg.pgd_persistent,
+                        compile_losses=cfg.compiles_losses())
 
     @staticmethod
     def build(model: nn.Module, targets: Sequence[Target], cfg: SPDConfig) -> SPDModel:
