@@ -261,6 +261,11 @@ class APDMethod:
         return {t.name: mask for t in dec.targets}
 
     @staticmethod
+    def component_matrix(dec: APDModel, target: Target, index: int) -> Tensor:
+        A, B = dec.factors(target)
+        return (A[index] @ B[index]).T.detach()
+
+    @staticmethod
     def outputs_along(dec: APDModel, target: Target, directions: Tensor) -> Tensor:
         """What each component writes for each unit input direction, ``(n, C, d_out)``."""
         A, B = (f.detach() for f in dec.factors(target))

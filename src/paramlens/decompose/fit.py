@@ -103,6 +103,9 @@ class Method(Protocol):
         """How much each component takes part on each input, ``{target: (..., C)}`` in ``[0, 1]``, for the batch
         ``x`` and the targets' ``inputs`` as in :meth:`losses`."""
 
+    def component_matrix(self, dec: nn.Module, target: Target, index: int) -> Tensor:
+        """Component ``index`` of ``target`` as a ``(d_out, d_in)`` matrix (its share of the target's weight)."""
+
     def outputs_along(self, dec: nn.Module, target: Target, directions: Tensor) -> Tensor:
         """What each component of ``target`` writes for each unit input direction: ``directions`` ``(n, d_in)`` ->
         ``(n, C, d_out)``."""

@@ -302,6 +302,11 @@ class SPDMethod:
         return spd.importance(inputs)
 
     @staticmethod
+    def component_matrix(spd: SPDModel, target: Target, index: int) -> Tensor:
+        comp = spd.component(target)
+        return torch.outer(comp.U[index], comp.V[:, index]).detach()
+
+    @staticmethod
     def outputs_along(spd: SPDModel, target: Target, directions: Tensor) -> Tensor:
         """What each subcomponent writes for each unit input direction, ``(n, C, d_out)``."""
         comp = spd.component(target)
