@@ -198,12 +198,7 @@ def decompose_cmd(
     paramlens.decompose.)"""
     from paramlens.decompose.cli_run import Request, run_decompose
 
-    given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": lr}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set takes key=value, got '{item}'")
-        given[key] = value
+    given = {"C": C, "steps": steps, "batch_size": batch_size, "lr": lr, **_key_values(settings)}
     given_text = {name for name in TEXT_FIELDS if _given(ctx, name)}
     req = Request(model, list(targets), method.value if method else None, text,
                   {k: v for k, v in given.items() if v is not None}, seed)
@@ -211,6 +206,42 @@ def decompose_cmd(
                                    trust_code=trust_code, given_text=given_text, device=device)
     if folder is not None:
         _show(result, folder)
+
+
+@app.command()
+def components(
+    run: Path = typer.Argument(..., help="A run folder written by paramlens decompose."),
+    corpus: Optional[str] = typer.Option(None, help="Language models: the corpus to harvest (default: the run's)."),
+    tokens: Optional[int] = typer.Option(None, min=2, max=100_000_000,
+                                         help="Language models: corpus tokens to harvest (default: the run's)."),
+    ablate: Optional[str] = typer.Option(None, help="Units to ablate, comma-separated: TARGET:INDEX (APD: "
+                                         "component:INDEX); writes the edited model and what the edit changes."),
+    settings: list[str] = typer.Option([], "--set", help="A harvest setting as key=value (threshold, top_k, "
+                                       "context, batch_size, ...); repeat."),
+    resume: bool = typer.Option(False, help="Continue an interrupted harvest."),
+    trust_code: bool = TRUST_CODE,
+) -> None:
+    """Read a decomposition: where each subcomponent fires, what it does, and edits that ablate some. (Method:
+    paramlens.components.)"""
+    from paramlens.components.cli_run import run_components
+
+    given = {"corpus": corpus, "tokens": tokens, **_key_values(settings)}
+    harvest, edited = run_components(run, {k: v for k, v in given.items() if v is not None}, ablate, resume=resume,
+                                     trust_code=trust_code)
+    say(harvest.summary())
+    if edited is not None:
+        say(edited.summary())
+
+
+def _key_values(items: list[str]) -> dict[str, str]:
+    """``--set key=value`` items as ``{key: value}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set takes key=value, got '{item}'")
+        out[key] = value
+    return out
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,11 +22,13 @@ from torch import Tensor, nn
 from paramlens.components.effect import effects
 from paramlens.components.result import Harvest
 from paramlens.components.units import Units
-from paramlens.core.runs import fit_loop, save_config
+from paramlens.components.run import OpenRun
+from paramlens.core.runs import CHECKPOINT, RESULT, fit_loop, resume_config, save_config
 from paramlens.core.weights import Target
 from paramlens.decompose.fit import Method
 from paramlens.decompose.forward import capture
 from paramlens.decompose.metrics import ALIVE_THRESHOLD
+from paramlens.errors import ParamLensError
 
 
 class HarvestConfig(BaseModel):
@@ -42,6 +45,8 @@ class HarvestConfig(BaseModel):
     max_token_cells: int = Field(1 << 26, ge=1, description="units x kept vocabulary tokens counted (memory bound)")
     max_coactivation_units: int = Field(8192, ge=0, description="co-activation is counted up to this many units")
     n_inputs: int = Field(16384, ge=1, description="toy models: inputs drawn from the model's own source")
+    corpus: str | None = Field(None, description="language models: the corpus to read (None: the run's)")
+    tokens: int | None = Field(None, ge=2, description="language models: corpus tokens to read (None: the run's)")
     seed: int = 0
 
 
@@ -192,3 +197,23 @@ def harvest_model(method: Method, dec: nn.Module, model: nn.Module, targets: lis
     if folder is not None:
         result.save(folder)
     return result
+
+
+def harvest_run(run: OpenRun, folder: Path, given: dict[str, Any], *, resume: bool = False,
+                progress: bool = True) -> Harvest:
+    """The harvest of an opened run into ``folder`` with the :class:`HarvestConfig` settings ``given``: read back
+    when one is saved there (``given`` must then agree with it), continued from its checkpoint with ``resume``, else
+    made."""
+    if (folder / RESULT).is_file() and not resume:
+        saved, asked = Harvest.load(folder), HarvestConfig(**given).model_dump()
+        differs = {k: asked[k] for k in given if saved.config.get(k) != asked[k]}
+        if differs:
+            raise ParamLensError(f"{folder} already holds a harvest with other settings (saved "
+                                 f"{ {k: saved.config.get(k) for k in differs} }); move it away to harvest again")
+        return saved
+    if (folder / CHECKPOINT).is_file() and not resume:
+        raise ParamLensError(f"{folder} holds an interrupted harvest: continue it with --resume, or move it away")
+    cfg = resume_config(folder, HarvestConfig, given) if resume else HarvestConfig(**given)
+    data, corpus = run.data({"corpus": cfg.corpus, "tokens": cfg.tokens}, cfg.n_inputs, cfg.seed)
+    return harvest_model(run.method, run.dec, run.model, run.targets, data, cfg, language_model=run.language_model,
+                         corpus=corpus, folder=folder, resume=resume, progress=progress)

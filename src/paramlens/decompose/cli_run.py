@@ -72,10 +72,12 @@ def _process_group() -> Iterator[int]:
             dist.destroy_process_group()
 
 
-def _saved_request(folder: Path) -> Request:
+def saved_request(folder: Path) -> Request:
+    """What the run in ``folder`` decomposes, from its ``run.json`` (a missing or damaged record: one error)."""
     path = folder / RUN_RECORD
     if not path.is_file():
-        raise ParamLensError(f"{folder}: not a decompose run folder (no {RUN_RECORD}); nothing to resume")
+        raise ParamLensError(f"{folder}: not a decompose run folder (no {RUN_RECORD}); give the folder "
+                             "paramlens decompose wrote")
     try:
         saved = json.loads(path.read_text())
         text = TextOptions(corpus=saved["corpus"], tokens=saved["tokens"], context=saved["context"],
@@ -84,13 +86,13 @@ def _saved_request(folder: Path) -> Request:
             raise ValueError(f"method {saved['method']!r} or targets {saved['targets']!r} are not what decompose wrote")
         return Request(str(saved["model"]), list(saved["targets"]), saved["method"], text)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
-        raise ParamLensError(f"{path}: damaged ({type(e).__name__}: {e}); the run cannot be resumed") from None
+        raise ParamLensError(f"{path}: damaged ({type(e).__name__}: {e}); the run cannot be read") from None
 
 
 def _resumed(req: Request, folder: Path, given_text: set[str], override: list[str]) -> Request:
     """The request of the run in ``folder``, with what the command line gave checked against it: a differing field
     is an error unless ``override`` names it (then the new value is used)."""
-    saved = _saved_request(folder)
+    saved = saved_request(folder)
     asked = {"model": req.model, "targets": req.targets or None, "method": req.method,
              **{k: getattr(req.text, k) for k in given_text}}
     was = {**saved.record(), "token_ids": saved.text.token_ids}

@@ -1,0 +1,70 @@
+"""paramlens components on decompose run folders: harvest, reuse, one-line errors, and edits every command loads."""
+
+import pytest
+import torch
+
+from paramlens.components import Harvest
+from paramlens.components.edit import Edit
+from paramlens.core.resolve import resolve
+from paramlens.decompose import Decomposition
+
+
+def _run(cli, tmp_path, *args):
+    code, _, err = cli("decompose", *args, "--out", tmp_path / "runs")
+    assert code == 0, err
+    (folder,) = (tmp_path / "runs").iterdir()
+    return folder
+
+
+def test_a_toy_run_is_harvested_reread_and_edited(cli, tmp_path):
+    folder = _run(cli, tmp_path, "tms", "-t", "linear1", "-t", "linear2", "--steps", 20, "--C", 6)
+    code, out, err = cli("components", folder, "--set", "n_inputs=512", "--set", "top_k=4")
+    assert code == 0, err
+    h = Harvest.load(folder / "components" / "harvest")
+    assert h.n_positions == 512 and h.top_values.shape == (12, 4) and "harvest of 12 units" in out
+    code, out, err = cli("components", folder, "--set", "n_inputs=512", "--set", "top_k=4", "--ablate", "linear1:2")
+    assert code == 0, err
+    (edit_folder,) = (folder / "components" / "edits").iterdir()
+    report = Edit.load(edit_folder)
+    edited = resolve(report.model).module  # the edited model, loaded as every command loads a model
+    original = resolve("tms").module
+    assert Harvest.load(folder / "components" / "harvest").units[2] == "linear1:2"
+    spd = Decomposition.load(folder).params
+    piece = torch.outer(spd["components.linear1.U"][2], spd["components.linear1.V"][:, 2])
+    assert torch.allclose(edited.linear1.weight, original.linear1.weight - piece, atol=1e-6)
+    assert torch.equal(edited.linear2.weight, original.linear2.weight)  # tied by value: a unit is one target's piece
+    assert report.loss["after"] != report.loss["before"] and "ablated linear1:2" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--ablate", "linear9:0"), "'linear9:0' is not a unit of this decomposition"),
+    (("--ablate", ","), "--ablate takes units"),
+    (("--set", "threshold=2"), "threshold"),
+    (("--set", "nonsense=1"), "nonsense"),
+])
+def test_wrong_input_is_one_line(cli, tmp_path, args, message):
+    folder = _run(cli, tmp_path, "tms", "-t", "linear1", "--steps", 5, "--C", 3)
+    code, out, err = cli("components", folder, "--set", "n_inputs=64", *args)
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_folder_that_is_no_run_is_one_line(cli, tmp_path):
+    code, _, err = cli("components", tmp_path)
+    assert code != 0 and "not a decompose run folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_language_model_run_is_harvested_with_token_contexts_and_edited_into_a_model_folder(cli, tmp_path,
+                                                                                             lm_folder):
+    folder = _run(cli, tmp_path, lm_folder, "-t", "model.layers.0.mlp.*", "--steps", 3, "--C", 4, "--context", 16,
+                  "--tokens", 1024, "--batch-size", 2)
+    code, out, err = cli("components", folder, "--tokens", 512, "--set", "context=2", "--ablate",
+                         "model.layers.0.mlp.up_proj:1")
+    assert code == 0, err
+    h = Harvest.load(folder / "components" / "harvest")
+    assert h.language_model and h.contexts.shape[-1] == 5 and h.token_fires.shape[0] == 12
+    assert h.n_positions == h.corpus["windows"] * 16
+    (edit_folder,) = (folder / "components" / "edits").iterdir()
+    report = Edit.load(edit_folder)
+    loaded = resolve(report.model)
+    assert loaded.is_language_model and loaded.tokenizer is not None
+    assert set(report.changed[0]) == {"window", "position", "token", "before", "after", "kl"}
