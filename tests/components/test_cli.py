@@ -61,7 +61,7 @@ def test_a_language_model_run_is_harvested_with_token_contexts_and_edited_into_a
                          "model.layers.0.mlp.up_proj:1")
     assert code == 0, err
     h = Harvest.load(folder / "components" / "harvest")
-    assert h.language_model and h.contexts.shape[-1] == 5 and h.token_fires.shape[0] == 12
+    assert h.sequences and h.contexts.shape[-1] == 5 and h.token_fires.shape[0] == 12
     assert h.n_positions == h.corpus["windows"] * 16
     (edit_folder,) = (folder / "components" / "edits").iterdir()
     report = Edit.load(edit_folder)

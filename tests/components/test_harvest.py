@@ -60,8 +60,7 @@ def planted():
     windows[0, 2] = 4  # token 4 appears, so out:4 fires
     targets = select(model, ["embed", "out"])
     cfg = HarvestConfig(top_k=3, context=1, batch_size=2, effect_contexts=2, top_tokens=2)
-    return model, windows, targets, harvest_model(Planted, model, model, targets, windows, cfg, language_model=True,
-                                                 progress=False)
+    return model, windows, targets, harvest_model(Planted, model, model, targets, windows, cfg, progress=False)
 
 
 def test_density_mean_importance_and_token_counts_are_the_hand_counted_ones(planted):
@@ -145,11 +144,9 @@ def test_an_interrupted_pass_resumes_to_the_same_saved_harvest(planted, tmp_path
     model, windows, targets, h = planted
     cfg = HarvestConfig(top_k=3, context=1, batch_size=2, effect_contexts=2, top_tokens=2)
     with pytest.raises(Interrupted, match="interrupted after step 3 of 4"):
-        harvest_model(Interrupting, model, model, targets, windows, cfg, language_model=True, folder=tmp_path,
-                      progress=False)
+        harvest_model(Interrupting, model, model, targets, windows, cfg, folder=tmp_path, progress=False)
     assert not (tmp_path / "result.json").exists()
-    harvest_model(Planted, model, model, targets, windows, cfg, language_model=True, folder=tmp_path, resume=True,
-                  progress=False)
+    harvest_model(Planted, model, model, targets, windows, cfg, folder=tmp_path, resume=True, progress=False)
     loaded = Harvest.load(tmp_path)
     assert loaded.units == h.units and loaded.n_positions == h.n_positions
     for name in ("density", "mean_importance", "top_positions", "contexts", "context_importance", "token_fires",

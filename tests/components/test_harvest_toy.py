@@ -34,7 +34,7 @@ def test_each_feature_unit_fires_on_its_feature_and_promotes_its_output(exact):
     model, targets, spd = exact
     x = model.source().sample(4000, torch.Generator().manual_seed(0))
     h = harvest_model(SPDMethod, spd, model, targets, x, HarvestConfig(top_k=8, effect_contexts=4, top_tokens=2),
-                      language_model=False, progress=False)
+                      progress=False)
     units = Units.of(SPDMethod, targets, 5)
     assert h.contexts.shape == (10, 8, 5) and h.token_fires.numel() == 0
     for i in model.represented().nonzero().flatten().tolist():

@@ -1,6 +1,6 @@
 """Reading a decomposition: where each unit (subcomponent or component) fires, what it does, what feeds it.
 
->>> h = harvest_model(SPDMethod, dec, model, targets, windows, language_model=True)
+>>> h = harvest_model(SPDMethod, dec, model, targets, windows)
 >>> print(h.summary())
 """
 

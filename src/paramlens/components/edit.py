@@ -33,11 +33,11 @@ class Edit(Result):
 
     Attributes:
         units: the ablated units; model: the folder or file holding the edited model.
-        loss: ``{"before", "after"}``: next-token cross-entropy per token on the data (language models), or the
-            output's mean squared distance to the input for a toy model that reconstructs its input (else to the
-            unedited output, so ``before`` is 0).
-        changed: the positions (inputs) whose output changes most: language models ``{"window", "position", "token",
-            "before", "after", "kl"}`` (token ids; top-1 predictions), toy models ``{"input", "change"}``.
+        loss: ``{"before", "after"}``: next-token cross-entropy per token on the data (language models); the KL
+            divergence from the unedited output on other token sequences (``before`` is 0); the output's mean squared
+            distance to the input for a toy model that reconstructs its input (else to the unedited output).
+        changed: the positions (inputs) whose output changes most: on token sequences ``{"window", "position",
+            "token", "before", "after", "kl"}`` (token ids; top-1 outputs), else ``{"input", "change"}``.
         mechanisms: on a model with known mechanisms, ``{mechanism: {"before", "after"}}`` task accuracies.
     """
 
@@ -56,34 +56,43 @@ class Edit(Result):
 
 
 def _loss(out: Tensor, x: Tensor, reference: Tensor, language_model: bool) -> Tensor:
-    """Per row: mean next-token cross-entropy, or the output's mean squared distance to ``x`` (same shape) or to
+    """Per row: a language model's mean next-token cross-entropy; on other token sequences the mean KL divergence
+    from the ``reference`` output; on inputs the output's mean squared distance to ``x`` (same shape) or to
     ``reference``."""
     if language_model:
         ce = F.cross_entropy(out[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten(), reduction="none")
         return ce.view(len(x), -1).mean(1)
+    if not x.is_floating_point():
+        return _kl(reference, out).mean(1)
     goal = x if out.shape == x.shape else reference
     return (out - goal).pow(2).flatten(1).mean(1)
+
+
+def _kl(base: Tensor, edited: Tensor) -> Tensor:
+    """``KL(softmax(base) || softmax(edited))`` over the last dimension."""
+    logp, logq = F.log_softmax(base.float(), -1), F.log_softmax(edited.float(), -1)
+    return (logp.exp() * (logp - logq)).sum(-1)
 
 
 def compare(model: nn.Module, replaced: dict[str, Tensor], data: Tensor, language_model: bool, batch_size: int,
             n_changed: int = 10) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """``(loss before/after, most changed positions)`` of the model with ``replaced`` weights against itself on
     ``data`` (see :class:`Edit`)."""
+    sequences = not data.is_floating_point()
     before, after, scores, tops = [], [], [], []
     with torch.no_grad():
         for x in data.split(batch_size):
             base, edited = logits_of(model(x)), logits_of(run_with(model, replaced, x))
             before.append(_loss(base, x, base, language_model))
             after.append(_loss(edited, x, base, language_model))
-            if language_model:
-                logp, logq = F.log_softmax(base.float(), -1), F.log_softmax(edited.float(), -1)
-                scores.append((logp.exp() * (logp - logq)).sum(-1).flatten())
+            if sequences:
+                scores.append(_kl(base, edited).flatten())
                 tops.append(torch.stack([base.argmax(-1).flatten(), edited.argmax(-1).flatten()], 1))
             else:
                 scores.append((edited - base).pow(2).flatten(1).mean(1))
     score = torch.cat(scores)
     best = score.topk(min(n_changed, len(score)))
-    if language_model:
+    if sequences:
         T, top = data.shape[1], torch.cat(tops)
         changed = [{"window": int(i) // T, "position": int(i) % T, "token": int(data.reshape(-1)[i]),
                     "before": int(top[i, 0]), "after": int(top[i, 1]), "kl": float(v)}

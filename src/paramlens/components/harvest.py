@@ -115,14 +115,15 @@ def importances(method: Method, dec: nn.Module, model: nn.Module, targets: list[
 
 
 def stream(method: Method, dec: nn.Module, model: nn.Module, targets: list[Target], units: Units, data: Tensor,
-           cfg: HarvestConfig, *, language_model: bool, folder: Path | None, resume: bool,
+           cfg: HarvestConfig, *, folder: Path | None, resume: bool,
            progress: bool) -> tuple[Tally, Tensor | None]:
     """The harvest pass over ``data`` (``(n, T)`` token windows or ``(n, d)`` inputs) in batches of
-    ``cfg.batch_size``: the filled :class:`Tally` and, for a language model, the kept token ids."""
-    kept, slots = kept_tokens(data, len(units), cfg.max_token_cells) if language_model else (None, None)
+    ``cfg.batch_size``: the filled :class:`Tally` and, for token sequences, the kept token ids."""
+    sequences = not data.is_floating_point()
+    kept, slots = kept_tokens(data, len(units), cfg.max_token_cells) if sequences else (None, None)
     tally = Tally(len(units), cfg.top_k, len(kept) if kept is not None else 0,
                   len(units) <= cfg.max_coactivation_units)
-    per_row = data.shape[1] if language_model else 1
+    per_row = data.shape[1] if sequences else 1
     n_batches = math.ceil(len(data) / cfg.batch_size)
 
     def step(i: int) -> dict[str, float]:
@@ -164,16 +165,17 @@ def token_contexts(method: Method, dec: nn.Module, model: nn.Module, targets: li
 
 
 def harvest_model(method: Method, dec: nn.Module, model: nn.Module, targets: list[Target], data: Tensor,
-                  cfg: HarvestConfig | None = None, *, language_model: bool, corpus: dict | None = None,
+                  cfg: HarvestConfig | None = None, *, corpus: dict | None = None,
                   folder: Path | None = None, resume: bool = False, progress: bool = True) -> Harvest:
     """The :class:`~paramlens.components.result.Harvest` of decomposition ``dec`` of ``model`` over ``data``
-    (``(n, T)`` token windows, or ``(n, d)`` toy inputs), checkpointed in ``folder`` (None: not) and saved there at
-    the end; ``resume`` continues an interrupted pass from its checkpoint."""
+    (integer ``(n, T)`` token sequences, whose positions are their tokens, or ``(n, d)`` inputs), checkpointed in
+    ``folder`` (None: not) and saved there at the end; ``resume`` continues an interrupted pass from its checkpoint."""
     cfg = cfg or HarvestConfig()
     units = Units.of(method, targets, method.read_directions(dec, targets[0]).shape[1])
-    tally, kept = stream(method, dec, model, targets, units, data, cfg, language_model=language_model, folder=folder,
-                         resume=resume, progress=progress)
-    if language_model:
+    tally, kept = stream(method, dec, model, targets, units, data, cfg, folder=folder, resume=resume,
+                         progress=progress)
+    sequences = not data.is_floating_point()
+    if sequences:
         contexts, context_importance = token_contexts(method, dec, model, targets, units, data, tally.top_positions,
                                                       cfg.context, cfg.batch_size)
         slots = kept_tokens(data, len(units), cfg.max_token_cells)[1]
@@ -184,10 +186,10 @@ def harvest_model(method: Method, dec: nn.Module, model: nn.Module, targets: lis
         context_importance, kept, token_counts = tally.top_values.clone(), torch.empty(0, dtype=torch.int64), \
             torch.empty(0, dtype=torch.int64)
     fx = effects(method, dec, model, targets, units, data, tally.top_positions, tally.top_values, cfg.threshold,
-                 cfg.effect_contexts, cfg.top_tokens, language_model, progress)
+                 cfg.effect_contexts, cfg.top_tokens, sequences, progress)
     n = max(int(tally.positions), 1)
     result = Harvest(
-        method=method.name, units=units.names, targets=[t.name for t in targets], language_model=language_model,
+        method=method.name, units=units.names, targets=[t.name for t in targets], sequences=sequences,
         config=cfg.model_dump(), corpus=corpus or {}, n_positions=int(tally.positions),
         density=tally.fires.double() / n, mean_importance=tally.importance_sum / n, top_values=tally.top_values,
         top_positions=tally.top_positions, contexts=contexts, context_importance=context_importance,
@@ -215,5 +217,4 @@ def harvest_run(run: OpenRun, folder: Path, given: dict[str, Any], *, resume: bo
         raise ParamLensError(f"{folder} holds an interrupted harvest: continue it with --resume, or move it away")
     cfg = resume_config(folder, HarvestConfig, given) if resume else HarvestConfig(**given)
     data, corpus = run.data({"corpus": cfg.corpus, "tokens": cfg.tokens}, cfg.n_inputs, cfg.seed)
-    return harvest_model(run.method, run.dec, run.model, run.targets, data, cfg, language_model=run.language_model,
-                         corpus=corpus, folder=folder, resume=resume, progress=progress)
+    return harvest_model(run.method, run.dec, run.model, run.targets, data, cfg, corpus=corpus, folder=folder, resume=resume, progress=progress)

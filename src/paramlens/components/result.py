@@ -17,7 +17,7 @@ class Harvest(Result):
 
     Attributes:
         method: the decomposition's method; units: the units' names; targets: the decomposed targets.
-        language_model: True when the data were token windows (positions are tokens), else toy inputs.
+        sequences: True when the data were token sequences ``(n, T)`` (positions are tokens), else inputs.
         config: the :class:`~paramlens.components.harvest.HarvestConfig` used; corpus: what was read (corpus name and
             token budget, or the number of toy inputs).
         n_positions: tokens (or inputs) harvested.
@@ -36,7 +36,7 @@ class Harvest(Result):
     method: str
     units: list[str]
     targets: list[str]
-    language_model: bool
+    sequences: bool
     config: dict[str, Any]
     corpus: dict[str, Any]
     n_positions: int
@@ -71,7 +71,7 @@ class Harvest(Result):
 
     def summary(self) -> str:
         alive = self.alive()
-        where = "tokens" if self.language_model else "inputs"
+        where = "tokens" if self.sequences else "inputs"
         lines = [f"harvest of {len(self.units)} units over {self.n_positions} {where}: {int(alive.sum())} fire at "
                  f"least once (importance > {self.config['threshold']})"]
         for i in self.density.argsort(descending=True)[:5].tolist():
