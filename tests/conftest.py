@@ -1,6 +1,7 @@
 import pytest
 
 from paramlens.models.lm.tiny import TinyLMConfig, train_tiny_lm
+from paramlens.models.transformers.induction import InductionConfig, train_induction
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,12 @@ def cli(capsys, monkeypatch):
         return ended.value.code, captured.out, captured.err
 
     return run
+
+
+INDUCTION = InductionConfig(vocab_size=32, length=24, d_model=32, n_heads=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def induction_model():
+    """The induction model with ``INDUCTION``'s settings, trained once per session (~10-100 s on one core)."""
+    return train_induction(INDUCTION, progress=False)[0]

@@ -68,3 +68,4 @@ def test_a_language_model_run_is_harvested_with_token_contexts_and_edited_into_a
     loaded = resolve(report.model)
     assert loaded.is_language_model and loaded.tokenizer is not None
     assert set(report.changed[0]) == {"window", "position", "token", "before", "after", "kl"}
+

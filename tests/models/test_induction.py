@@ -31,13 +31,14 @@ from paramlens.models.transformers.induction_data import (
     induction_positions,
     mechanism_inputs,
 )
+from tests.conftest import INDUCTION
 
-CFG = InductionConfig(vocab_size=32, length=24, d_model=32, n_heads=2, seed=0)  # ~10 s on one core
+CFG = INDUCTION  # the conftest fixture induction_model is trained with it
 
 
 @pytest.fixture(scope="module")
-def trained():
-    return train_induction(CFG, progress=False)[0]
+def trained(induction_model):
+    return induction_model
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,10 @@ from paramlens.components.run import COMPONENTS, open_run
 from paramlens.errors import UsageError
 
 
+TASK_INPUTS = 512
+"""Inputs of the harvest's data on which a model with known mechanisms is scored before and after an edit."""
+
+
 def edit_folder(root: Path, specs: list[str]) -> Path:
     """A new folder under ``root`` named after the ablated units (numbered when the name is taken)."""
     name = "ablate-" + "+".join(s.replace(":", "-").replace("/", "_") for s in specs)[:80]
@@ -37,5 +41,6 @@ def run_components(folder: Path, given: dict[str, Any], ablate: str | None, *, r
         return harvest, None
     data, _ = run.data({"corpus": harvest.config.get("corpus"), "tokens": harvest.config.get("tokens")},
                        harvest.config["n_inputs"], harvest.config["seed"])
-    return harvest, edit(run, specs, edit_folder(folder / COMPONENTS / "edits", specs), data,
+    task = run.model.mechanism_task(data[:TASK_INPUTS]) if hasattr(run.model, "mechanism_task") else None
+    return harvest, edit(run, specs, edit_folder(folder / COMPONENTS / "edits", specs), data, task=task,
                          batch_size=harvest.config["batch_size"])

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from paramlens.core.mechanism_task import MechanismTask
 from paramlens.errors import ParamLensError
 from paramlens.models.transformers.evaluate import Reference
 from paramlens.models.transformers.layout import Layout, decode
@@ -99,6 +100,13 @@ class CompiledTransformer(Transformer):
     def ground_truth(self) -> ProgramGroundTruth:
         """Which weights implement which operation of the program, and which outputs need it."""
         return program_ground_truth(self)
+
+    def mechanism_task(self, ids: Tensor) -> MechanismTask:
+        """The scoring task of its operations on ids ``(B, 1 + length)`` (see
+        :func:`~paramlens.models.transformers.tasks.program_task`)."""
+        from paramlens.models.transformers.tasks import program_task
+
+        return program_task(self.ground_truth(), ids)
 
     def source(self, length: int | None = None) -> ProgramInputs:
         """Uniformly random inputs of ``length`` tokens (None: ``max_len``), the data to decompose it on."""

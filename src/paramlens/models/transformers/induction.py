@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from paramlens.core.ground_truth import GroundTruth
+from paramlens.core.mechanism_task import MechanismTask
 from paramlens.errors import ParamLensError
 from paramlens.models.train import TrainConfig, read_saved, seeded, train, validated
 from paramlens.models.transformers.induction_checks import find_heads, head_norms, head_slice
@@ -125,6 +126,13 @@ class InductionTransformer(nn.Module):
 
     def source(self) -> RepeatedSegments:
         return RepeatedSegments(self.cfg.vocab_size, self.cfg.length, self.cfg.min_segment)
+
+    def mechanism_task(self, tokens: Tensor) -> MechanismTask:
+        """The scoring task of its two mechanisms on repeated-segment ``tokens`` ``(B, T)`` (see
+        :func:`~paramlens.models.transformers.tasks.induction_task`)."""
+        from paramlens.models.transformers.tasks import induction_task
+
+        return induction_task(self, tokens)
 
     def ground_truth(self, heads: tuple[int, int] | None = None) -> GroundTruth:
         """Mechanism 0 (previous-token) is the layer-0 head's slices of ``q``, ``k``, ``v``, ``o``; mechanism 1
