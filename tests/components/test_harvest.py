@@ -1,5 +1,6 @@
 """Harvest statistics against values computed by hand on a planted decomposition of a tiny language model."""
 
+import dataclasses
 import math
 import os
 import signal
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paramlens.components import Harvest, HarvestConfig, Units, harvest_model
+from paramlens.components.mechanisms import find_mechanisms
 from paramlens.core.weights import select
 from paramlens.errors import Interrupted
 
@@ -152,3 +154,32 @@ def test_an_interrupted_pass_resumes_to_the_same_saved_harvest(planted, tmp_path
     for name in ("density", "mean_importance", "top_positions", "contexts", "context_importance", "token_fires",
                  "coactivation", "effect_size", "promoted"):
         assert torch.equal(torch.nan_to_num(getattr(loaded, name)), torch.nan_to_num(getattr(h, name))), name
+
+
+def test_mechanisms_are_the_planted_co_firing_blocks_with_their_joint_effect(planted):
+    """A harvest whose co-activation is planted as two blocks (out:1 with out:2, out:3 with out:4; every other unit
+    silent) gives those two mechanisms; each one's effect is the KL of ablating both rows of the output matrix at
+    the members' first two top positions."""
+    model, windows, targets, h = planted
+    units = Units.of(Planted, targets, V)
+    co = torch.zeros_like(h.coactivation)
+    density = torch.zeros_like(h.density)
+    for block in (("out:1", "out:2"), ("out:3", "out:4")):
+        idx = torch.tensor([units.index(u) for u in block])
+        co[idx[:, None], idx[None, :]] = 5
+        density[idx] = torch.tensor([0.2, 0.1], dtype=density.dtype)
+    planted_h = dataclasses.replace(h, coactivation=co, density=density)
+    found = find_mechanisms(Planted, model, model, targets, units, planted_h, windows)
+    assert sorted(sorted(g["members"]) for g in found.groups) == [["out:1", "out:2"], ["out:3", "out:4"]]
+    with torch.no_grad():
+        logits = model(windows).reshape(-1, V)
+    for g in found.groups:
+        rows = [int(m.split(":")[1]) for m in g["members"]]
+        assert g["density"] == pytest.approx(0.15) and g["members"][0].endswith(str(min(rows)))  # densest first
+        pos = torch.cat([h.top_positions[units.index(m), :2][h.top_values[units.index(m), :2] > 0.1]
+                         for m in g["members"]]).unique()
+        z = logits[pos]
+        cut = z.clone()
+        cut[:, rows] = 0
+        logp, logq = F.log_softmax(z, -1), F.log_softmax(cut, -1)
+        assert g["effect"] == pytest.approx(float((logp.exp() * (logp - logq)).sum(-1).mean()), rel=1e-5)

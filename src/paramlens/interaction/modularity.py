@@ -1,7 +1,7 @@
 """The interaction graph (basis directions as nodes, edges between consecutive layers) and its modules.
 
-Communities by the Leiden algorithm (``leidenalg`` on ``igraph``, modularity objective, seeded); if those
-packages are missing, Louvain from ``networkx``. Newman's modularity ``Q`` of the partition is reported.
+Communities by :func:`paramlens.core.communities.communities` (Leiden, else Louvain), with Newman's modularity
+``Q``.
 Edge weights can be transformed first: ``identity``, ``sqrt``, or ``log`` (``log(1 + w / mean w)``).
 """
 
@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 from torch import Tensor
 
+from paramlens.core.communities import communities
 from paramlens.errors import ParamLensError
 
 Transform = Literal["identity", "sqrt", "log"]
@@ -53,25 +54,7 @@ def modules(weights: list[Tensor], transform: Transform = "identity", seed: int 
     :func:`paramlens.interaction.edges.edges`)."""
     pairs, v, sizes = _weighted_edges(weights, transform)
     n = int(sum(sizes))
-    try:
-        import igraph
-        import leidenalg
-
-        g = igraph.Graph(n=n, edges=pairs)
-        part = leidenalg.find_partition(g, leidenalg.ModularityVertexPartition, weights=list(v), seed=seed)
-        labels, method = np.array(part.membership), "leiden"
-        q = g.modularity(part.membership, weights=list(v))
-    except ImportError:
-        import networkx as nx
-
-        g = nx.Graph()
-        g.add_nodes_from(range(n))
-        g.add_weighted_edges_from((a, b, float(w)) for (a, b), w in zip(pairs, v))
-        comms = nx.community.louvain_communities(g, weight="weight", seed=seed)
-        labels = np.zeros(n, dtype=int)
-        for k, c in enumerate(comms):
-            labels[list(c)] = k
-        method, q = "louvain (networkx)", nx.community.modularity(g, comms, weight="weight")
+    labels, q, method = communities(n, pairs, v, seed)
     offsets = np.cumsum([0] + sizes)
     membership = [labels[offsets[i]: offsets[i + 1]].tolist() for i in range(len(sizes))]
     return Modules(membership, float(q), method, int(labels.max()) + 1 if n else 0)
