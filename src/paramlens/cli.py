@@ -215,22 +215,28 @@ def components(
     tokens: Optional[int] = typer.Option(None, min=2, max=100_000_000,
                                          help="Language models: corpus tokens to harvest (default: the run's)."),
     ablate: Optional[str] = typer.Option(None, help="Units to ablate, comma-separated: TARGET:INDEX (APD: "
-                                         "component:INDEX); writes the edited model and what the edit changes."),
+                                         "component:INDEX) or a mechanism id (mechanism:K); writes the edited model "
+                                         "and what the edit changes."),
     settings: list[str] = typer.Option([], "--set", help="A harvest setting as key=value (threshold, top_k, "
                                        "context, batch_size, ...); repeat."),
     resume: bool = typer.Option(False, help="Continue an interrupted harvest."),
     trust_code: bool = TRUST_CODE,
 ) -> None:
-    """Read a decomposition: where each subcomponent fires, what it does, and edits that ablate some. (Method:
-    paramlens.components.)"""
-    from paramlens.components.cli_run import run_components
+    """Read a decomposition: where each subcomponent fires, what it does, what feeds it, its mechanisms, in a browser
+    that opens from disk; and edits that ablate some. (Method: paramlens.components.)"""
+    from paramlens.components.read import ablation_specs, edit_run, read_run
+    from paramlens.components.run import open_run
 
     given = {"corpus": corpus, "tokens": tokens, **_key_values(settings)}
-    harvest, edited = run_components(run, {k: v for k, v in given.items() if v is not None}, ablate, resume=resume,
-                                     trust_code=trust_code)
-    say(harvest.summary())
-    if edited is not None:
-        say(edited.summary())
+    opened = open_run(run, trust_code=trust_code)
+    for spec in ablation_specs(ablate):  # a wrong unit fails before any work
+        if not spec.startswith("mechanism:"):
+            opened.units.index(spec)
+    reading, data = read_run(opened, {k: v for k, v in given.items() if v is not None}, resume=resume)
+    say(reading.summary())
+    specs = ablation_specs(ablate, reading.mechanisms)
+    if specs:
+        say(edit_run(opened, specs, data, reading.harvest.config["batch_size"]).summary())
 
 
 def _key_values(items: list[str]) -> dict[str, str]:

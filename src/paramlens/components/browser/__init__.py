@@ -1,0 +1,139 @@
+"""A static browser of a harvested decomposition: one folder that opens from disk (``file://``), no server.
+
+``index.html`` with its script and style, and the data as small JavaScript files that register themselves
+(``data/units.js`` with one row per unit, ``data/unit/<k>.js`` per unit, loaded when its page opens; the graph, the
+mechanisms and the prompts each in one file): browsers refuse ``fetch`` from ``file://``, not ``<script>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from paramlens.components.graph import OUTPUT, Graph
+from paramlens.components.mechanisms import Mechanisms
+from paramlens.components.result import Harvest
+from paramlens.core.runs import atomic_write
+
+STATIC = Path(__file__).parent / "static"
+Decode = Callable[[int], str]
+
+
+def _num(x: Any) -> float | None:
+    """A float for JSON (None for NaN and infinities)."""
+    x = float(x)
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def _js(path: Path, call: str, payload: Any) -> None:
+    """Write ``call(payload);`` (JSON) to ``path``."""
+    text = f"{call}({json.dumps(payload, separators=(',', ':'))});\n"
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _output_name(harvest: Harvest, decode: Decode) -> Callable[[int], str]:
+    return decode if harvest.sequences else (lambda k: f"output {k}")
+
+
+def labels(harvest: Harvest, decode: Decode) -> list[str]:
+    """A short label per unit: what it fires on and what it promotes (token models), or the input feature its top
+    inputs share (toy models), "" for a unit that never fires."""
+    out, name = [], _output_name(harvest, decode)
+    for s in range(len(harvest.units)):
+        if harvest.density[s] <= 0:
+            out.append("")
+            continue
+        promoted = name(int(harvest.promoted[s, 0])) if harvest.promoted.shape[1] else ""
+        if harvest.sequences:
+            top = harvest.top_tokens(s, 1)
+            on = "(other)" if not top or top[0]["token"] is None else decode(top[0]["token"])
+            out.append(f"on {on} → {promoted}")
+        else:
+            mean = torch.nan_to_num(harvest.contexts[s]).abs().mean(0)
+            share = float(mean.max() / mean.sum().clamp(min=1e-12))
+            out.append(f"feature {int(mean.argmax())}" + ("" if share > 0.5 else " (mixed)") + f" → {promoted}")
+    return out
+
+
+def _unit_page(harvest: Harvest, s: int, decode: Decode, graph_edges: list[dict], index: dict[str, int]) -> dict:
+    """The data of unit ``s``'s page."""
+    name = _output_name(harvest, decode)
+    contexts = []
+    for j in range(harvest.top_values.shape[1]):
+        if harvest.top_positions[s, j] < 0:
+            break
+        if harvest.sequences:
+            ids, imp = harvest.contexts[s, j].tolist(), harvest.context_importance[s, j].tolist()
+            contexts.append({"value": _num(harvest.top_values[s, j]),
+                             "tokens": [decode(t) if t >= 0 else None for t in ids],
+                             "importance": [_num(v) for v in imp]})
+        else:
+            contexts.append({"value": _num(harvest.top_values[s, j]),
+                             "input": [_num(v) for v in harvest.contexts[s, j].tolist()]})
+    listed = lambda ids, by: [{"token": name(int(i)), "by": _num(b)} for i, b in zip(ids.tolist(), by.tolist())]
+    tokens = [{**t, "token": "(other)" if t["token"] is None else decode(t["token"])} for t in harvest.top_tokens(s)]
+    co = []
+    if harvest.coactivation.numel():
+        rate = harvest.coactivation_rate()[s].clone()
+        rate[s] = 0
+        best = rate.topk(min(10, len(rate)))
+        co = [{"unit": int(k), "rate": _num(v)} for v, k in zip(best.values, best.indices) if v > 0]
+    me = harvest.units[s]
+    return {"id": s, "name": me, "density": _num(harvest.density[s]), "effect": _num(harvest.effect_size[s]),
+            "contexts": contexts, "top_tokens": tokens,
+            "promoted": listed(harvest.promoted[s], harvest.promoted_by[s]),
+            "suppressed": listed(harvest.suppressed[s], harvest.suppressed_by[s]), "coactive": co,
+            "feeds": [{"unit": index.get(e["target"]), "name": e["target"], "weight": _num(e["weight"])}
+                      for e in graph_edges if e["source"] == me][:20],
+            "fed_by": [{"unit": index.get(e["source"]), "name": e["source"], "weight": _num(e["weight"])}
+                       for e in graph_edges if e["target"] == me][:20]}
+
+
+def prompt_rows(harvest: Harvest, importance: Tensor, tokens: Sequence[str], top: int = 8) -> dict:
+    """One prompt of the prompt view: its ``tokens`` and, per token, the ``top`` units firing most there
+    (``importance``: ``(len(tokens), S)``)."""
+    fires = []
+    for row in importance:
+        best = row.topk(min(top, len(row)))
+        fires.append([[int(k), _num(v)] for v, k in zip(best.values, best.indices)
+                      if v > harvest.config["threshold"]])
+    return {"tokens": list(tokens), "fires": fires}
+
+
+def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str, graph: Graph | None = None,
+                  mechanisms: Mechanisms | None = None, prompts: Sequence[dict] = ()) -> Path:
+    """Write the browser of ``harvest`` into ``folder`` (replacing one there); returns ``folder/index.html``.
+    ``decode``: a token id as text; ``prompts``: from :func:`prompt_rows`."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(STATIC, folder)
+    (folder / "data" / "unit").mkdir(parents=True)
+    index = {name: s for s, name in enumerate(harvest.units)}
+    member_of = {m: g["id"] for g in (mechanisms.groups if mechanisms else []) for m in g["members"]}
+    edges = graph.pruned() if graph is not None else []
+    label = labels(harvest, decode)
+    rows = [[s, name, name.rpartition(":")[0], _num(harvest.density[s]), _num(harvest.mean_importance[s]),
+             _num(harvest.effect_size[s]), label[s], member_of.get(name, "")] for s, name in enumerate(harvest.units)]
+    meta = {"title": title, "method": harvest.method, "sequences": harvest.sequences, "positions": harvest.n_positions,
+            "threshold": harvest.config["threshold"], "corpus": harvest.corpus, "targets": harvest.targets,
+            "has_graph": graph is not None, "has_mechanisms": mechanisms is not None, "has_prompts": bool(prompts)}
+    _js(folder / "data" / "units.js", "PL.setUnits", {"meta": meta, "rows": rows})
+    for s in range(len(harvest.units)):
+        if harvest.density[s] > 0:
+            _js(folder / "data" / "unit" / f"{s}.js", "PL.setUnit", _unit_page(harvest, s, decode, edges, index))
+    name = _output_name(harvest, decode)
+    _js(folder / "data" / "mechanisms.js", "PL.setMechanisms",
+        [{**g, "members": [[index[m], m] for m in g["members"]], "promoted": [name(i) for i in g["promoted"]],
+          "suppressed": [name(i) for i in g["suppressed"]]} for g in (mechanisms.groups if mechanisms else [])])
+    _js(folder / "data" / "graph.js", "PL.setGraph",
+        {"targets": harvest.targets + [OUTPUT], "edges": [[e["source"], e["target"], _num(e["weight"])] for e in edges],
+         "units": {e[k]: index[e[k]] for e in edges for k in ("source", "target") if e[k] in index}})
+    _js(folder / "data" / "prompts.js", "PL.setPrompts", list(prompts))
+    return folder / "index.html"

@@ -1,0 +1,74 @@
+"""The components browser in headless Chromium, opened from disk: every view loads without a console error, the
+search finds a unit, a click opens its page, the graph renders."""
+
+import os
+import shutil
+
+import pytest
+
+from tests.report.test_demo_report import CHROMIUM, FLAGS
+
+
+def _browser_of(cli, tmp_path, *decompose_args, harvest=()):
+    code, _, err = cli("decompose", *decompose_args, "--out", tmp_path / "runs")
+    assert code == 0, err
+    (folder,) = (tmp_path / "runs").iterdir()
+    code, out, err = cli("components", folder, *harvest)
+    assert code == 0, err
+    moved = tmp_path / "moved"  # the folder must work wherever it is copied
+    shutil.copytree(folder / "components" / "browser", moved)
+    return moved / "index.html"
+
+
+@pytest.fixture
+def chromium():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI; `make test` installs Debian's chromium package")
+        pytest.skip("chromium not installed (make test installs it as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def _check(page_path, chromium, query, expect_unit):
+    messages = []
+    page = chromium.new_page()
+    page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+    page.goto(page_path.as_uri(), wait_until="load")
+    page.wait_for_selector("#units tbody tr")
+    page.fill("#search", query)
+    names = page.eval_on_selector_all("#units tbody tr td:first-child", "cells => cells.map(c => c.textContent)")
+    assert names and all(query in n for n in names) and expect_unit in names
+    page.click(f"#units a.unit:text-is('{expect_unit}')")
+    page.wait_for_selector("#unit-title")
+    assert page.text_content("#unit-title") == expect_unit
+    assert page.locator(".context").count() > 0
+    page.goto(page_path.as_uri() + "#/graph")
+    page.wait_for_selector("#graph line", state="attached")
+    assert page.locator("#graph line").count() > 0 and page.locator("#graph g.node").count() > 1
+    page.click("#graph g.node[data-unit] >> nth=0")
+    page.wait_for_selector("#unit-title")
+    page.goto(page_path.as_uri() + "#/mechanisms")
+    page.wait_for_selector(".mechanism, .empty")
+    page.goto(page_path.as_uri() + "#/prompts")
+    page.wait_for_selector(".prompt .tok")
+    page.click(".prompt .tok >> nth=1")
+    page.wait_for_selector(".fires table, .fires .empty")
+    assert messages == []
+
+
+def test_a_toy_decomposition_s_browser(cli, tmp_path, chromium):
+    page = _browser_of(cli, tmp_path, "tms", "-t", "linear1", "-t", "linear2", "--steps", 200, "--C", 6,
+                       harvest=("--set", "n_inputs=2048"))
+    _check(page, chromium, "linear2", "linear2:0")
+
+
+def test_a_language_model_decomposition_s_browser(cli, tmp_path, chromium, lm_folder):
+    page = _browser_of(cli, tmp_path, lm_folder, "-t", "model.layers.0.mlp.*", "--steps", 3, "--C", 4, "--context",
+                       16, "--tokens", 1024, "--batch-size", 2, harvest=("--tokens", 512))
+    _check(page, chromium, "up_proj", "model.layers.0.mlp.up_proj:0")
