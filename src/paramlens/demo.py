@@ -115,6 +115,20 @@ def residual_section(folder: Path, t: Trained) -> tuple[Section, dict[str, Any]]
     return section, row
 
 
+def components_browser(folder: Path, run: str, model: str, targets: list[str], quick: bool, progress: bool) -> str:
+    """Record what the decomposition in ``folder/run`` decomposes (the zoo model saved in ``folder/model``), harvest it
+    and write its browser; returns the browser's page, relative to ``folder``."""
+    from paramlens.components.read import read_run
+    from paramlens.components.run import open_run
+    from paramlens.core.text import TextOptions
+    from paramlens.decompose.cli_run import Request, write_record
+
+    write_record(folder / run, Request(str((folder / model).resolve()), targets, "spd", TextOptions()))
+    reading, _ = read_run(open_run(folder / run, progress=progress), {"n_inputs": 2048 if quick else 16384},
+                          progress=progress)
+    return str(reading.browser.relative_to(folder))
+
+
 def decomposition_section(folder: Path, model: TMS, quick: bool, seed: int, progress: bool) -> tuple[Section, dict[str, Any]]:
     """SPD of TMS 5-2: importances for one-hot inputs, cosines to the true features, loss curves."""
     from paramlens.decompose import decompose
@@ -124,9 +138,11 @@ def decomposition_section(folder: Path, model: TMS, quick: bool, seed: int, prog
     r = decompose(model, model.source(), ["linear1", "linear2"], ground_truth=model.ground_truth(), steps=steps,
                   seed=seed, tied=model.tied_targets, folder=folder / "spd_tms_5_2", progress=progress,
                   **FAST_TOY_SCHEDULE)
+    browser = components_browser(folder, "spd_tms_5_2", "models/tms_5_2", ["linear1", "linear2"], quick, progress)
     m = r.metrics
     section = Section(
         title="SPD of TMS 5-2",
+        links=[(browser, "Browse its subcomponents: where each fires, what it does, what feeds it (opens from disk)")],
         text=f"Stochastic parameter decomposition of W into C={r.config['C']} rank-one subcomponents, used in "
         f"linear1 (W) and, transposed, in linear2 (W^T), each layer with its own importance gates; {steps} steps. The right answer: one subcomponent per feature, each on only "
         "when its feature is. Every metric is shown next to the same decomposition at random init.",

@@ -26,6 +26,8 @@ def test_report_is_self_contained(report):
         assert f"<h2>{section}" in html
     assert (report.parent / "models" / "tms_5_2" / "model.safetensors").is_file()
     assert (report.parent / "spd_tms_5_2" / "result.json").is_file()
+    assert 'href="spd_tms_5_2/components/browser/index.html"' in html  # the decomposition's browser
+    assert (report.parent / "spd_tms_5_2" / "components" / "browser" / "data" / "units.js").is_file()
     for figure in ("spd_losses.png", "spd_ci_linear1.png", "spd_cos_linear1.png"):
         assert f'src="{figure}"' in html
 

@@ -72,6 +72,12 @@ def _process_group() -> Iterator[int]:
             dist.destroy_process_group()
 
 
+def write_record(folder: Path, req: Request) -> None:
+    """Write what the run in ``folder`` decomposes (``run.json``: read back by ``--resume`` and by
+    ``paramlens components``)."""
+    atomic_write(folder / RUN_RECORD, lambda p: p.write_text(json.dumps(req.record(), indent=2)))
+
+
 def saved_request(folder: Path) -> Request:
     """What the run in ``folder`` decomposes, from its ``run.json`` (a missing or damaged record: one error)."""
     path = folder / RUN_RECORD
@@ -213,11 +219,9 @@ def _run(req: Request, rank: int, device: torch.device, *, out_dir: Path, resume
     model.to(device)
     folder = resume if resume is not None else (new_run_dir(out_dir, req.method) if rank == 0 else None)
 
-    def record() -> None:  # what the run decomposes, once the run is known to be valid
-        atomic_write(folder / RUN_RECORD, lambda p: p.write_text(json.dumps(req.record(), indent=2)))
-
     result = decompose(model, data, req.targets, req.method, config=cfg, ground_truth=truth, folder=folder,
-                       resume=resume is not None, eval_every=max(cfg.steps // 20, 1), on_start=record)
+                       resume=resume is not None, eval_every=max(cfg.steps // 20, 1),
+                       on_start=lambda: write_record(folder, req))  # once the run is known to be valid
     if rank != 0:
         return result, None
     write_run(result, folder, f"ParamLens {req.method.upper()}: {req.model}",

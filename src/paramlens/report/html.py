@@ -36,12 +36,14 @@ class Section:
         text: a paragraph of plain text (escaped).
         figures: ``[(PNG file name inside the report folder, caption)]``.
         table: rows as dicts with the same keys; numbers are shown with 4 significant digits.
+        links: ``[(a file inside the report folder, its text)]``, e.g. a browser of the section's result.
     """
 
     title: str
     text: str = ""
     figures: list[tuple[str, str]] = field(default_factory=list)
     table: list[dict[str, Any]] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _cell(value: Any) -> str:
@@ -71,9 +73,9 @@ def write_report(folder: str | Path, title: str, summary: list[dict[str, Any]], 
     """
     folder = Path(folder)
     for s in sections:
-        for name, _ in s.figures:
+        for name, _ in [*s.figures, *s.links]:
             if not (folder / name).is_file():
-                raise ParamLensError(f"report figure {folder / name} is missing; write it before the report")
+                raise ParamLensError(f"report file {folder / name} is missing; write it before the report")
     nav = "".join(f'<a href="#{_anchor(i)}">{html.escape(s.title)}</a>' for i, s in enumerate(sections))
     parts = [
         "<!DOCTYPE html>",
@@ -89,6 +91,7 @@ def write_report(folder: str | Path, title: str, summary: list[dict[str, Any]], 
         parts.append(f'<section id="{_anchor(i)}"><h2>{html.escape(s.title)}</h2>')
         if s.text:
             parts.append(f"<p>{html.escape(s.text)}</p>")
+        parts += [f'<p><a href="{html.escape(name)}">{html.escape(text)}</a></p>' for name, text in s.links]
         parts.append(table_html(s.table))
         for name, caption in s.figures:
             alt = html.escape(caption)
