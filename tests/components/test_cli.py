@@ -69,3 +69,17 @@ def test_a_language_model_run_is_harvested_with_token_contexts_and_edited_into_a
     assert loaded.is_language_model and loaded.tokenizer is not None
     assert set(report.changed[0]) == {"window", "position", "token", "before", "after", "kl"}
 
+
+
+def test_an_apd_run_is_read_as_components_spanning_every_target(cli, tmp_path):
+    """APD's units are its components (one importance for all targets); it has no subcomponent graph, and an edit
+    takes a component out of every target."""
+    folder = _run(cli, tmp_path, "tms", "-t", "linear1", "-t", "linear2", "--method", "apd", "--steps", 20, "--C", 4)
+    code, out, err = cli("components", folder, "--set", "n_inputs=256", "--ablate", "component:1")
+    assert code == 0, err
+    h = Harvest.load(folder / "components" / "harvest")
+    assert h.units == [f"component:{c}" for c in range(4)] and not (folder / "components" / "graph").exists()
+    (edit_folder,) = (folder / "components" / "edits").iterdir()
+    edited, original = resolve(Edit.load(edit_folder).model).module, resolve("tms").module
+    assert not torch.equal(edited.linear1.weight, original.linear1.weight)
+    assert not torch.equal(edited.linear2.weight, original.linear2.weight)

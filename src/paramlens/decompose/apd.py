@@ -180,7 +180,9 @@ def attributions(dec: APDModel, model: nn.Module, x: Tensor, inputs: dict[str, T
         probes = output_probes(out.shape[-1], dec.cfg, torch.Generator().manual_seed(dec.cfg.seed)).to(out.device)
     score = None
     for k, probe in enumerate(probes):
-        grads = torch.autograd.grad((out * probe).sum(), [leaves[n] for n in names], retain_graph=k + 1 < len(probes))
+        with torch.enable_grad():  # the caller may run under no_grad
+            grads = torch.autograd.grad((out * probe).sum(), [leaves[n] for n in names],
+                                        retain_graph=k + 1 < len(probes))
         attr = sum(einsum(g, acts[n], "... o, ... c o -> ... c") for g, n in zip(grads, names))
         score = attr.pow(2) if score is None else score + attr.pow(2)
     return score
