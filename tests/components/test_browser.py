@@ -5,7 +5,12 @@ import os
 import shutil
 
 import pytest
+import torch
 
+from paramlens.components import HarvestConfig, Units, harvest_model
+from paramlens.components.browser import write_browser
+from paramlens.components.known import known_mechanisms
+from paramlens.decompose.spd import SPDMethod
 from tests.report.test_demo_report import CHROMIUM, FLAGS
 
 
@@ -72,3 +77,26 @@ def test_a_language_model_decomposition_s_browser(cli, tmp_path, chromium, lm_fo
     page = _browser_of(cli, tmp_path, lm_folder, "-t", "model.layers.0.mlp.*", "--steps", 3, "--C", 4, "--context",
                        16, "--tokens", 1024, "--batch-size", 2, harvest=("--tokens", 512))
     _check(page, chromium, "up_proj", "model.layers.0.mlp.up_proj:0")
+
+
+def test_each_true_feature_s_unit_is_shown_with_its_feature(exact, tmp_path, chromium):
+    model, targets, spd = exact
+    x = model.source().sample(2048, torch.Generator().manual_seed(0))
+    harvest = harvest_model(SPDMethod, spd, model, targets, x, HarvestConfig(top_k=4, effect_contexts=2),
+                            progress=False)
+    known = known_mechanisms(SPDMethod, spd, model, targets, Units.of(SPDMethod, targets, 5))
+    page_path = write_browser(tmp_path / "browser", harvest, str, title="exact SPD of TMS 5-2", known=known)
+    page = chromium.new_page()
+    page.goto(page_path.as_uri(), wait_until="load")
+    page.wait_for_selector("#units tbody tr")
+    assert "known mechanism" in page.text_content("#units thead")
+    for i in model.represented().nonzero().flatten().tolist():
+        page.fill("#search", f"feature {i} (block")
+        page.wait_for_function("document.querySelectorAll('#units tbody tr').length == 2")
+        names = page.eval_on_selector_all("#units tbody tr td:first-child", "cells => cells.map(c => c.textContent)")
+        assert sorted(names) == [f"linear1:{i}", f"linear2:{i}"]
+        page.click(f"#units a.unit:text-is('linear1:{i}')")
+        page.wait_for_selector("#unit-title")
+        assert page.text_content("#known") == f"known mechanism: feature {i} (block 1.00)"
+        page.go_back()
+        page.wait_for_selector("#units tbody tr")

@@ -1,5 +1,8 @@
 """paramlens components on decompose run folders: harvest, reuse, one-line errors, and edits every command loads."""
 
+import json
+import re
+
 import pytest
 import torch
 
@@ -70,7 +73,6 @@ def test_a_language_model_run_is_harvested_with_token_contexts_and_edited_into_a
     assert set(report.changed[0]) == {"window", "position", "token", "before", "after", "kl"}
 
 
-
 def test_an_apd_run_is_read_as_components_spanning_every_target(cli, tmp_path):
     """APD's units are its components (one importance for all targets); it has no subcomponent graph, and an edit
     takes a component out of every target."""
@@ -83,3 +85,19 @@ def test_an_apd_run_is_read_as_components_spanning_every_target(cli, tmp_path):
     edited, original = resolve(Edit.load(edit_folder).model).module, resolve("tms").module
     assert not torch.equal(edited.linear1.weight, original.linear1.weight)
     assert not torch.equal(edited.linear2.weight, original.linear2.weight)
+
+
+def test_a_residual_mlp_run_names_units_after_the_features_their_read_directions_match(cli, tmp_path):
+    code, _, err = cli("train-toy", "residual_mlp", "--features", 8, "--steps", 50, "--out", tmp_path / "toy")
+    assert code == 0, err
+    (toy,) = (tmp_path / "toy").iterdir()
+    folder = _run(cli, tmp_path, toy, "-t", "layers.0.mlp_in", "--steps", 200, "--C", 8, "--batch-size", 512)
+    code, out, err = cli("components", folder, "--set", "n_inputs=512")
+    assert code == 0, err
+    units = (folder / "components" / "browser" / "data" / "units.js").read_text()
+    rows = json.loads(units[units.index("(") + 1:units.rindex(")")])["rows"]
+    assert all(len(r) == 9 for r in rows)
+    for row in rows:  # a named unit fires (density > 0) and its read direction is that feature's at |cos| >= 0.5
+        if row[8]:
+            assert row[3] > 0 and re.fullmatch(r"feature [0-7] \(direction (0\.[5-9]\d|1\.00)\)", row[8]), row
+    assert any(r[8] for r in rows) and "known mechanisms" in out

@@ -1,33 +1,13 @@
-"""Harvest of a toy model: an SPD of TMS 5-2 built exactly from its weights, one subcomponent per feature."""
+"""Harvest of a toy model: an SPD of TMS 5-2 built exactly from its weights, one subcomponent per feature
+(the ``exact`` fixture)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from paramlens.components import HarvestConfig, Units, harvest_model
-from paramlens.core.weights import select
-from paramlens.decompose.spd import SPDConfig, SPDMethod
-from paramlens.models.toy.tms import TMSConfig, train_tms
-
-
-@pytest.fixture(scope="module")
-def exact():
-    """TMS 5-2 and an SPD whose ``linear1:i`` reads feature ``i`` (``V_i = e_i``, ``U_i = W[:, i]``) with a gate
-    that opens on it, and whose ``linear2:i`` writes output ``i`` (``V_i = W[:, i]``, ``U_i = e_i``)."""
-    model, _ = train_tms(TMSConfig(n_steps=2000, seed=1), progress=False)
-    targets = select(model, ["linear1", "linear2"])
-    spd = SPDMethod.build_empty(targets, SPDConfig(C=5))
-    W = model.linear1.weight.detach()  # (2, 5)
-    with torch.no_grad():
-        for p in spd.parameters():
-            p.zero_()
-        spd.components["linear1"].V.copy_(torch.eye(5))
-        spd.components["linear1"].U.copy_(W.T)
-        spd.components["linear2"].V.copy_(W)
-        spd.components["linear2"].U.copy_(torch.eye(5))
-        for gates in spd.gates.values():
-            gates.w1[:, 0], gates.w2[:, 0] = 1.0, 1.0  # importance gelu(a), below 1 for a <= 1
-    return model, targets, spd
+from paramlens.components.known import known_mechanisms
+from paramlens.decompose.spd import SPDMethod
 
 
 def test_each_feature_unit_fires_on_its_feature_and_promotes_its_output(exact):
@@ -44,3 +24,13 @@ def test_each_feature_unit_fires_on_its_feature_and_promotes_its_output(exact):
         assert int(h.promoted[s, 0]) == i
         assert float(h.effect_size[s]) > 0
         assert int(h.promoted[units.index(f"linear2:{i}"), 0]) == i  # writes output i alone
+
+
+def test_each_feature_unit_is_named_after_its_true_feature(exact):
+    model, targets, spd = exact
+    units = Units.of(SPDMethod, targets, 5)
+    known = known_mechanisms(SPDMethod, spd, model, targets, units)
+    for i in model.represented().nonzero().flatten().tolist():
+        for target in ("linear1", "linear2"):
+            k = known[units.index(f"{target}:{i}")]
+            assert k["mechanism"] == f"feature {i}" and k["score"] == pytest.approx(1.0) and k["by"] == "block"

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from paramlens.components.effect import effects
 from paramlens.components.result import Harvest
-from paramlens.components.units import Units
 from paramlens.components.run import OpenRun
+from paramlens.components.units import Units
 from paramlens.core.runs import CHECKPOINT, RESULT, fit_loop, resume_config, save_config
 from paramlens.core.weights import Target
 from paramlens.decompose.fit import Method

@@ -36,7 +36,8 @@ class Mechanisms(Result):
     algorithm: str
 
     def summary(self) -> str:
-        lines = [f"{len(self.groups)} mechanisms of two or more units ({self.algorithm}, Q = {self.q:.3f})"]
+        quality = f" ({self.algorithm}, Q = {self.q:.3f})" if self.groups else ""
+        lines = [f"{len(self.groups)} mechanisms of two or more units{quality}"]
         lines += [f"  {g['id']}: {len(g['members'])} units ({', '.join(g['members'][:4])}"
                   f"{', ...' if len(g['members']) > 4 else ''}), density {g['density']:.4f}, effect {g['effect']:.4g}"
                   for g in self.groups[:5]]

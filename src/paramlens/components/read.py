@@ -15,6 +15,7 @@ from paramlens.components.browser import prompt_rows, write_browser
 from paramlens.components.edit import Edit, edit
 from paramlens.components.graph import Graph, attribution_graph
 from paramlens.components.harvest import harvest_run, importances
+from paramlens.components.known import known_mechanisms, known_summary
 from paramlens.components.mechanisms import Mechanisms, find_mechanisms
 from paramlens.components.result import Harvest
 from paramlens.components.run import COMPONENTS, OpenRun
@@ -30,16 +31,20 @@ PROMPTS = 3
 
 @dataclass
 class Reading:
-    """What :func:`read_run` made: the harvest, the graph (SPD; else None), the mechanisms, the browser's page."""
+    """What :func:`read_run` made: the harvest, the graph (SPD; else None), the mechanisms, the browser's page, and
+    per unit the known mechanism its weights belong to (:mod:`paramlens.components.known`; None for every unit of a
+    model without ground truth, and for units that never fire)."""
 
     harvest: Harvest
     graph: Graph | None
     mechanisms: Mechanisms
     browser: Path
+    known: list[dict[str, Any] | None]
 
     def summary(self) -> str:
-        parts = [self.harvest.summary(), *([self.graph.summary()] if self.graph else []), self.mechanisms.summary()]
-        return "\n".join([*parts, f"browser: {self.browser}"])
+        parts = [self.harvest.summary(), *([self.graph.summary()] if self.graph else []), self.mechanisms.summary(),
+                 known_summary(self.known, self.harvest.units)]
+        return "\n".join([*filter(None, parts), f"browser: {self.browser}"])
 
 
 def decoder(run: OpenRun) -> Any:
@@ -79,10 +84,12 @@ def read_run(run: OpenRun, given: dict[str, Any], *, resume: bool = False, progr
     mechanisms = find_mechanisms(run.method, run.dec, run.model, run.targets, run.units, harvest, data, graph,
                                  seed=harvest.config["seed"])
     mechanisms.save(root / "mechanisms")
+    known = [k if d > 0 else None for k, d in
+             zip(known_mechanisms(run.method, run.dec, run.model, run.targets, run.units), harvest.density.tolist())]
     decode = decoder(run)
     page = write_browser(root / "browser", harvest, decode, title=f"{run.result.method.upper()} of {run.loaded.name}",
-                         graph=graph, mechanisms=mechanisms, prompts=prompts(run, harvest, data, decode))
-    return Reading(harvest, graph, mechanisms, page), data
+                         graph=graph, mechanisms=mechanisms, prompts=prompts(run, harvest, data, decode), known=known)
+    return Reading(harvest, graph, mechanisms, page, known), data
 
 
 def edit_folder(root: Path, specs: list[str]) -> Path:

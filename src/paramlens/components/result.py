@@ -74,7 +74,7 @@ class Harvest(Result):
         where = "tokens" if self.sequences else "inputs"
         lines = [f"harvest of {len(self.units)} units over {self.n_positions} {where}: {int(alive.sum())} fire at "
                  f"least once (importance > {self.config['threshold']})"]
-        for i in self.density.argsort(descending=True)[:5].tolist():
+        for i in self.density.argsort(descending=True)[:min(5, int(alive.sum()))].tolist():
             lines.append(f"  {self.units[i]}: density {float(self.density[i]):.4f}, mean importance "
                          f"{float(self.mean_importance[i]):.4f}, effect {float(self.effect_size[i]):.4g}")
         return "\n".join(lines)

@@ -36,6 +36,15 @@ def mmcs_ml2r(components: Tensor, truth: Tensor) -> tuple[float, float, Tensor]:
     return float(cos.max(dim=1).values.mean()), float(ratio.mean()), cos
 
 
+def span_cosines(V: Tensor, directions: Tensor) -> Tensor:
+    """``(n, C)``: ``|cos|`` between each true unit direction ``(n, d_in)`` and each read direction ``V`` ``(d_in, C)``
+    taken inside the span of the true directions (the part of a read direction orthogonal to every direction the
+    inputs can take changes no output)."""
+    basis, _ = torch.linalg.qr(directions.T.double())  # (d_in, n) orthonormal basis of the span
+    inside = (basis @ (basis.T @ V.double())).float()
+    return (directions @ F.normalize(inside, dim=0)).abs()
+
+
 def direction_recovery(V: Tensor, directions: Tensor, alive: Tensor, threshold: float = 0.9) -> dict[str, float]:
     """How well alive read directions ``V[:, alive]`` ``(d_in, C)`` match true unit directions ``(n, d_in)``.
 
@@ -47,9 +56,7 @@ def direction_recovery(V: Tensor, directions: Tensor, alive: Tensor, threshold: 
     """
     if not bool(alive.any()):
         return {"direction_cos": 0.0, "directions_recovered": 0.0}
-    basis, _ = torch.linalg.qr(directions.T.double())  # (d_in, n) orthonormal basis of the span
-    inside = (basis @ (basis.T @ V[:, alive].double())).float()
-    cos = (directions @ F.normalize(inside, dim=0)).abs()  # (n, alive)
+    cos = span_cosines(V[:, alive], directions)  # (n, alive)
     best_cos, best = cos.max(dim=1)
     good = best_cos >= threshold
     counts = torch.bincount(best[good], minlength=cos.shape[1])

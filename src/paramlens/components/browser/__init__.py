@@ -62,6 +62,11 @@ def labels(harvest: Harvest, decode: Decode) -> list[str]:
     return out
 
 
+def known_label(known: dict[str, Any] | None) -> str:
+    """A unit's known mechanism as a table cell: ``feature 3 (block 0.98)``, "" when none."""
+    return "" if known is None else f"{known['mechanism']} ({known['by']} {known['score']:.2f})"
+
+
 def _unit_page(harvest: Harvest, s: int, decode: Decode, graph_edges: list[dict], index: dict[str, int]) -> dict:
     """The data of unit ``s``'s page."""
     name = _output_name(harvest, decode)
@@ -108,9 +113,11 @@ def prompt_rows(harvest: Harvest, importance: Tensor, tokens: Sequence[str], top
 
 
 def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str, graph: Graph | None = None,
-                  mechanisms: Mechanisms | None = None, prompts: Sequence[dict] = ()) -> Path:
+                  mechanisms: Mechanisms | None = None, prompts: Sequence[dict] = (),
+                  known: Sequence[dict[str, Any] | None] = ()) -> Path:
     """Write the browser of ``harvest`` into ``folder`` (replacing one there); returns ``folder/index.html``.
-    ``decode``: a token id as text; ``prompts``: from :func:`prompt_rows`."""
+    ``decode``: a token id as text; ``prompts``: from :func:`prompt_rows`; ``known``: per unit, the known mechanism
+    its weights belong to (:func:`~paramlens.components.known.known_mechanisms`; empty: none known)."""
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(STATIC, folder)
@@ -120,10 +127,12 @@ def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str,
     edges = graph.pruned() if graph is not None else []
     label = labels(harvest, decode)
     rows = [[s, name, name.rpartition(":")[0], _num(harvest.density[s]), _num(harvest.mean_importance[s]),
-             _num(harvest.effect_size[s]), label[s], member_of.get(name, "")] for s, name in enumerate(harvest.units)]
+             _num(harvest.effect_size[s]), label[s], member_of.get(name, ""), known_label(known[s] if known else None)]
+            for s, name in enumerate(harvest.units)]
     meta = {"title": title, "method": harvest.method, "sequences": harvest.sequences, "positions": harvest.n_positions,
             "threshold": harvest.config["threshold"], "corpus": harvest.corpus, "targets": harvest.targets,
-            "has_graph": graph is not None, "has_mechanisms": mechanisms is not None, "has_prompts": bool(prompts)}
+            "has_graph": graph is not None, "has_mechanisms": mechanisms is not None, "has_prompts": bool(prompts),
+            "has_known": any(k is not None for k in known)}
     _js(folder / "data" / "units.js", "PL.setUnits", {"meta": meta, "rows": rows})
     for s in range(len(harvest.units)):
         if harvest.density[s] > 0:

@@ -67,9 +67,11 @@ class ResidualMLP(nn.Module):
     def ground_truth(self) -> GroundTruth:
         """Feature ``i``'s mechanism in every ``mlp_in`` reads the embedding direction ``W_E[:, i]``."""
         directions = self.W_E.weight.detach().T.contiguous()  # (n_features, d_embed), unit rows
+        targets = [f"layers.{k}.mlp_in" for k in range(len(self.layers))]
         return GroundTruth(
-            input_directions={f"layers.{k}.mlp_in": directions for k in range(len(self.layers))},
+            input_directions=dict.fromkeys(targets, directions),
             description=f"{self.cfg.n_features} features, each read along its embedding direction",
+            names=dict.fromkeys(targets, [f"feature {i}" for i in range(self.cfg.n_features)]),
         )
 
     def feature_errors(self, n_points: int = 21) -> Tensor:

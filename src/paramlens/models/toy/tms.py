@@ -77,9 +77,11 @@ class TMS(nn.Module):
             matrices={"linear1": cols, "linear2": cols.transpose(1, 2).contiguous()},
             input_directions={"linear1": eye, "linear2": F.normalize(W.T[live], dim=1)},
             description=f"{int(live.sum())} of {n_f} features represented, each a column of W (n_hidden={n_h})",
+            names=dict.fromkeys(("linear1", "linear2"), [f"feature {f}" for f in live.nonzero().flatten().tolist()]),
         )
         if self.hidden is not None:
             gt.matrices["hidden"] = torch.eye(n_h).unsqueeze(0)
+            gt.names["hidden"] = ["hidden identity"]
             gt.description += "; hidden identity: one mechanism of rank n_hidden"
         return gt
 

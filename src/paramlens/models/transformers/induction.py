@@ -149,7 +149,8 @@ class InductionTransformer(nn.Module):
                 parts[layer] = head_slice(weight, head, self.cfg.n_heads, output=name == "o")
                 matrices[f"blocks.{layer}.attn.{name}"] = parts
         return GroundTruth(matrices=matrices, description=(
-            f"previous-token head L0H{heads[0]} (mechanism 0) and induction head L1H{heads[1]} (mechanism 1)"))
+            f"previous-token head L0H{heads[0]} (mechanism 0) and induction head L1H{heads[1]} (mechanism 1)"),
+            names=dict.fromkeys(matrices, list(MECHANISMS)))
 
 
 def induction_loss(model: nn.Module, tokens: Tensor) -> Tensor:

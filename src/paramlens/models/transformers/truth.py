@@ -76,4 +76,5 @@ def program_ground_truth(model: CompiledTransformer) -> ProgramGroundTruth:
         matrices[t.name] = parts
     ops = "; ".join(m.name for m in found if m.sop is not None)
     text = f"{model.name} compiled from a RASP program: {len(found)} mechanisms ({ops}; plus embeddings, unembedding)"
-    return ProgramGroundTruth(matrices=matrices, description=text, mechanisms=found, model=model)
+    names = dict.fromkeys(matrices, [m.name for m in found])
+    return ProgramGroundTruth(matrices=matrices, description=text, names=names, mechanisms=found, model=model)

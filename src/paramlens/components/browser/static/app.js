@@ -10,7 +10,7 @@ const PL = {
   setPrompts(d) { PL.prompts = d; (PL.waiting.prompts || []).forEach(f => f(d)); },
 };
 const COLS = [["unit", 1], ["target", 2], ["density", 3], ["mean importance", 4], ["effect", 5], ["label", 6],
-              ["mechanism", 7]];
+              ["mechanism", 7], ["known mechanism", 8]];
 
 function esc(s) {
   return String(s).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
@@ -41,7 +41,7 @@ function heat(v) {
 function renderTable() {
   const q = document.getElementById("search").value.trim().toLowerCase();
   let rows = PL.units.filter(r => r[3] > 0 || q);
-  if (q) rows = rows.filter(r => (r[1] + " " + r[6] + " " + r[7]).toLowerCase().includes(q));
+  if (q) rows = rows.filter(r => (r[1] + " " + r[6] + " " + r[7] + " " + r[8]).toLowerCase().includes(q));
   const t = PL.table, k = t.key;
   rows = rows.slice().sort((a, b) => {
     const x = a[k], y = b[k];
@@ -51,10 +51,12 @@ function renderTable() {
   const pages = Math.max(1, Math.ceil(rows.length / t.size));
   t.page = Math.min(t.page, pages - 1);
   const shown = rows.slice(t.page * t.size, (t.page + 1) * t.size);
-  const head = COLS.map(([n, i]) => `<th data-col="${i}" class="${i === k ? "sorted" + (t.up ? " up" : "") : ""}">${n}</th>`).join("");
+  const cols = PL.meta.has_known ? COLS : COLS.slice(0, -1);
+  const head = cols.map(([n, i]) => `<th data-col="${i}" class="${i === k ? "sorted" + (t.up ? " up" : "") : ""}">${n}</th>`).join("");
   const body = shown.map(r => `<tr><td>${unitLink(r[0], r[1])}</td><td>${esc(r[2])}</td><td class="num">${fmt(r[3])}</td>` +
     `<td class="num">${fmt(r[4])}</td><td class="num">${fmt(r[5])}</td><td>${esc(r[6])}</td>` +
-    `<td>${r[7] ? `<a class="unit" href="#/mechanisms">${esc(r[7])}</a>` : ""}</td></tr>`).join("");
+    `<td>${r[7] ? `<a class="unit" href="#/mechanisms">${esc(r[7])}</a>` : ""}</td>` +
+    (PL.meta.has_known ? `<td>${esc(r[8])}</td>` : "") + `</tr>`).join("");
   const m = PL.meta;
   view().innerHTML = `<p>${m.method.toUpperCase()} · ${PL.units.length} units · ${m.positions} ${m.sequences ? "tokens" : "inputs"} harvested · ` +
     `firing: importance &gt; ${m.threshold}${q ? "" : " · units that never fire are hidden (search shows them)"}</p>` +
@@ -86,7 +88,8 @@ function renderUnit(id) {
     const row = PL.units[id];
     const name = r => r.unit === null || r.unit === undefined ? esc(r.name) : unitLink(r.unit, r.name || PL.units[r.unit][1]);
     view().innerHTML = `<h2 id="unit-title">${esc(u.name)}</h2><p>density ${fmt(u.density)} · effect ${fmt(u.effect)} ` +
-      `${PL.meta.sequences ? "(KL, nats)" : "(mean squared output change)"} · ${esc(row[6])}${row[7] ? " · " + esc(row[7]) : ""}</p>` +
+      `${PL.meta.sequences ? "(KL, nats)" : "(mean squared output change)"} · ${esc(row[6])}${row[7] ? " · " + esc(row[7]) : ""}` +
+      `${row[8] ? ` · <span id="known">known mechanism: ${esc(row[8])}</span>` : ""}</p>` +
       `<div class="card"><h3>where it fires most</h3>${u.contexts.map(contextHtml).join("")}</div><div class="cards">` +
       (PL.meta.sequences ? list("input tokens it fires on", u.top_tokens, r => `<tr><td>${esc(r.token)}</td><td class="num">${r.fires}</td><td class="num">${fmt(r.rate)}</td></tr>`) : "") +
       list("promotes (ablated: falls most)", u.promoted, r => `<tr><td>${esc(r.token)}</td><td class="num">${fmt(r.by)}</td></tr>`) +
