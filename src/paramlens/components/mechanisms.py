@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from paramlens.components.effect import output_change
-from paramlens.components.graph import OUTPUT, Graph
+from paramlens.components.graph import INPUT, OUTPUT, Graph
 from paramlens.components.result import Harvest
 from paramlens.components.units import Units, ablated
 from paramlens.core.communities import communities
@@ -54,7 +54,7 @@ def affinity(harvest: Harvest, graph: Graph | None) -> Tensor:
         attr = torch.zeros_like(w)
         for key, m in graph.edges.items():
             a, b = key.split("->")
-            if b == OUTPUT:
+            if b == OUTPUT or a == INPUT:
                 continue
             rows = torch.tensor([index[f"{a}:{i}"] for i in range(m.shape[0])])
             cols = torch.tensor([index[f"{b}:{j}"] for j in range(m.shape[1])])

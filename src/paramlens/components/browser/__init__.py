@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paramlens.components.graph import OUTPUT, Graph
+from paramlens.components.graph import INPUT, OUTPUT, Graph
 from paramlens.components.mechanisms import Mechanisms
 from paramlens.components.result import Harvest
 from paramlens.core.runs import atomic_write
@@ -40,6 +40,15 @@ def _js(path: Path, call: str, payload: Any) -> None:
 
 def _output_name(harvest: Harvest, decode: Decode) -> Callable[[int], str]:
     return decode if harvest.sequences else (lambda k: f"output {k}")
+
+
+def node_label(harvest: Harvest, decode: Decode, node: str) -> str:
+    """A graph node as shown: an input node as its token (``in: the``) or input feature (``input 3``), else its
+    name."""
+    prefix, _, k = node.rpartition(":")
+    if prefix != INPUT:
+        return node
+    return f"in: {decode(int(k))}" if harvest.sequences else f"input {k}"
 
 
 def labels(harvest: Harvest, decode: Decode) -> list[str]:
@@ -67,8 +76,8 @@ def known_label(known: dict[str, Any] | None) -> str:
     return "" if known is None else f"{known['mechanism']} ({known['by']} {known['score']:.2f})"
 
 
-def _unit_page(harvest: Harvest, s: int, decode: Decode, graph_edges: list[dict], index: dict[str, int]) -> dict:
-    """The data of unit ``s``'s page."""
+def _unit_page(harvest: Harvest, s: int, decode: Decode, graph_edges: list[dict], paged: dict[str, int]) -> dict:
+    """The data of unit ``s``'s page; ``paged``: the units that have a page (they fire), by name."""
     name = _output_name(harvest, decode)
     contexts = []
     for j in range(harvest.top_values.shape[1]):
@@ -95,10 +104,12 @@ def _unit_page(harvest: Harvest, s: int, decode: Decode, graph_edges: list[dict]
             "contexts": contexts, "top_tokens": tokens,
             "promoted": listed(harvest.promoted[s], harvest.promoted_by[s]),
             "suppressed": listed(harvest.suppressed[s], harvest.suppressed_by[s]), "coactive": co,
-            "feeds": [{"unit": index.get(e["target"]), "name": e["target"], "weight": _num(e["weight"])}
+            "feeds": [{"unit": paged.get(e["target"]), "name": e["target"], "weight": _num(e["weight"])}
                       for e in graph_edges if e["source"] == me][:20],
-            "fed_by": [{"unit": index.get(e["source"]), "name": e["source"], "weight": _num(e["weight"])}
-                       for e in graph_edges if e["target"] == me][:20]}
+            "fed_by": [{"unit": paged.get(e["source"]), "name": e["source"], "weight": _num(e["weight"])}
+                       for e in graph_edges if e["target"] == me and not e["source"].startswith(INPUT + ":")][:20],
+            "inputs": [{"name": node_label(harvest, decode, e["source"]), "weight": _num(e["weight"])}
+                       for e in graph_edges if e["target"] == me and e["source"].startswith(INPUT + ":")][:20]}
 
 
 def prompt_rows(harvest: Harvest, importance: Tensor, tokens: Sequence[str], top: int = 8) -> dict:
@@ -123,6 +134,7 @@ def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str,
     shutil.copytree(STATIC, folder)
     (folder / "data" / "unit").mkdir(parents=True)
     index = {name: s for s, name in enumerate(harvest.units)}
+    paged = {name: s for name, s in index.items() if harvest.density[s] > 0}
     member_of = {m: g["id"] for g in (mechanisms.groups if mechanisms else []) for m in g["members"]}
     edges = graph.pruned() if graph is not None else []
     label = labels(harvest, decode)
@@ -136,13 +148,16 @@ def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str,
     _js(folder / "data" / "units.js", "PL.setUnits", {"meta": meta, "rows": rows})
     for s in range(len(harvest.units)):
         if harvest.density[s] > 0:
-            _js(folder / "data" / "unit" / f"{s}.js", "PL.setUnit", _unit_page(harvest, s, decode, edges, index))
+            _js(folder / "data" / "unit" / f"{s}.js", "PL.setUnit", _unit_page(harvest, s, decode, edges, paged))
     name = _output_name(harvest, decode)
     _js(folder / "data" / "mechanisms.js", "PL.setMechanisms",
         [{**g, "members": [[index[m], m] for m in g["members"]], "promoted": [name(i) for i in g["promoted"]],
           "suppressed": [name(i) for i in g["suppressed"]]} for g in (mechanisms.groups if mechanisms else [])])
     _js(folder / "data" / "graph.js", "PL.setGraph",
-        {"targets": harvest.targets + [OUTPUT], "edges": [[e["source"], e["target"], _num(e["weight"])] for e in edges],
-         "units": {e[k]: index[e[k]] for e in edges for k in ("source", "target") if e[k] in index}})
+        {"targets": [INPUT, *harvest.targets, OUTPUT], "edges": [[e["source"], e["target"], _num(e["weight"])]
+                                                                  for e in edges],
+         "units": {e[k]: paged[e[k]] for e in edges for k in ("source", "target") if e[k] in paged},
+         "labels": {e["source"]: node_label(harvest, decode, e["source"]) for e in edges
+                    if e["source"].startswith(INPUT + ":")}})
     _js(folder / "data" / "prompts.js", "PL.setPrompts", list(prompts))
     return folder / "index.html"

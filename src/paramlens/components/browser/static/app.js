@@ -96,6 +96,7 @@ function renderUnit(id) {
       list("suppresses (ablated: rises most)", u.suppressed, r => `<tr><td>${esc(r.token)}</td><td class="num">${fmt(r.by)}</td></tr>`) +
       list("fires with", u.coactive, r => `<tr><td>${unitLink(r.unit, PL.units[r.unit][1])}</td><td class="num">${fmt(r.rate)}</td></tr>`) +
       list("fed by", u.fed_by, r => `<tr><td>${name(r)}</td><td class="num">${fmt(r.weight)}</td></tr>`) +
+      list("inputs that feed it (graph)", u.inputs || [], r => `<tr><td>${esc(r.name)}</td><td class="num">${fmt(r.weight)}</td></tr>`) +
       list("feeds", u.feeds, r => `<tr><td>${name(r)}</td><td class="num">${fmt(r.weight)}</td></tr>`) + `</div>`;
   });
 }
@@ -132,7 +133,7 @@ function renderGraph() {
     const nodes = {}, perColumn = {};
     const place = n => {
       if (nodes[n]) return nodes[n];
-      const t = n.startsWith("output") ? "output" : n.slice(0, n.lastIndexOf(":"));
+      const t = n.startsWith("output") ? "output" : n.startsWith("input:") ? "input" : n.slice(0, n.lastIndexOf(":"));
       const c = column[t] ?? g.targets.length - 1, k = perColumn[c] = (perColumn[c] || 0) + 1;
       return nodes[n] = {x: 60 + 220 * c, y: 30 * k, name: n};
     };
@@ -142,11 +143,11 @@ function renderGraph() {
       `stroke="#0a58ca" stroke-opacity="${(0.15 + 0.85 * w / max).toFixed(3)}" stroke-width="${(0.5 + 3 * w / max).toFixed(2)}"/>`).join("");
     const dots = Object.values(nodes).map(n => {
       const id = g.units[n.name];
-      const label = `<text x="${n.x + 7}" y="${n.y + 4}" font-size="10">${esc(n.name)}</text>`;
+      const label = `<text x="${n.x + 7}" y="${n.y + 4}" font-size="10">${esc((g.labels || {})[n.name] || n.name)}</text>`;
       return `<g class="node"${id !== undefined ? ` data-unit="${id}"` : ""}><circle cx="${n.x}" cy="${n.y}" r="5" fill="#e67814"/>${label}</g>`;
     }).join("");
     const w = 120 + 220 * g.targets.length, h = 60 + 30 * Math.max(...Object.values(perColumn));
-    view().innerHTML = `<p>${g.edges.length} edges keep 90 % of the attribution · drag to pan, wheel to zoom, click a node</p>` +
+    view().innerHTML = `<p>${g.edges.length} edges keep 90 % of each kind of attribution (from the input, between units, to the output) · drag to pan, wheel to zoom, click a node</p>` +
       `<div id="graph-box"><svg id="graph" viewBox="0 0 ${w} ${h}">${lines}${dots}</svg></div>`;
     const svg = document.getElementById("graph");
     let box = [0, 0, w, h], drag = null;
