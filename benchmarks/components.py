@@ -19,7 +19,7 @@ mechanism group that holds most of them (Jaccard overlap), and that group's beha
 group ablated, for each known mechanism (the induction accuracy of the model, where both are needed).
 
 Usage: python benchmarks/components.py [--tokens 16384] [--C 64] [--units 10000] [--threads 1]
-       [--induction-steps 2000]
+       [--induction-steps 2000]        (0 skips a part)
 """
 
 from __future__ import annotations
@@ -191,13 +191,15 @@ def browser_rows(S: int) -> list[dict]:
 
 
 def induction_rows(steps: int) -> list[dict]:
-    """Per known mechanism of the induction model: its matched subcomponents, the found mechanism that overlaps them
-    most, and the task accuracy with that mechanism ablated."""
+    """Per known mechanism of the induction model: its matched subcomponents, the firing units whose weights lie in its
+    head (:func:`~paramlens.components.known.known_mechanisms`), the found mechanism that overlaps the matched ones
+    most, how many of its units lie in the head, and the task accuracy with that mechanism ablated."""
     from decompose_transformers import INDUCTION, INDUCTION_SPD
 
     from paramlens.components import HarvestConfig, Units, ablated, harvest_model
     from paramlens.components.edit import task_accuracies
     from paramlens.components.graph import attribution_graph
+    from paramlens.components.known import known_mechanisms
     from paramlens.components.mechanisms import find_mechanisms
     from paramlens.core.weights import select
     from paramlens.decompose import decompose, score_mechanisms
@@ -217,18 +219,22 @@ def induction_rows(steps: int) -> list[dict]:
     found = find_mechanisms(SPDMethod, dec, model, targets, units, harvest, data, graph)
     task = model.mechanism_task(data[:512])
     scores = score_mechanisms(SPDMethod, dec, model, targets, task)
+    known = known_mechanisms(SPDMethod, dec, model, targets, units)
     rows = []
     for name, match in scores.matches.items():
         matched = {f"{t}:{c}" for t, c in match.members}
         best = max(found.groups, key=lambda g: len(matched & set(g["members"])) / len(matched | set(g["members"])),
                    default=None)
-        row = {"known mechanism": name, "matched subcomponents": len(matched)}
+        named = {units.names[s] for s, k in enumerate(known)
+                 if k is not None and k["mechanism"] == name and harvest.density[s] > 0}
+        row = {"known mechanism": name, "matched subcomponents": len(matched), "units in its head": len(named)}
         if best is not None:
             members = set(best["members"])
             parts = [units.parts[units.index(m)] for m in best["members"]]
             acc = task_accuracies(model, ablated(SPDMethod, dec, model, targets, parts), task)
             row.update({"found mechanism": best["id"], "its units": len(members),
                         "Jaccard": len(matched & members) / len(matched | members),
+                        "its units in the head": len(named & members),
                         "accuracy intact": acc[name]["before"], "accuracy, found mechanism ablated": acc[name]["after"]})
         rows.append(row)
         print(f"  {row}", flush=True)
@@ -238,17 +244,20 @@ def induction_rows(steps: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=16384, help="corpus tokens harvested (windows of 64)")
+    parser.add_argument("--tokens", type=int, default=16384,
+                        help="corpus tokens harvested (windows of 64; 0: skip the harvest table)")
     parser.add_argument("--C", type=int, default=64, help="subcomponents per matrix of the LM")
-    parser.add_argument("--units", type=int, default=10_000, help="units of the generated browser")
+    parser.add_argument("--units", type=int, default=10_000, help="units of the generated browser (0: skip)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--induction-steps", type=int, default=2000, help="SPD steps on the induction model (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print_table(f"harvest of every attention and MLP matrix of the in-project LM (C = {args.C}, "
-                f"{args.threads} thread(s))", harvest_rows(args.tokens, args.C, args.threads))
-    print_table(f"browser of a generated {args.units}-unit harvest, headless Chromium from file://",
-                browser_rows(args.units))
+    if args.tokens:
+        print_table(f"harvest of every attention and MLP matrix of the in-project LM (C = {args.C}, "
+                    f"{args.threads} thread(s))", harvest_rows(args.tokens, args.C, args.threads))
+    if args.units:
+        print_table(f"browser of a generated {args.units}-unit harvest, headless Chromium from file://",
+                    browser_rows(args.units))
     if args.induction_steps:
         print_table(f"the induction model's known mechanisms among the found ones (SPD, {args.induction_steps} steps)",
                     induction_rows(args.induction_steps))
