@@ -136,6 +136,13 @@ def _attribute(quantities: Tensor, leaves: list[Tensor],
     return [torch.stack(r) for r in rows]
 
 
+def _by_token(ids: Tensor, x: Tensor) -> Callable[[Tensor], Tensor]:
+    """For token windows ``x``: ``(B, T, d) gradient x embedding -> (len(ids),)``, ``|sum over d|`` summed over the
+    positions of each token of ``ids`` (sorted, holding every token of ``x``)."""
+    rows = torch.searchsorted(ids, x.reshape(-1))
+    return lambda ge: torch.zeros(len(ids), dtype=ge.dtype).index_add_(0, rows, ge.sum(-1).abs().reshape(-1))
+
+
 def input_embedding(model: nn.Module) -> nn.Module | None:
     """A language model's token embedding: ``get_input_embeddings()``, else its first ``nn.Embedding``."""
     if hasattr(model, "get_input_embeddings"):
@@ -182,10 +189,6 @@ def attribution_graph(method: Method, dec: nn.Module, model: nn.Module, targets:
     ids = torch.cat([b.reshape(-1) for b in batches]).unique() if tokens else None  # the token nodes, sorted
     inputs = [f"{INPUT}:{k}" for k in (ids.tolist() if tokens else range(batches[0].shape[-1]))]
 
-    def by_token(x: Tensor) -> Callable[[Tensor], Tensor]:
-        rows = torch.searchsorted(ids, x.reshape(-1))
-        return lambda ge: torch.zeros(len(ids), dtype=ge.dtype).index_add_(0, rows, ge.sum(-1).abs().reshape(-1))
-
     def add(key: str, m: Tensor) -> None:
         edges[key] = edges.get(key, 0) + m.detach()
 
@@ -198,7 +201,7 @@ def attribution_graph(method: Method, dec: nn.Module, model: nn.Module, targets:
             out, acts = _traced_run(dec, model, targets, run_on, masks)
             readouts = _readouts(out, x)
             outputs = [f"{OUTPUT}:{k}" for k in range(len(readouts))] if not tokens else [OUTPUT]
-            reduce_input = by_token(x) if tokens else _per_column
+            reduce_input = _by_token(ids, x) if tokens else _per_column
             for b, later in enumerate(targets):
                 earlier = targets[:b]
                 passed = acts[later.name] * masks[later.name].detach()  # what each of its units passes on
