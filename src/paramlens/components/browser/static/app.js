@@ -15,6 +15,8 @@ const COLS = [["unit", 1], ["target", 2], ["density", 3], ["mean importance", 4]
 function esc(s) {
   return String(s).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
 }
+// A token as shown inside running text: line breaks and tabs as visible marks, so a context stays one line.
+function tok(t) { return esc(t).replace(/\r?\n/g, "↵").replace(/\t/g, "⇥"); }
 function fmt(x) { return x === null || x === undefined ? "–" : (Math.abs(x) >= 0.01 || x === 0 ? x.toFixed(4) : x.toExponential(2)); }
 function view() { return document.getElementById("view"); }
 function unitLink(id, name) { return `<a class="unit" href="#/unit/${id}">${esc(name)}</a>`; }
@@ -78,7 +80,7 @@ function contextHtml(c) {
   }
   const mid = (c.tokens.length - 1) / 2;
   return `<div class="context">${c.tokens.map((t, i) => t === null ? "" :
-    `<span class="tok${i === mid ? " center" : ""}" title="importance ${fmt(c.importance[i])}" style="background:${heat(c.importance[i])}">${esc(t)}</span>`).join("")}</div>`;
+    `<span class="tok${i === mid ? " center" : ""}" title="importance ${fmt(c.importance[i])}" style="background:${heat(c.importance[i])}">${tok(t)}</span>`).join("")}</div>`;
 }
 function list(title, rows, cell) {
   return `<div class="card"><h3>${title}</h3>${rows.length ? `<table>${rows.map(cell).join("")}</table>` : `<p class="empty">none</p>`}</div>`;
@@ -91,9 +93,9 @@ function renderUnit(id) {
       `${PL.meta.sequences ? "(KL, nats)" : "(mean squared output change)"} · ${esc(row[6])}${row[7] ? " · " + esc(row[7]) : ""}` +
       `${row[8] ? ` · <span id="known">known mechanism: ${esc(row[8])}</span>` : ""}</p>` +
       `<div class="card"><h3>where it fires most</h3>${u.contexts.map(contextHtml).join("")}</div><div class="cards">` +
-      (PL.meta.sequences ? list("input tokens it fires on", u.top_tokens, r => `<tr><td>${esc(r.token)}</td><td class="num">${r.fires}</td><td class="num">${fmt(r.rate)}</td></tr>`) : "") +
-      list("promotes (ablated: falls most)", u.promoted, r => `<tr><td>${esc(r.token)}</td><td class="num">${fmt(r.by)}</td></tr>`) +
-      list("suppresses (ablated: rises most)", u.suppressed, r => `<tr><td>${esc(r.token)}</td><td class="num">${fmt(r.by)}</td></tr>`) +
+      (PL.meta.sequences ? list("input tokens it fires on", u.top_tokens, r => `<tr><td>${tok(r.token)}</td><td class="num">${r.fires}</td><td class="num">${fmt(r.rate)}</td></tr>`) : "") +
+      list("promotes (ablated: falls most)", u.promoted, r => `<tr><td>${tok(r.token)}</td><td class="num">${fmt(r.by)}</td></tr>`) +
+      list("suppresses (ablated: rises most)", u.suppressed, r => `<tr><td>${tok(r.token)}</td><td class="num">${fmt(r.by)}</td></tr>`) +
       list("fires with", u.coactive, r => `<tr><td>${unitLink(r.unit, PL.units[r.unit][1])}</td><td class="num">${fmt(r.rate)}</td></tr>`) +
       list("fed by", u.fed_by, r => `<tr><td>${name(r)}</td><td class="num">${fmt(r.weight)}</td></tr>`) +
       list("inputs that feed it (graph)", u.inputs || [], r => `<tr><td>${esc(r.name)}</td><td class="num">${fmt(r.weight)}</td></tr>`) +
@@ -115,7 +117,7 @@ function renderPrompts() {
     if (!ps.length) { view().innerHTML = `<p class="empty">no prompts</p>`; return; }
     view().innerHTML = ps.map((p, k) => `<div class="prompt">${p.tokens.map((t, i) => {
       const top = p.fires[i].length ? p.fires[i][0][1] : null;
-      return `<span class="tok" data-p="${k}" data-i="${i}" style="background:${heat(top)}">${esc(t)}</span>`;
+      return `<span class="tok" data-p="${k}" data-i="${i}" style="background:${heat(top)}">${tok(t)}</span>`;
     }).join("")}<div class="fires" id="fires-${k}"><p class="empty">click a token: the units firing there</p></div></div>`).join("");
     view().querySelectorAll(".prompt .tok").forEach(el => el.onclick = () => {
       const p = ps[+el.dataset.p], fires = p.fires[+el.dataset.i];
