@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paramlens.components import HarvestConfig, Units, harvest_model
-from paramlens.components.browser import write_browser
+from paramlens.components.browser import DRAWN_INPUTS, drawn_edges, write_browser
 from paramlens.components.known import known_mechanisms
 from paramlens.decompose.spd import SPDMethod
 from tests.report.test_demo_report import CHROMIUM, FLAGS
@@ -100,3 +100,12 @@ def test_each_true_feature_s_unit_is_shown_with_its_feature(exact, tmp_path, chr
         assert page.text_content("#known") == f"known mechanism: feature {i} (block 1.00)"
         page.go_back()
         page.wait_for_selector("#units tbody tr")
+
+
+def test_the_graph_view_draws_only_the_inputs_that_feed_most():
+    edges = [{"source": f"input:{k}", "target": f"a:{k % 3}", "weight": float(k)} for k in range(DRAWN_INPUTS + 10)]
+    edges += [{"source": "a:0", "target": "output", "weight": 0.5}]
+    drawn = drawn_edges(edges)
+    assert {e["source"] for e in drawn if e["source"].startswith("input:")} == {
+        f"input:{k}" for k in range(10, DRAWN_INPUTS + 10)}
+    assert drawn[-1] == edges[-1]

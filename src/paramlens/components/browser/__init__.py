@@ -23,6 +23,8 @@ from paramlens.components.result import Harvest
 from paramlens.core.runs import atomic_write
 
 STATIC = Path(__file__).parent / "static"
+DRAWN_INPUTS = 40
+"""Input nodes drawn in the graph view: those with the most attribution (unit pages list all of theirs)."""
 Decode = Callable[[int], str]
 
 
@@ -123,6 +125,16 @@ def prompt_rows(harvest: Harvest, importance: Tensor, tokens: Sequence[str], top
     return {"tokens": list(tokens), "fires": fires}
 
 
+def drawn_edges(edges: list[dict]) -> list[dict]:
+    """The edges the graph view draws: all but those from input nodes outside the ``DRAWN_INPUTS`` that feed most."""
+    total: dict[str, float] = {}
+    for e in edges:
+        if e["source"].startswith(INPUT + ":"):
+            total[e["source"]] = total.get(e["source"], 0.0) + e["weight"]
+    kept = set(sorted(total, key=total.__getitem__, reverse=True)[:DRAWN_INPUTS])
+    return [e for e in edges if not e["source"].startswith(INPUT + ":") or e["source"] in kept]
+
+
 def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str, graph: Graph | None = None,
                   mechanisms: Mechanisms | None = None, prompts: Sequence[dict] = (),
                   known: Sequence[dict[str, Any] | None] = ()) -> Path:
@@ -153,11 +165,12 @@ def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str,
     _js(folder / "data" / "mechanisms.js", "PL.setMechanisms",
         [{**g, "members": [[index[m], m] for m in g["members"]], "promoted": [name(i) for i in g["promoted"]],
           "suppressed": [name(i) for i in g["suppressed"]]} for g in (mechanisms.groups if mechanisms else [])])
+    drawn = drawn_edges(edges)
     _js(folder / "data" / "graph.js", "PL.setGraph",
         {"targets": [INPUT, *harvest.targets, OUTPUT], "edges": [[e["source"], e["target"], _num(e["weight"])]
-                                                                  for e in edges],
-         "units": {e[k]: paged[e[k]] for e in edges for k in ("source", "target") if e[k] in paged},
-         "labels": {e["source"]: node_label(harvest, decode, e["source"]) for e in edges
-                    if e["source"].startswith(INPUT + ":")}})
+                                                                  for e in drawn],
+         "units": {e[k]: paged[e[k]] for e in drawn for k in ("source", "target") if e[k] in paged},
+         "labels": {e["source"]: node_label(harvest, decode, e["source"]) for e in drawn
+                    if e["source"].startswith(INPUT + ":")}, "pruned": len(edges), "inputs_drawn": DRAWN_INPUTS})
     _js(folder / "data" / "prompts.js", "PL.setPrompts", list(prompts))
     return folder / "index.html"

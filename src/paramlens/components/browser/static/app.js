@@ -145,11 +145,12 @@ function renderGraph() {
       `stroke="#0a58ca" stroke-opacity="${(0.15 + 0.85 * w / max).toFixed(3)}" stroke-width="${(0.5 + 3 * w / max).toFixed(2)}"/>`).join("");
     const dots = Object.values(nodes).map(n => {
       const id = g.units[n.name];
-      const label = `<text x="${n.x + 7}" y="${n.y + 4}" font-size="10">${esc((g.labels || {})[n.name] || n.name)}</text>`;
+      const label = `<text x="${n.x + 7}" y="${n.y + 4}" font-size="10">${tok((g.labels || {})[n.name] || n.name)}</text>`;
       return `<g class="node"${id !== undefined ? ` data-unit="${id}"` : ""}><circle cx="${n.x}" cy="${n.y}" r="5" fill="#e67814"/>${label}</g>`;
     }).join("");
     const w = 120 + 220 * g.targets.length, h = 60 + 30 * Math.max(...Object.values(perColumn));
-    view().innerHTML = `<p>${g.edges.length} edges keep 90 % of each kind of attribution (from the input, between units, to the output) · drag to pan, wheel to zoom, click a node</p>` +
+    view().innerHTML = `<p>${g.pruned} edges keep 90 % of each kind of attribution (from the input, between units, to the output); ` +
+      `drawn: ${g.edges.length}, from the ${g.inputs_drawn} inputs that feed most · drag to pan, wheel to zoom, click a node</p>` +
       `<div id="graph-box"><svg id="graph" viewBox="0 0 ${w} ${h}">${lines}${dots}</svg></div>`;
     const svg = document.getElementById("graph");
     let box = [0, 0, w, h], drag = null;
