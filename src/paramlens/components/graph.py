@@ -7,7 +7,8 @@ a later target ``B`` by gradient x activation on its mask: ``sum_p' | sum_p m_j(
 ``a_j``: ``j``'s component activation ``V_j . input``, ``m_i``: ``i``'s mask (its importance; ``m_j a_j`` is what
 ``j`` passes on, so a unit that is off receives nothing), ``p``, ``p'``: the positions of an input (tokens; one for a
 toy input), summed over the data. To the output: the same for the output (each output of
-a toy model; a language model's log-probability of the actual next token). From the input: gradient x input, for a toy
+a toy model; a sequence model's log-probability of its own top prediction at each position: the next token of a
+language model, the output of a compiled program, whatever the output vocabulary). From the input: gradient x input, for a toy
 model's input feature ``k`` ``sum_n |m_j d a_j / d x_nk x_nk|``; for a language model's token ``t``, over the
 positions ``p'`` holding ``t``, ``sum |sum_p m_j(p) d a_j(p) / d e(p') . e(p')|`` with ``e`` the input embedding's
 output. Each kind of edge
@@ -109,12 +110,12 @@ def _traced_run(dec: nn.Module, model: nn.Module, targets: list[Target], x: Tens
 
 
 def _readouts(out: Tensor, x: Tensor) -> Tensor:
-    """What the output edges end at, summed over positions: a toy model's outputs ``(n_out,)``, a language model's
-    total log-probability of each actual next token ``(1,)``."""
+    """What the output edges end at, summed over positions: a toy model's outputs ``(n_out,)``, a sequence model's
+    total log-probability of its top prediction at each position ``(1,)``."""
     if x.is_floating_point():
         return out.reshape(-1, out.shape[-1]).sum(0)
-    logp = F.log_softmax(out[:, :-1].float(), dim=-1)
-    return logp.gather(-1, x[:, 1:, None]).sum().reshape(1)
+    logp = F.log_softmax(out.float(), dim=-1)
+    return logp.gather(-1, logp.detach().argmax(-1, keepdim=True)).sum().reshape(1)
 
 
 def _per_column(gx: Tensor) -> Tensor:
