@@ -41,6 +41,11 @@ INPUT = "input"
 id ``k``."""
 
 
+def is_input(node: str) -> bool:
+    """Whether a graph node is an input node (``input:k``)."""
+    return node.startswith(INPUT + ":")
+
+
 @dataclasses.dataclass
 class Graph(Result):
     """Summed attribution between subcomponents.
@@ -87,7 +92,7 @@ class Graph(Result):
         edges = self.pruned()
         lines = [f"attribution graph over {self.positions} positions: {len(edges)} edges keep 90 % of each kind "
                  "(from the input, between subcomponents, to the output)"]
-        between = [e for e in edges if not e["source"].startswith(INPUT + ":")] or edges
+        between = [e for e in edges if not is_input(e["source"])] or edges
         lines += [f"  {e['source']} -> {e['target']}: {e['weight']:.4g}" for e in between[:5]]
         return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paramlens.components.graph import INPUT, OUTPUT, Graph
+from paramlens.components.graph import INPUT, OUTPUT, Graph, is_input
 from paramlens.components.mechanisms import Mechanisms
 from paramlens.components.result import Harvest
 from paramlens.core.runs import atomic_write
@@ -47,9 +47,9 @@ def _output_name(harvest: Harvest, decode: Decode) -> Callable[[int], str]:
 def node_label(harvest: Harvest, decode: Decode, node: str) -> str:
     """A graph node as shown: an input node as its token (``in: the``) or input feature (``input 3``), else its
     name."""
-    prefix, _, k = node.rpartition(":")
-    if prefix != INPUT:
+    if not is_input(node):
         return node
+    k = node.rpartition(":")[2]
     return f"in: {decode(int(k))}" if harvest.sequences else f"input {k}"
 
 
@@ -109,9 +109,9 @@ def _unit_page(harvest: Harvest, s: int, decode: Decode, graph_edges: list[dict]
             "feeds": [{"unit": paged.get(e["target"]), "name": e["target"], "weight": _num(e["weight"])}
                       for e in graph_edges if e["source"] == me][:20],
             "fed_by": [{"unit": paged.get(e["source"]), "name": e["source"], "weight": _num(e["weight"])}
-                       for e in graph_edges if e["target"] == me and not e["source"].startswith(INPUT + ":")][:20],
+                       for e in graph_edges if e["target"] == me and not is_input(e["source"])][:20],
             "inputs": [{"name": node_label(harvest, decode, e["source"]), "weight": _num(e["weight"])}
-                       for e in graph_edges if e["target"] == me and e["source"].startswith(INPUT + ":")][:20]}
+                       for e in graph_edges if e["target"] == me and is_input(e["source"])][:20]}
 
 
 def prompt_rows(harvest: Harvest, importance: Tensor, tokens: Sequence[str], top: int = 8) -> dict:
@@ -129,10 +129,10 @@ def drawn_edges(edges: list[dict]) -> list[dict]:
     """The edges the graph view draws: all but those from input nodes outside the ``DRAWN_INPUTS`` that feed most."""
     total: dict[str, float] = {}
     for e in edges:
-        if e["source"].startswith(INPUT + ":"):
+        if is_input(e["source"]):
             total[e["source"]] = total.get(e["source"], 0.0) + e["weight"]
     kept = set(sorted(total, key=total.__getitem__, reverse=True)[:DRAWN_INPUTS])
-    return [e for e in edges if not e["source"].startswith(INPUT + ":") or e["source"] in kept]
+    return [e for e in edges if not is_input(e["source"]) or e["source"] in kept]
 
 
 def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str, graph: Graph | None = None,
@@ -171,6 +171,6 @@ def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str,
                                                                   for e in drawn],
          "units": {e[k]: paged[e[k]] for e in drawn for k in ("source", "target") if e[k] in paged},
          "labels": {e["source"]: node_label(harvest, decode, e["source"]) for e in drawn
-                    if e["source"].startswith(INPUT + ":")}, "pruned": len(edges), "inputs_drawn": DRAWN_INPUTS})
+                    if is_input(e["source"])}, "pruned": len(edges), "inputs_drawn": DRAWN_INPUTS})
     _js(folder / "data" / "prompts.js", "PL.setPrompts", list(prompts))
     return folder / "index.html"
