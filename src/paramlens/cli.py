@@ -219,6 +219,8 @@ def components(
                                          "and what the edit changes."),
     settings: list[str] = typer.Option([], "--set", help="A harvest setting as key=value (threshold, top_k, "
                                        "context, batch_size, ...); repeat."),
+    prompt: list[str] = typer.Option([], "--prompt", help="Language models: a text shown first in the prompt view, "
+                                     "with its own attribution graph (SPD); repeat."),
     resume: bool = typer.Option(False, help="Continue an interrupted harvest."),
     trust_code: bool = TRUST_CODE,
 ) -> None:
@@ -232,7 +234,8 @@ def components(
     for spec in ablation_specs(ablate):  # a wrong unit fails before any work
         if not spec.startswith("mechanism:"):
             opened.units.index(spec)
-    reading, data = read_run(opened, {k: v for k, v in given.items() if v is not None}, resume=resume)
+    reading, data = read_run(opened, {k: v for k, v in given.items() if v is not None}, prompt_texts=prompt,
+                             resume=resume)
     say(reading.summary())
     specs = ablation_specs(ablate, reading.mechanisms)
     if specs:

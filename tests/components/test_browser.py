@@ -39,7 +39,7 @@ def chromium():
         browser.close()
 
 
-def _check(page_path, chromium, query, expect_unit):
+def _check(page_path, chromium, query, expect_unit, prompt_graph=False):
     messages = []
     page = chromium.new_page()
     page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
@@ -64,6 +64,11 @@ def _check(page_path, chromium, query, expect_unit):
     page.wait_for_selector(".prompt .tok")
     page.click(".prompt .tok >> nth=1")
     page.wait_for_selector(".fires table, .fires .empty")
+    assert (page.locator(".prompt-graph").count() == 1) == prompt_graph  # only the given prompt has a graph of its own
+    if prompt_graph:
+        page.click(".prompt-graph")
+        page.wait_for_selector("#graph line", state="attached")
+        assert "prompt 1:" in page.text_content("#view p")
     assert messages == []
 
 
@@ -75,8 +80,8 @@ def test_a_toy_decomposition_s_browser(cli, tmp_path, chromium):
 
 def test_a_language_model_decomposition_s_browser(cli, tmp_path, chromium, lm_folder):
     page = _browser_of(cli, tmp_path, lm_folder, "-t", "model.layers.0.mlp.*", "--steps", 3, "--C", 4, "--context",
-                       16, "--tokens", 1024, "--batch-size", 2, harvest=("--tokens", 512))
-    _check(page, chromium, "up_proj", "model.layers.0.mlp.up_proj:0")
+                       16, "--tokens", 1024, "--batch-size", 2, harvest=("--tokens", 512, "--prompt", "the cat sat"))
+    _check(page, chromium, "up_proj", "model.layers.0.mlp.up_proj:0", prompt_graph=True)
 
 
 def test_each_true_feature_s_unit_is_shown_with_its_feature(exact, tmp_path, chromium):

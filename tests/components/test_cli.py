@@ -44,6 +44,7 @@ def test_a_toy_run_is_harvested_reread_and_edited(cli, tmp_path):
     (("--ablate", ","), "--ablate takes units"),
     (("--set", "threshold=2"), "threshold"),
     (("--set", "nonsense=1"), "nonsense"),
+    (("--prompt", "the cat"), "--prompt needs a language model"),
 ])
 def test_wrong_input_is_one_line(cli, tmp_path, args, message):
     folder = _run(cli, tmp_path, "tms", "-t", "linear1", "--steps", 5, "--C", 3)

@@ -57,21 +57,43 @@ def decoder(run: OpenRun) -> Any:
     return str
 
 
-def prompts(run: OpenRun, harvest: Harvest, data: Tensor, decode: Any) -> list[dict]:
-    """The prompt view: the first windows of ``data`` (token models), or every input feature alone at 1 (toy
-    models), each with the units firing on each token (feature)."""
+def prompt_ids(run: OpenRun, texts: list[str]) -> list[Tensor]:
+    """Each of ``texts`` as the token ids ``(T,)`` the run's model reads (its tokenizer's, special tokens included)."""
+    if not texts:
+        return []
+    if not run.language_model or run.loaded.tokenizer is None:
+        raise UsageError("--prompt needs a language model with a tokenizer; this run's model has none")
+    ids = [torch.tensor(run.loaded.tokenizer(t)["input_ids"], dtype=torch.long) for t in texts]
+    if any(len(i) < 2 or len(i) > run.text.context for i in ids):
+        raise UsageError(f"each --prompt must be 2 to {run.text.context} tokens long (the run's context)")
+    return ids
+
+
+def prompts(run: OpenRun, harvest: Harvest, data: Tensor, decode: Any, given: list[Tensor] = ()) -> list[dict]:
+    """The prompt view: the ``given`` prompts (token ids ``(T,)``), each with its own attribution graph (SPD), then
+    the first windows of ``data`` (token models); or every input feature alone at 1 (toy models); each with the
+    units firing on each token (feature)."""
     if harvest.sequences:
-        return [prompt_rows(harvest, importances(run.method, run.dec, run.model, run.targets, run.units, w[None]),
-                            [decode(int(t)) for t in w]) for w in data[:PROMPTS]]
+        rows = []
+        for k, w in enumerate([*given, *data[:PROMPTS]]):
+            row = prompt_rows(harvest, importances(run.method, run.dec, run.model, run.targets, run.units, w[None]),
+                              [decode(int(t)) for t in w])
+            if k < len(given) and run.method.name == "spd":
+                row["graph"] = attribution_graph(run.method, run.dec, run.model, run.targets, [w[None]],
+                                                 progress=False).pruned()
+            rows.append(row)
+        return rows
     eye = torch.eye(data.shape[1])
     imp = importances(run.method, run.dec, run.model, run.targets, run.units, eye)
     return [prompt_rows(harvest, imp, [f"feature {i}" for i in range(len(eye))])]
 
 
-def read_run(run: OpenRun, given: dict[str, Any], *, resume: bool = False, progress: bool = True) -> tuple[Reading,
-                                                                                                          Tensor]:
+def read_run(run: OpenRun, given: dict[str, Any], *, prompt_texts: list[str] = (), resume: bool = False,
+             progress: bool = True) -> tuple[Reading, Tensor]:
     """Harvest the opened run (``given``: :class:`~paramlens.components.harvest.HarvestConfig` settings), then graph,
-    mechanisms and browser, all saved under ``RUN/components``; also returns the data read."""
+    mechanisms and browser, all saved under ``RUN/components``; ``prompt_texts`` go first in the prompt view, each
+    with its own attribution graph. Also returns the data read."""
+    given_prompts = prompt_ids(run, list(prompt_texts))  # a wrong prompt fails before any work
     root = run.folder / COMPONENTS
     harvest = harvest_run(run, root / "harvest", given, resume=resume, progress=progress)
     data, _ = run.data({"corpus": harvest.config["corpus"], "tokens": harvest.config["tokens"]},
@@ -88,7 +110,8 @@ def read_run(run: OpenRun, given: dict[str, Any], *, resume: bool = False, progr
              zip(known_mechanisms(run.method, run.dec, run.model, run.targets, run.units), harvest.density.tolist())]
     decode = decoder(run)
     page = write_browser(root / "browser", harvest, decode, title=f"{run.result.method.upper()} of {run.loaded.name}",
-                         graph=graph, mechanisms=mechanisms, prompts=prompts(run, harvest, data, decode), known=known)
+                         graph=graph, mechanisms=mechanisms, prompts=prompts(run, harvest, data, decode, given_prompts),
+                         known=known)
     return Reading(harvest, graph, mechanisms, page, known), data
 
 

@@ -135,11 +135,22 @@ def drawn_edges(edges: list[dict]) -> list[dict]:
     return [e for e in edges if not is_input(e["source"]) or e["source"] in kept]
 
 
+def graph_payload(harvest: Harvest, decode: Decode, edges: list[dict], paged: dict[str, int]) -> dict:
+    """What the graph view draws of pruned ``edges``: the drawn edges, the unit pages they link, the input labels."""
+    drawn = drawn_edges(edges)
+    return {"targets": [INPUT, *harvest.targets, OUTPUT],
+            "edges": [[e["source"], e["target"], _num(e["weight"])] for e in drawn],
+            "units": {e[k]: paged[e[k]] for e in drawn for k in ("source", "target") if e[k] in paged},
+            "labels": {e["source"]: node_label(harvest, decode, e["source"]) for e in drawn if is_input(e["source"])},
+            "pruned": len(edges), "inputs_drawn": DRAWN_INPUTS}
+
+
 def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str, graph: Graph | None = None,
                   mechanisms: Mechanisms | None = None, prompts: Sequence[dict] = (),
                   known: Sequence[dict[str, Any] | None] = ()) -> Path:
     """Write the browser of ``harvest`` into ``folder`` (replacing one there); returns ``folder/index.html``.
-    ``decode``: a token id as text; ``prompts``: from :func:`prompt_rows`; ``known``: per unit, the known mechanism
+    ``decode``: a token id as text; ``prompts``: from :func:`prompt_rows`, with the pruned edges of the prompt's own
+    attribution graph under ``"graph"`` where it has one; ``known``: per unit, the known mechanism
     its weights belong to (:func:`~paramlens.components.known.known_mechanisms`; empty: none known)."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -165,12 +176,7 @@ def write_browser(folder: Path, harvest: Harvest, decode: Decode, *, title: str,
     _js(folder / "data" / "mechanisms.js", "PL.setMechanisms",
         [{**g, "members": [[index[m], m] for m in g["members"]], "promoted": [name(i) for i in g["promoted"]],
           "suppressed": [name(i) for i in g["suppressed"]]} for g in (mechanisms.groups if mechanisms else [])])
-    drawn = drawn_edges(edges)
-    _js(folder / "data" / "graph.js", "PL.setGraph",
-        {"targets": [INPUT, *harvest.targets, OUTPUT], "edges": [[e["source"], e["target"], _num(e["weight"])]
-                                                                  for e in drawn],
-         "units": {e[k]: paged[e[k]] for e in drawn for k in ("source", "target") if e[k] in paged},
-         "labels": {e["source"]: node_label(harvest, decode, e["source"]) for e in drawn
-                    if is_input(e["source"])}, "pruned": len(edges), "inputs_drawn": DRAWN_INPUTS})
-    _js(folder / "data" / "prompts.js", "PL.setPrompts", list(prompts))
+    _js(folder / "data" / "graph.js", "PL.setGraph", graph_payload(harvest, decode, edges, paged))
+    _js(folder / "data" / "prompts.js", "PL.setPrompts",
+        [{**p, "graph": graph_payload(harvest, decode, p["graph"], paged)} if "graph" in p else p for p in prompts])
     return folder / "index.html"

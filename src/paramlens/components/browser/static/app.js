@@ -118,7 +118,7 @@ function renderPrompts() {
     view().innerHTML = ps.map((p, k) => `<div class="prompt">${p.tokens.map((t, i) => {
       const top = p.fires[i].length ? p.fires[i][0][1] : null;
       return `<span class="tok" data-p="${k}" data-i="${i}" style="background:${heat(top)}">${tok(t)}</span>`;
-    }).join("")}<div class="fires" id="fires-${k}"><p class="empty">click a token: the units firing there</p></div></div>`).join("");
+    }).join("")}${p.graph ? ` <a class="prompt-graph" href="#/graph/${k}">its attribution graph</a>` : ""}<div class="fires" id="fires-${k}"><p class="empty">click a token: the units firing there</p></div></div>`).join("");
     view().querySelectorAll(".prompt .tok").forEach(el => el.onclick = () => {
       const p = ps[+el.dataset.p], fires = p.fires[+el.dataset.i];
       document.getElementById("fires-" + el.dataset.p).innerHTML = fires.length ? `<table>${fires.map(([u, v]) =>
@@ -128,48 +128,51 @@ function renderPrompts() {
   });
 }
 
-function renderGraph() {
-  load("graph", "graph", g => {
-    if (!g.edges.length) { view().innerHTML = `<p class="empty">no attribution graph (SPD runs have one)</p>`; return; }
-    const column = {}; g.targets.forEach((t, i) => column[t] = i);
-    const nodes = {}, perColumn = {};
-    const place = n => {
-      if (nodes[n]) return nodes[n];
-      const t = n.startsWith("output") ? "output" : n.startsWith("input:") ? "input" : n.slice(0, n.lastIndexOf(":"));
-      const c = column[t] ?? g.targets.length - 1, k = perColumn[c] = (perColumn[c] || 0) + 1;
-      return nodes[n] = {x: 60 + 220 * c, y: 30 * k, name: n};
-    };
-    g.edges.forEach(([a, b]) => { place(a); place(b); });
-    const max = Math.max(...g.edges.map(e => e[2]));
-    const lines = g.edges.map(([a, b, w]) => `<line x1="${nodes[a].x}" y1="${nodes[a].y}" x2="${nodes[b].x}" y2="${nodes[b].y}" ` +
-      `stroke="#0a58ca" stroke-opacity="${(0.15 + 0.85 * w / max).toFixed(3)}" stroke-width="${(0.5 + 3 * w / max).toFixed(2)}"/>`).join("");
-    const dots = Object.values(nodes).map(n => {
-      const id = g.units[n.name];
-      const label = `<text x="${n.x + 7}" y="${n.y + 4}" font-size="10">${tok((g.labels || {})[n.name] || n.name)}</text>`;
-      return `<g class="node"${id !== undefined ? ` data-unit="${id}"` : ""}><circle cx="${n.x}" cy="${n.y}" r="5" fill="#e67814"/>${label}</g>`;
-    }).join("");
-    const w = 120 + 220 * g.targets.length, h = 60 + 30 * Math.max(...Object.values(perColumn));
-    view().innerHTML = `<p>${g.pruned} edges keep 90 % of each kind of attribution (from the input, between units, to the output); ` +
-      `drawn: ${g.edges.length}, from the ${g.inputs_drawn} inputs that feed most · drag to pan, wheel to zoom, click a node</p>` +
-      `<div id="graph-box"><svg id="graph" viewBox="0 0 ${w} ${h}">${lines}${dots}</svg></div>`;
-    const svg = document.getElementById("graph");
-    let box = [0, 0, w, h], drag = null;
-    const set = () => svg.setAttribute("viewBox", box.map(v => v.toFixed(1)).join(" "));
-    svg.addEventListener("wheel", e => {
-      e.preventDefault();
-      const f = e.deltaY > 0 ? 1.15 : 1 / 1.15, r = svg.getBoundingClientRect();
-      const mx = box[0] + box[2] * (e.clientX - r.left) / r.width, my = box[1] + box[3] * (e.clientY - r.top) / r.height;
-      box = [mx - (mx - box[0]) * f, my - (my - box[1]) * f, box[2] * f, box[3] * f]; set();
-    }, {passive: false});
-    svg.addEventListener("mousedown", e => { drag = [e.clientX, e.clientY, box[0], box[1]]; });
-    window.onmouseup = () => { drag = null; };
-    svg.addEventListener("mousemove", e => {
-      if (!drag) return;
-      const r = svg.getBoundingClientRect();
-      box[0] = drag[2] - (e.clientX - drag[0]) * box[2] / r.width; box[1] = drag[3] - (e.clientY - drag[1]) * box[3] / r.height; set();
-    });
-    svg.querySelectorAll("g.node[data-unit]").forEach(n => n.onclick = () => { location.hash = "#/unit/" + n.dataset.unit; });
+function renderGraph() { load("graph", "graph", g => drawGraph(g, "")); }
+function renderPromptGraph(k) {
+  load("prompts", "prompts", ps => ps[k] && ps[k].graph ? drawGraph(ps[k].graph, `prompt ${k + 1}: ${ps[k].tokens.join("")} · `)
+    : view().innerHTML = `<p class="empty">prompt ${k + 1} has no graph of its own</p>`);
+}
+function drawGraph(g, what) {
+  if (!g.edges.length) { view().innerHTML = `<p class="empty">no attribution graph (SPD runs have one)</p>`; return; }
+  const column = {}; g.targets.forEach((t, i) => column[t] = i);
+  const nodes = {}, perColumn = {};
+  const place = n => {
+    if (nodes[n]) return nodes[n];
+    const t = n.startsWith("output") ? "output" : n.startsWith("input:") ? "input" : n.slice(0, n.lastIndexOf(":"));
+    const c = column[t] ?? g.targets.length - 1, k = perColumn[c] = (perColumn[c] || 0) + 1;
+    return nodes[n] = {x: 60 + 220 * c, y: 30 * k, name: n};
+  };
+  g.edges.forEach(([a, b]) => { place(a); place(b); });
+  const max = Math.max(...g.edges.map(e => e[2]));
+  const lines = g.edges.map(([a, b, w]) => `<line x1="${nodes[a].x}" y1="${nodes[a].y}" x2="${nodes[b].x}" y2="${nodes[b].y}" ` +
+    `stroke="#0a58ca" stroke-opacity="${(0.15 + 0.85 * w / max).toFixed(3)}" stroke-width="${(0.5 + 3 * w / max).toFixed(2)}"/>`).join("");
+  const dots = Object.values(nodes).map(n => {
+    const id = g.units[n.name];
+    const label = `<text x="${n.x + 7}" y="${n.y + 4}" font-size="10">${tok((g.labels || {})[n.name] || n.name)}</text>`;
+    return `<g class="node"${id !== undefined ? ` data-unit="${id}"` : ""}><circle cx="${n.x}" cy="${n.y}" r="5" fill="#e67814"/>${label}</g>`;
+  }).join("");
+  const w = 120 + 220 * g.targets.length, h = 60 + 30 * Math.max(...Object.values(perColumn));
+  view().innerHTML = `<p>${esc(what)}${g.pruned} edges keep 90 % of each kind of attribution (from the input, between units, to the output); ` +
+    `drawn: ${g.edges.length}, from the ${g.inputs_drawn} inputs that feed most · drag to pan, wheel to zoom, click a node</p>` +
+    `<div id="graph-box"><svg id="graph" viewBox="0 0 ${w} ${h}">${lines}${dots}</svg></div>`;
+  const svg = document.getElementById("graph");
+  let box = [0, 0, w, h], drag = null;
+  const set = () => svg.setAttribute("viewBox", box.map(v => v.toFixed(1)).join(" "));
+  svg.addEventListener("wheel", e => {
+    e.preventDefault();
+    const f = e.deltaY > 0 ? 1.15 : 1 / 1.15, r = svg.getBoundingClientRect();
+    const mx = box[0] + box[2] * (e.clientX - r.left) / r.width, my = box[1] + box[3] * (e.clientY - r.top) / r.height;
+    box = [mx - (mx - box[0]) * f, my - (my - box[1]) * f, box[2] * f, box[3] * f]; set();
+  }, {passive: false});
+  svg.addEventListener("mousedown", e => { drag = [e.clientX, e.clientY, box[0], box[1]]; });
+  window.onmouseup = () => { drag = null; };
+  svg.addEventListener("mousemove", e => {
+    if (!drag) return;
+    const r = svg.getBoundingClientRect();
+    box[0] = drag[2] - (e.clientX - drag[0]) * box[2] / r.width; box[1] = drag[3] - (e.clientY - drag[1]) * box[3] / r.height; set();
   });
+  svg.querySelectorAll("g.node[data-unit]").forEach(n => n.onclick = () => { location.hash = "#/unit/" + n.dataset.unit; });
 }
 
 function route() {
@@ -178,6 +181,7 @@ function route() {
   if (h === "mechanisms") return renderMechanisms();
   if (h === "prompts") return renderPrompts();
   if (h === "graph") return renderGraph();
+  if (h.startsWith("graph/")) return renderPromptGraph(+h.slice(6));
   renderTable();
 }
 
