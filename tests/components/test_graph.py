@@ -107,3 +107,24 @@ def test_token_edges_sum_gradient_times_embedding_over_the_positions_of_each_tok
     assert graph.inputs == ["input:0", "input:1", "input:3"] and graph.outputs == ["output"]
     assert torch.allclose(graph.edges["input->lin1"], want, atol=1e-5)
     assert graph.edges["lin1->output"].shape == (2, 1) and bool((graph.edges["lin1->output"] > 0).all())
+
+
+class OneHotLinear(nn.Module):
+    """A token model with no embedding module: its first layer reads one-hot tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin0 = nn.Linear(5, 3, bias=False)
+        self.lin1 = nn.Linear(3, 4, bias=False)
+
+    def forward(self, tokens):
+        return self.lin1(self.lin0(torch.nn.functional.one_hot(tokens, 5).float()))
+
+
+def test_a_token_model_without_an_embedding_module_has_no_input_edges():
+    torch.manual_seed(0)
+    model = OneHotLinear()
+    targets = select(model, ["lin0", "lin1"])
+    spd = SPDMethod.build(model, targets, SPDConfig(C=2))
+    graph = attribution_graph(SPDMethod, spd, model, targets, [torch.tensor([[0, 1, 4, 2]])], progress=False)
+    assert set(graph.edges) == {"lin0->lin1", "lin0->output", "lin1->output"}

@@ -6,14 +6,13 @@ importance-masked model SPD trains to match the output). Subcomponent ``i`` of t
 a later target ``B`` by gradient x activation on its mask: ``sum_p' | sum_p m_j(p) d a_j(p) / d m_i(p') | m_i(p')``,
 ``a_j``: ``j``'s component activation ``V_j . input``, ``m_i``: ``i``'s mask (its importance; ``m_j a_j`` is what
 ``j`` passes on, so a unit that is off receives nothing), ``p``, ``p'``: the positions of an input (tokens; one for a
-toy input), summed over the data. To the output: the same for the output (each output of
-a toy model; a sequence model's log-probability of its own top prediction at each position: the next token of a
-language model, the output of a compiled program, whatever the output vocabulary). From the input: gradient x input, for a toy
-model's input feature ``k`` ``sum_n |m_j d a_j / d x_nk x_nk|``; for a language model's token ``t``, over the
-positions ``p'`` holding ``t``, ``sum |sum_p m_j(p) d a_j(p) / d e(p') . e(p')|`` with ``e`` the input embedding's
-output. Each kind of edge
-(from the input, between subcomponents, to the output) is pruned to its largest edges that together keep a share
-``keep`` of that kind's attribution.
+toy input), summed over the data. To the output: the same for the output (each output of a toy model; a sequence
+model's log-probability of its own top prediction at each position: the next token of a language model, the output of
+a compiled program, whatever the output vocabulary). From the input: gradient x input, for a toy model's input feature
+``k`` ``sum_n |m_j d a_j / d x_nk x_nk|``; for a language model's token ``t``, over the positions ``p'`` holding
+``t``, ``sum |sum_p m_j(p) d a_j(p) / d e(p') . e(p')|`` with ``e`` the input embedding's output (none for a model
+without an embedding module). Each kind of edge (from the input, between subcomponents, to the output) is pruned to
+its largest edges that together keep a share ``keep`` of that kind's attribution.
 """
 
 from __future__ import annotations
@@ -210,6 +209,8 @@ def attribution_graph(method: Method, dec: nn.Module, model: nn.Module, targets:
             reduce_input = _by_token(ids, x) if tokens else _per_column
             for b, later in enumerate(targets):
                 earlier = targets[:b]
+                if not earlier and not leaf:  # the first target of a model with no input leaf: nothing feeds it
+                    continue
                 passed = acts[later.name] * masks[later.name].detach()  # what each of its units passes on
                 found = _attribute(passed.reshape(-1, passed.shape[-1]).sum(0),
                                    [masks[t.name] for t in earlier] + leaf,
