@@ -41,6 +41,9 @@ BATCH_COUPLED = ("apd",)
 """Methods whose losses couple the inputs of a batch (APD's batch top-k and its running threshold): a micro-batch's
 losses are not a part of the whole batch's, so they train without micro-batches."""
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+FUSED_ADAM = ("cpu", "cuda")
+"""Devices whose parameters Adam updates in one fused kernel (about 3x faster than its per-tensor loop for the many
+small tensors of a decomposition)."""
 
 
 class Method(Protocol):
@@ -296,7 +299,8 @@ class TrainingStep:
             ShardedLosses(self.method.losses, self.dec, self.device) if self.sharded
             else partial(self.method.losses, self.dec))
         self.params = [p for p in self.dec.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam(self.params, lr=self.cfg.lr)
+        self.opt = torch.optim.Adam(self.params, lr=self.cfg.lr,
+                                    fused=True if self.device in FUSED_ADAM and not self.sharded else None)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, partial(lr_factor, self.cfg))
         self.scaler = grad_scaler(self.cfg, self.device, self.sharded)
         keep = dist.get_rank() == 0 if self.sharded else True

@@ -41,6 +41,7 @@ from paramlens.decompose.components import (
 )
 from paramlens.decompose.forward import faithfulness, output_loss, run_maps, with_total
 from paramlens.decompose.importance_fns import CIFunction, importance_function
+from paramlens.decompose.narrow_products import NarrowProducts
 from paramlens.decompose.spd_config import SPDConfig
 
 
@@ -162,9 +163,10 @@ class SPDModel(nn.Module):
 def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compile(fn)`` for one SPD module. The compiled functions of every module share one cache (that of
     ``torch.compile``'s wrapper code), whose size limit grows by 8 for each, so that a process building many modules
-    keeps compiling them rather than falling back to eager."""
+    keeps compiling them rather than falling back to eager. Narrow matrix products are computed transposed
+    (:mod:`paramlens.decompose.narrow_products`)."""
     torch._dynamo.config.recompile_limit += 8
-    return torch.compile(fn, dynamic=False)
+    return torch.compile(fn, dynamic=False, options={"post_grad_custom_post_pass": NarrowProducts()})
 
 
 def importance_terms(pre_importance_of: Callable[[dict[str, Tensor]], dict[str, Tensor]], acts: dict[str, Tensor],
