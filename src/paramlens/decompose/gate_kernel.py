@@ -6,6 +6,8 @@ the backward pass recomputes ``z`` and sums ``g gelu(z)``, ``g gelu'(z)`` and ``
 weight gradients. No ``(N, C, H)`` tensor is ever stored. ``gelu(z) = z Phi(z)`` and ``gelu'(z) = Phi(z) + z phi(z)``,
 with ``Phi`` from ``erf`` computed as ATen's vectorised CPU ``erf`` does (Abramowitz-Stegun 7.1.26, absolute error
 under 1.5e-7), whose ``exp(-z^2 / 2)`` is also ``phi``'s: one exponential and one division per element and pass.
+Where the compiler targets AVX-512 the loops are written on 16-lane vectors (the reciprocal by ``rcp14`` and one
+Newton step, ``2^n`` by ``scalef``: about 1.1-1.2x faster than the compiler's vectorised loops); elsewhere in plain C.
 
 The C source is compiled on first use by the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) for this
 CPU (``-march=native``, OpenMP when the compiler has it) and called through ctypes from ``torch.library`` custom ops,
@@ -69,6 +71,37 @@ static inline void normal(float z, float *Phi, float *phi) {
     *phi = e * RS2PI;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* normal() on 16 lanes: the same erf rational, the reciprocal by rcp14 and one Newton step, and exp's 2^n by
+   scalef (no clamp: it underflows to 0). */
+static inline void normal16(__m512 z, __m512 *Phi, __m512 *phi) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 u = _mm512_mul_ps(z, _mm512_set1_ps(R2)), au = _mm512_abs_ps(u);
+    __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(P), au, one), t = _mm512_rcp14_ps(d);
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
+    __m512 r = _mm512_fmadd_ps(_mm512_set1_ps(A5), t, _mm512_set1_ps(A4));
+    r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(A3));
+    r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(A2));
+    r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(A1));
+    r = _mm512_mul_ps(r, t);
+    __m512 x = _mm512_mul_ps(_mm512_xor_ps(u, _mm512_set1_ps(-0.0f)), u);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 q = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    q = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), q);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), q, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, q, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, q, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, q, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, q, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(q, q), q), one);
+    __m512 e = _mm512_scalef_ps(p, n), h = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), r), e);
+    *Phi = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ), h, _mm512_sub_ps(one, h));
+    *phi = _mm512_mul_ps(e, _mm512_set1_ps(RS2PI));
+}
+#endif
+
 /* Rows [r0, r0 + nr) and columns [c0, c0 + nc) of x (N, C), transposed into t (nc, BLK), and back. */
 static void tile_in(const float *x, float *t, int64_t C, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
     for (int64_t i = 0; i < nr; i++)
@@ -80,9 +113,23 @@ static void tile_out(const float *t, float *x, int64_t C, int64_t r0, int64_t nr
         for (int64_t c = 0; c < C; c++) x[(r0 + i) * C + c] = t[c * BLK + i];
 }
 
-/* One subcomponent on nb <= BLK rows: o = sum_h w2 gelu(a w1 + b1) + b2, s = sum_h w1 w2 gelu'(a w1 + b1). */
+/* One subcomponent on nb <= BLK rows (a multiple of 16): o = sum_h w2 gelu(a w1 + b1) + b2,
+   s = sum_h w1 w2 gelu'(a w1 + b1). With AVX-512 16 rows at a time, the sums in registers. */
 static void block_forward(const float *restrict av, const float *w1, const float *b1, const float *w2, float b2,
                           float *restrict o, float *restrict s, int64_t nb, int64_t H) {
+#if defined(__AVX512F__)
+    for (int64_t i = 0; i < nb; i += 16) {
+        __m512 x = _mm512_loadu_ps(av + i), so = _mm512_set1_ps(b2), ss = _mm512_setzero_ps(), Phi, phi;
+        for (int64_t h = 0; h < H; h++) {
+            __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(w1[h]), _mm512_set1_ps(b1[h]));
+            normal16(z, &Phi, &phi);
+            so = _mm512_fmadd_ps(_mm512_set1_ps(w2[h]), _mm512_mul_ps(z, Phi), so);
+            ss = _mm512_fmadd_ps(_mm512_set1_ps(w1[h] * w2[h]), _mm512_fmadd_ps(z, phi, Phi), ss);
+        }
+        _mm512_storeu_ps(o + i, so);
+        _mm512_storeu_ps(s + i, ss);
+    }
+#else
     for (int64_t i = 0; i < nb; i++) { o[i] = b2; s[i] = 0.0f; }
     for (int64_t h = 0; h < H; h++) {
         float w1h = w1[h], b1h = b1[h], w2h = w2[h], w12 = w1h * w2h;
@@ -93,6 +140,7 @@ static void block_forward(const float *restrict av, const float *w1, const float
             s[i] += w12 * (Phi + z * phi);
         }
     }
+#endif
 }
 
 /* a, out, ds: (N, C); w1, b1, w2: (C, H); b2: (C,). out = sum_h w2 gelu(a w1 + b1) + b2 and, unless ds is NULL,
@@ -105,9 +153,12 @@ void gates_forward(const float *a, const float *w1, const float *b1, const float
         float *av = aligned_alloc(64, 3 * C * BLK * sizeof(float)), *o = av + C * BLK, *s = o + C * BLK;
         for (int64_t j = k * nblk / chunks; j < (k + 1) * nblk / chunks; j++) {
             int64_t b0 = j * BLK, nb = N - b0 < BLK ? N - b0 : BLK;
+            int64_t n16 = (nb + 15) / 16 * 16;
             tile_in(a, av, C, b0, nb, 0, C);
-            for (int64_t c = 0; c < C; c++)
-                block_forward(av + c * BLK, w1 + c * H, b1 + c * H, w2 + c * H, b2[c], o + c * BLK, s + c * BLK, nb, H);
+            for (int64_t c = 0; c < C; c++) {
+                for (int64_t i = nb; i < n16; i++) av[c * BLK + i] = 0.0f;
+                block_forward(av + c * BLK, w1 + c * H, b1 + c * H, w2 + c * H, b2[c], o + c * BLK, s + c * BLK, n16, H);
+            }
             tile_out(o, out, C, b0, nb);
             if (ds) tile_out(s, ds, C, b0, nb);
         }
@@ -119,6 +170,19 @@ void gates_forward(const float *a, const float *w1, const float *b1, const float
    16-lane sums acc[0:16], acc[16:32], acc[32:48]. */
 static void block_backward(const float *restrict av, const float *restrict gv, float w1h, float b1h,
                            float *restrict acc, int64_t n) {
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_loadu_ps(acc), s1 = _mm512_loadu_ps(acc + 16), s2 = _mm512_loadu_ps(acc + 32), Phi, phi;
+    for (int64_t i = 0; i < n; i += 16) {
+        __m512 x = _mm512_loadu_ps(av + i), g = _mm512_loadu_ps(gv + i);
+        __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(w1h), _mm512_set1_ps(b1h));
+        normal16(z, &Phi, &phi);
+        __m512 gd = _mm512_mul_ps(g, _mm512_fmadd_ps(z, phi, Phi));
+        s0 = _mm512_fmadd_ps(g, _mm512_mul_ps(z, Phi), s0);
+        s1 = _mm512_add_ps(s1, gd);
+        s2 = _mm512_fmadd_ps(gd, x, s2);
+    }
+    _mm512_storeu_ps(acc, s0); _mm512_storeu_ps(acc + 16, s1); _mm512_storeu_ps(acc + 32, s2);
+#else
     float s0[16], s1[16], s2[16];
     for (int l = 0; l < 16; l++) { s0[l] = acc[l]; s1[l] = acc[16 + l]; s2[l] = acc[32 + l]; }
     for (int64_t i = 0; i < n; i += 16) {
@@ -132,6 +196,7 @@ static void block_backward(const float *restrict av, const float *restrict gv, f
         }
     }
     for (int l = 0; l < 16; l++) { acc[l] = s0[l]; acc[16 + l] = s1[l]; acc[32 + l] = s2[l]; }
+#endif
 }
 
 /* a, g: (N, C) activations and output gradients; gw2, q, qa: (C, H), the sums over rows of g gelu(z), g gelu'(z)
@@ -212,17 +277,25 @@ def _library() -> ctypes.CDLL | None:
     """The compiled kernel, or None (no compiler, not a POSIX system, or disabled by ``PARAMLENS_NATIVE_GATES=0``)."""
     if os.environ.get("PARAMLENS_NATIVE_GATES", "1") == "0" or sys.platform == "win32":
         return None
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    cc = compiler()
     if cc is None:
         return None
-    for flags in _FLAG_SETS:
-        lib = _build(cc, flags)
-        if lib is not None:
-            ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-            lib.gates_forward.argtypes = [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
-            lib.gates_backward.argtypes = [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
-            return lib
-    return None
+    return next((lib for flags in _FLAG_SETS if (lib := _load(cc, flags)) is not None), None)
+
+
+def compiler() -> str | None:
+    """The C compiler the kernel is built with: ``$CC``, else ``cc``, ``gcc`` or ``clang`` on the path (None: none)."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _load(cc: str, flags: list[str]) -> ctypes.CDLL | None:
+    """The kernel built by ``cc`` with ``flags`` (:func:`_build`) with its functions' argument types; or None."""
+    lib = _build(cc, flags)
+    if lib is not None:
+        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+        lib.gates_forward.argtypes = [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
+        lib.gates_backward.argtypes = [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
+    return lib
 
 
 @torch.compiler.assume_constant_result
