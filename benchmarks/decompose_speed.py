@@ -21,17 +21,19 @@ Language model: on every attention and MLP matrix of the in-project Llama-style 
 the steps add over the loaded model, ParamLens (eager and compiled) against the plain per-target implementation of
 ``spd_baselines.py`` (each target's subcomponents as full rank-one matrices), each in its own process.
 
-Usage: python benchmarks/decompose_speed.py [--steps 200] [--threads 1] [--reference DIR] [--seeds 0 1 2 3 4]
+Usage: python benchmarks/decompose_speed.py [--steps 200] [--repeats 3] [--threads 1] [--reference DIR] [--seeds 0 1 2 3 4]
        [--lm-steps 10] [--lm-C 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -144,38 +146,48 @@ def bar_rows(ref: Reference | None, seeds: list[int], ref_steps: int, steps: int
     return rows
 
 
-def rate_rows(ref: Reference | None, steps: int, threads: int) -> list[dict]:
+def rate_rows(ref: Reference | None, steps: int, repeats: int) -> list[dict]:
     """Steps/s of the reference (its own loop, on its own seed-4 target), the loop baseline and ParamLens (eager,
-    compiled), all on that target (ParamLens's TMS 5-2 without a reference)."""
-    rows, ref_rate = [], None
-    if ref is not None:
-        with tempfile.TemporaryDirectory() as tmp:
+    compiled, its own loop), all on that target (ParamLens's TMS 5-2 without a reference): ``repeats`` rounds, each
+    timing every implementation in turn (so that a slow spell of a shared machine falls on all of them); the median
+    round of each, and its fastest and slowest."""
+    with tempfile.TemporaryDirectory() as tmp:
+        measures: dict[str, Callable[[], float]] = {}
+        if ref is not None:
             target = ref.train(4, Path(tmp))
-            ref_rate = ref.decompose(target, steps + 101, Path(tmp) / "ref.json", b=steps + 100)["steps_per_s"]
+            measures["SPD paper code (reference, its own loop)"] = lambda: ref.decompose(
+                target, steps + 101, Path(tmp) / "ref.json", b=steps + 100)["steps_per_s"]
             model = as_paramlens(target)
-        rows.append({"implementation": "SPD paper code (reference, its own loop)", "steps/s": ref_rate})
-    else:
-        model, _ = train_tms(TMSConfig(), progress=False)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    targets = select(model, ["linear1", "linear2"])
-    source, gen = model.source(), torch.Generator().manual_seed(0)
-    sample = lambda: source.sample(4096, gen)
-    cfg = SPDConfig()
-    loop = LoopSPD(targets, cfg.C)
-    rows.append({"implementation": "loop over subcomponents", "steps/s": steps_per_second(make_step(
-        model, targets, sample, lambda x, o, i: loop.losses(model, x, o, i, cfg.importance_minimality_coeff, "mse"),
-        loop.parameters()), steps)})
-    for name, settings in PARAMLENS_MODES.items():
-        c = cfg.model_copy(update=settings)
-        spd = SPDMethod.build(model, targets, c)
-        rows.append({"implementation": name, "steps/s": steps_per_second(
-            make_step(model, targets, sample, paramlens_loss(spd, model, c, gen), spd.parameters()), steps)})
-    rows.append({"implementation": "ParamLens decompose() (its own loop, W tied as the reference's)",
-                 "steps/s": loop_rate(model, steps)})
-    base = ref_rate or rows[0]["steps/s"]
+        else:
+            model, _ = train_tms(TMSConfig(), progress=False)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        targets = select(model, ["linear1", "linear2"])
+        source, gen = model.source(), torch.Generator().manual_seed(0)
+        sample = lambda: source.sample(4096, gen)
+        cfg = SPDConfig()
+        loop = LoopSPD(targets, cfg.C)
+        loop_loss = lambda x, o, i: loop.losses(model, x, o, i, cfg.importance_minimality_coeff, "mse")
+        measures["loop over subcomponents"] = lambda: steps_per_second(
+            make_step(model, targets, sample, loop_loss, loop.parameters()), steps)
+        for name, settings in PARAMLENS_MODES.items():
+            c = cfg.model_copy(update=settings)
+            spd = SPDMethod.build(model, targets, c)
+            measures[name] = partial(lambda spd, c: steps_per_second(
+                make_step(model, targets, sample, paramlens_loss(spd, model, c, gen), spd.parameters()), steps), spd, c)
+        measures["ParamLens decompose() (its own loop, W tied as the reference's)"] = lambda: loop_rate(model, steps)
+        rates: dict[str, list[float]] = {name: [] for name in measures}
+        for r in range(repeats):
+            for name, measure in measures.items():
+                rates[name].append(measure())
+            print(f"  round {r + 1}: " + ", ".join(f"{v[-1]:.1f}" for v in rates.values()), flush=True)
+    base_name = next(iter(rates))
+    rows = [{"implementation": name, "steps/s (median)": statistics.median(v), "slowest": min(v), "fastest": max(v)}
+            for name, v in rates.items()]
     for row in rows:
-        row["ratio to " + ("reference" if ref_rate else "loop")] = row["steps/s"] / base
+        row["ratio to " + ("reference" if ref else "loop")] = row["steps/s (median)"] / rows[0]["steps/s (median)"]
+    per_round = [b / a for a, b in zip(rates[base_name], rates[rows[-1]["implementation"]])]
+    print(f"  decompose() / {'reference' if ref else 'loop'} per round: " + ", ".join(f"{x:.2f}" for x in per_round))
     return rows
 
 
@@ -246,6 +258,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="steps timed per implementation (a multiple of 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, every implementation")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the steps/s measurement (median reported)")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="the reference SPD folder (with setup.sh)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4], help="targets of the bar race (none: no race)")
     parser.add_argument("--bar-steps", type=int, default=12_000, help="ParamLens's step budget to the bar")
@@ -258,8 +271,8 @@ def main() -> None:
     ref = Reference(args.reference, args.threads) if (args.reference / "setup.sh").is_file() else None
     if ref is None:
         print(f"no reference at {args.reference}: its columns are skipped; targets are trained by ParamLens")
-    print_table(f"SPD steps per second, TMS 5-2, batch 4096, C = 20, {args.threads} thread(s), same target",
-                rate_rows(ref, args.steps, args.threads))
+    print_table(f"SPD steps per second, TMS 5-2, batch 4096, C = 20, {args.threads} thread(s), same target, "
+                f"{args.repeats} rounds", rate_rows(ref, args.steps, args.repeats))
     if args.lm_steps:
         print_table(f"SPD on every attention and MLP matrix of the in-project LM (14 matrices, C = {args.lm_C}, "
                     f"{LM_BATCH} x {LM_CONTEXT} tokens a step, {args.threads} thread(s))",

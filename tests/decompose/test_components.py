@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paramlens.core.weights import run_with, select
-from paramlens.decompose import gate_kernel
+from paramlens.decompose import gate_kernel, native
 from paramlens.decompose.components import Gates, Subcomponents, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
 from paramlens.decompose.forward import faithfulness, run_maps
 from paramlens.decompose.spd import SPDModel
@@ -47,7 +47,7 @@ def _outputs_and_grads(gates: Gates, inner: Tensor, grad: Tensor) -> tuple[Tenso
 
 
 needs_kernel = pytest.mark.skipif(not gate_kernel.available(),
-                                  reason="no fused gate kernel (no C compiler, or PARAMLENS_NATIVE_GATES=0)")
+                                  reason="no fused gate kernel (no C compiler, or PARAMLENS_NATIVE=0)")
 
 
 @needs_kernel
@@ -117,7 +117,7 @@ def test_fused_gate_kernel_built_for_any_cpu_agrees():
     w1, b1, w2 = (torch.randn(C, H, generator=gen) for _ in range(3))
     b2 = torch.randn(C, generator=gen)
     results = []
-    for lib in (gate_kernel._library(), gate_kernel._load(gate_kernel.compiler(), [])):
+    for lib in (gate_kernel._library(), native.build("gates", gate_kernel._SOURCE, gate_kernel.SIGNATURES, native.compiler(), [])):
         out, sums = torch.empty(2, N, C), torch.empty(3, C, H)
         lib.gates_forward(*(t.data_ptr() for t in (a, w1, b1, w2, b2, out[0], out[1])), N, C, H, 1)
         lib.gates_backward(*(t.data_ptr() for t in (a, g, w1, b1, *sums)), N, C, H, 1)

@@ -347,27 +347,28 @@ class TrainingStep:
         sums: dict[str, float] = {}
         for part, rows in zip(x.chunk(n), micro_rows(self.rows, n)):
             self.noise_generator.set_state(start)
-            losses = self.losses(i, part, rows)
+            losses, values = self.losses(i, part, rows)
             total = losses["total"] / n
             (total if self.scaler is None else self.scaler.scale(total)).backward()
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
         return {name: value / n for name, value in sums.items()}
 
-    def losses(self, i: int, x: Tensor, rows: slice) -> dict[str, Tensor]:
+    def losses(self, i: int, x: Tensor, rows: slice) -> tuple[dict[str, Tensor], dict[str, float]]:
         """The method's losses on the micro-batch ``x`` (``rows`` of the global batch) of step ``i``, under the
-        configured autocast; a non-finite one stops the run naming it."""
+        configured autocast, and their values (read in one transfer); a non-finite one stops the run naming it."""
         with self.precision():
             target_out, inputs = capture(self.model, self.targets, x)
             noise = self.method.draw_noise(self.cfg, self.targets, inputs, target_out, self.noise_generator, rows)
             losses = self.loss_fn(self.model, x, target_out, inputs, self.cfg, noise, i)
-        for name, value in losses.items():
-            if not torch.isfinite(value):
+        values = dict(zip(losses, torch.stack([v.detach().float() for v in losses.values()]).tolist()))
+        for name, value in values.items():
+            if not math.isfinite(value):
                 raise ParamLensError(
-                    f"loss '{name}' is {float(value.detach())} at step {i}; stopped (the run folder keeps its last "
-                    "checkpoint, if one was written): lower the learning rate or check the model's activations"
+                    f"loss '{name}' is {value} at step {i}; stopped (the run folder keeps its last checkpoint, if one "
+                    "was written): lower the learning rate or check the model's activations"
                 )
-        return losses
+        return losses, values
 
     def precision(self) -> contextlib.AbstractContextManager:
         """``torch.autocast`` to ``cfg.autocast`` on the model's device, or nothing when it is ``"off"``."""

@@ -9,29 +9,20 @@ under 1.5e-7), whose ``exp(-z^2 / 2)`` is also ``phi``'s: one exponential and on
 Where the compiler targets AVX-512 the loops are written on 16-lane vectors (the reciprocal by ``rcp14`` and one
 Newton step, ``2^n`` by ``scalef``: about 1.1-1.2x faster than the compiler's vectorised loops); elsewhere in plain C.
 
-The C source is compiled on first use by the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) for this
-CPU (``-march=native``, OpenMP when the compiler has it) and called through ctypes from ``torch.library`` custom ops,
-which ``torch.compile`` keeps as opaque calls. The library is cached under ``$PARAMLENS_KERNEL_CACHE`` (default:
-``paramlens-kernels-<uid>`` in the temporary directory), a folder that must be the user's and not writable by others.
-Without a working compiler, or with ``PARAMLENS_NATIVE_GATES=0``, :func:`available` is False and :class:`Gates` runs
-in plain torch.
+The C source is compiled on first use for this CPU (:mod:`paramlens.decompose.native`) and called through ctypes from
+``torch.library`` custom ops, which ``torch.compile`` keeps as opaque calls. Without a working compiler, or with
+``PARAMLENS_NATIVE=0``, :func:`available` is False and :class:`Gates` runs in plain torch.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from paramlens.decompose import native
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -232,70 +223,14 @@ void gates_backward(const float *a, const float *g, const float *w1, const float
 }
 """
 
-# Full-width vectors where the CPU has AVX-512 (compilers default to 256 bits there): the kernel ~1.4x faster.
-_FLAG_SETS = (["-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-march=native", "-fopenmp"],
-              ["-march=native"], [])
-
-
-def _cpu_signature() -> str:
-    """What ``-march=native`` depends on: the CPU's feature flags (a shared cache must not mix machines)."""
-    try:
-        flags = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith(("flags", "Features"))]
-        return flags[0] if flags else platform.processor()
-    except OSError:
-        return platform.machine() + platform.processor()
-
-
-def _build(cc: str, flags: list[str]) -> ctypes.CDLL | None:
-    """The kernel compiled by ``cc`` with ``flags`` (cached by source, compiler, flags and CPU) and loaded; None if
-    it does not compile or load."""
-    key = hashlib.sha256("\0".join([_SOURCE, cc, *flags, _cpu_signature()]).encode()).hexdigest()[:24]
-    default = Path(tempfile.gettempdir()) / f"paramlens-kernels-{os.getuid()}"
-    cache = Path(os.environ.get("PARAMLENS_KERNEL_CACHE") or default)
-    lib = cache / f"gates-{key}.so"
-    try:
-        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = cache.stat()
-        if st.st_uid != os.getuid() or st.st_mode & 0o022:
-            return None  # a library others can write to is not loaded
-        if not lib.exists():
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                src, out = Path(tmp) / "gates.c", Path(tmp) / "gates.so"
-                src.write_text(_SOURCE)
-                cmd = [cc, "-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math", *flags, str(src),
-                       "-o", str(out)]
-                if subprocess.run(cmd, check=False, capture_output=True, timeout=120).returncode != 0:
-                    return None
-                os.replace(out, lib)  # atomic: concurrent processes see a whole library or none
-        return ctypes.CDLL(str(lib))
-    except (OSError, subprocess.SubprocessError):
-        return None
+SIGNATURES = {"gates_forward": [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int],
+              "gates_backward": [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int]}
 
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    """The compiled kernel, or None (no compiler, not a POSIX system, or disabled by ``PARAMLENS_NATIVE_GATES=0``)."""
-    if os.environ.get("PARAMLENS_NATIVE_GATES", "1") == "0" or sys.platform == "win32":
-        return None
-    cc = compiler()
-    if cc is None:
-        return None
-    return next((lib for flags in _FLAG_SETS if (lib := _load(cc, flags)) is not None), None)
-
-
-def compiler() -> str | None:
-    """The C compiler the kernel is built with: ``$CC``, else ``cc``, ``gcc`` or ``clang`` on the path (None: none)."""
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-
-
-def _load(cc: str, flags: list[str]) -> ctypes.CDLL | None:
-    """The kernel built by ``cc`` with ``flags`` (:func:`_build`) with its functions' argument types; or None."""
-    lib = _build(cc, flags)
-    if lib is not None:
-        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-        lib.gates_forward.argtypes = [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
-        lib.gates_backward.argtypes = [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
-    return lib
+    """The compiled kernel (:func:`paramlens.decompose.native.library`), or None."""
+    return native.library("gates", _SOURCE, SIGNATURES)
 
 
 @torch.compiler.assume_constant_result

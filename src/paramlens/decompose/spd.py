@@ -42,6 +42,7 @@ from paramlens.decompose.components import (
 from paramlens.decompose.forward import faithfulness, output_loss, run_maps, with_total
 from paramlens.decompose.importance_fns import CIFunction, importance_function
 from paramlens.decompose.narrow_products import NarrowProducts
+from paramlens.decompose.noise import uniform
 from paramlens.decompose.spd_config import SPDConfig
 
 
@@ -284,8 +285,8 @@ class SPDMethod:
     def draw_noise(cfg: SPDConfig, targets: Sequence[Target], inputs: dict[str, Tensor], target_out: Tensor,
                    generator: torch.Generator, rows: slice) -> list[dict[str, Tensor]]:
         """``n_mask_samples`` draws of ``{target: r ~ U(0, 1) (..., C)}`` (with delta components also ``{DELTA +
-        target: (..., 1)}``; and one more draw as the start of fresh adversarial sources), drawn for the global batch (every process draws the same) and cut to this process's
-        ``rows``."""
+        target: (..., 1)}``; and one more draw as the start of fresh adversarial sources), drawn for the global batch
+        (every process draws the same; :func:`~paramlens.decompose.noise.uniform`) and cut to this process's ``rows``."""
         noise = []
         fresh_sources = bool(cfg.adversarial_recon_coeff) and not cfg.pgd_persistent
         for _ in range(cfg.n_mask_samples + fresh_sources):
@@ -293,9 +294,9 @@ class SPDMethod:
             for t in targets:
                 lead = inputs[t.name].shape[: -1 if t.kind != "embedding" else None]
                 shape = (cfg.batch_size, *lead[1:])
-                draw[t.name] = torch.rand((*shape, cfg.C), generator=generator, device=generator.device)[rows]
+                draw[t.name] = uniform((*shape, cfg.C), generator)[rows]
                 if cfg.delta_component:
-                    draw[DELTA + t.name] = torch.rand((*shape, 1), generator=generator, device=generator.device)[rows]
+                    draw[DELTA + t.name] = uniform((*shape, 1), generator)[rows]
             noise.append(draw)
         return noise
 
