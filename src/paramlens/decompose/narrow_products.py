@@ -18,7 +18,7 @@ from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_file
 
 aten = torch.ops.aten
 
-#: result widths (columns) the pass transposes, and the fewest rows (per column) the result must have
+#: result widths (columns) the pass transposes, and the fewest rows the result must have
 NARROW = range(2, 9)
 MIN_ROWS = 16
 
