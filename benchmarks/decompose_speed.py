@@ -285,7 +285,7 @@ def main() -> None:
     rows = bar_rows(ref, args.seeds, args.ref_bar_steps, args.bar_steps, args.every)
     print_table("time to the TMS 5-2 bar (MMCS >= 0.999, ML2R in [0.98, 1.02] on W's represented features): the "
                 "reference against ParamLens, both with the reference's settings (C = 20, cosine over 40k steps; lr "
-                "1e-3, ParamLens 3e-3), on targets trained by the reference's trainer", rows)
+                f"1e-3, ParamLens {BAR_SPD['lr']:g}), on targets trained by the reference's trainer", rows)
 
 
 if __name__ == "__main__":
