@@ -165,3 +165,28 @@ def test_text_files_are_read_only_as_far_as_needed(tmp_path):
     with open(big, "wb") as f:
         f.truncate(8 << 30)  # 8 GiB of zeros on paper, nothing on disk
     assert len(load_corpus(str(big), max_chars=1000)) == 1000
+
+
+def test_a_torchrun_worker_ends_with_its_status_output_and_exit_handlers(tmp_path):
+    """Under torchrun (WORLD_SIZE > 1) the process ends without interpreter finalization: the status, all of stdout
+    and the exit handlers must be as in a plain run."""
+    import subprocess
+    import sys
+
+    save_file({"w": torch.ones(2)}, tmp_path / "w.safetensors")
+    script = ("import atexit, sys; atexit.register(lambda: print('handler ran')); "
+              "sys.argv = ['paramlens', *sys.argv[1:]]; from paramlens.cli import main; main()")
+
+    def run(world, *args):
+        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "WORLD_SIZE": world}
+        r = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, env=env,
+                           timeout=120, check=False)
+        return r.returncode, r.stdout, r.stderr
+
+    ends = []
+    for args in (["inspect", tmp_path / "w.safetensors"], ["inspect", tmp_path / "missing.safetensors"]):
+        plain, worker = run("1", *args), run("2", *args)
+        assert worker == plain and "handler ran" in worker[1]  # printed last, to a buffered pipe
+        ends.append(plain)
+    (ok, shown, _), (bad, _, said) = ends
+    assert ok == 0 and "w" in shown.split() and bad == Exit.BAD_INPUT and "no such file" in said

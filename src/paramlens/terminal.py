@@ -96,7 +96,33 @@ def finite(value: float | None, option: str, low: float | None = None, high: flo
 
 def run_cli(app: Any, state: dict) -> None:
     """Run the typer ``app``; every failure ends as one line on stderr and its :class:`Exit` status (with
-    ``state["debug"]`` the traceback is shown instead)."""
+    ``state["debug"]`` the traceback is shown instead). A process started by ``torchrun`` ends through
+    :func:`_end_worker`."""
+    try:
+        _run_app(app, state)
+    except SystemExit as e:
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+            _end_worker(e.code)
+        raise
+
+
+def _end_worker(code: Any) -> None:
+    """End a ``torchrun`` worker with status ``code`` (an int, None: 0, else 1) after the exit handlers and a flush
+    of stdout/stderr, but without interpreter finalization. A gloo process group's worker threads can still be
+    releasing the tensors of a finished collective when the main thread exits; a thread that then waits for the GIL
+    while the interpreter finalizes is stopped by an unwind that C++ turns into ``std::terminate``, and the process
+    aborts ("terminate called without an active exception") after its work is done. Leaving the group first does
+    not prevent it (device meshes and cached sharding specs keep the group alive)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
+def _run_app(app: Any, state: dict) -> None:
+    """:func:`run_cli` in any process."""
     import typer
     from pydantic import ValidationError
 

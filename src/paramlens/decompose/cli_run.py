@@ -60,8 +60,8 @@ class Request:
 def _process_group() -> Iterator[int]:
     """Under ``torchrun`` (``WORLD_SIZE > 1``) join its process group for the block, unless one is already joined,
     and leave it at the end; yields this process's rank. The decomposition's tensors are on the CPU: gloo carries
-    them (nccl only CUDA tensors). Leaving explicitly matters: a gloo group left to interpreter exit can abort the
-    process ("terminate called without an active exception")."""
+    them (nccl only CUDA tensors). The process still ends without interpreter finalization
+    (:func:`paramlens.terminal.run_cli`): leaving the group does not stop its threads."""
     joins = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     if joins:
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
