@@ -101,9 +101,15 @@ def run_cli(app: Any, state: dict) -> None:
     try:
         _run_app(app, state)
     except SystemExit as e:
-        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+        if torchrun_worker():
             _end_worker(e.code)
         raise
+
+
+def torchrun_worker() -> bool:
+    """Whether this process is one of several that ``torchrun`` started (``WORLD_SIZE`` above 1)."""
+    size = os.environ.get("WORLD_SIZE", "1").strip()
+    return size.isdigit() and int(size) > 1
 
 
 def _end_worker(code: Any) -> None:

@@ -32,6 +32,7 @@ from paramlens.core.weights import select
 from paramlens.decompose import METHODS, Decomposition, decompose
 from paramlens.errors import ParamLensError, UsageError
 from paramlens.report.run import write_run
+from paramlens.terminal import torchrun_worker
 
 RUN_RECORD = "run.json"
 # On a language model: 8 windows a step, outputs compared by KL, and (SPD) no layerwise passes, one per target a
@@ -62,7 +63,7 @@ def _process_group() -> Iterator[int]:
     and leave it at the end; yields this process's rank. The decomposition's tensors are on the CPU: gloo carries
     them (nccl only CUDA tensors). The process still ends without interpreter finalization
     (:func:`paramlens.terminal.run_cli`): leaving the group does not stop its threads."""
-    joins = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    joins = torchrun_worker() and not dist.is_initialized()
     if joins:
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
