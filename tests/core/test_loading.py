@@ -172,3 +172,32 @@ def test_token_id_files_are_checked_and_capped_by_tokens(tmp_path):
         read_token_ids(tmp_path / "huge.txt", 20, 2)
     with pytest.raises(ParamLensError, match=r"flat.pt: token ids range over \[0, 99\], outside .* vocabulary of 50"):
         read_token_ids(tmp_path / "flat.pt", 50, 10)
+
+
+def test_zip_files_damaged_in_any_field_raise_one_clear_error(tmp_path):
+    """zipfile raises NotImplementedError (a version or compression method it lacks), RuntimeError (the encrypted
+    flag) and zlib.error (damaged deflate data) besides BadZipFile: each is one ParamLensError naming the file."""
+    import struct
+
+    np.savez(tmp_path / "plain.npz", a=np.arange(6.0), b=np.ones(3))
+    np.savez_compressed(tmp_path / "packed.npz", a=np.arange(4096.0))
+    plain, packed = (tmp_path / "plain.npz").read_bytes(), (tmp_path / "packed.npz").read_bytes()
+    central = plain.index(b"PK\x01\x02")  # the first central directory record
+
+    def patched(raw, at, fmt, value):
+        return raw[:at] + struct.pack(fmt, value) + raw[at + struct.calcsize(fmt):]
+
+    local_method = patched(plain, 8, "<H", 99)  # the first member's compression method, local header and directory
+    name_size, extra_size = struct.unpack_from("<HH", packed, 26)
+    data = 30 + name_size + extra_size  # the first member's deflate stream
+    cases = {
+        "version.npz": patched(plain, central + 6, "<H", 64),  # needs zip version 6.4
+        "method.npz": patched(local_method, central + 10, "<H", 99),
+        "encrypted.npz": patched(plain, central + 8, "<H", 1),
+        "deflate.npz": packed[:data] + b"\xff" + packed[data + 1:],  # block type 3, which deflate does not have
+    }
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(ParamLensError, match=f"{name}: (a damaged zip file|unreadable .npz)") as caught:
+            load(tmp_path / name)
+        assert "\n" not in str(caught.value)

@@ -81,5 +81,7 @@ def read_npz(path: Path) -> dict[str, Tensor]:
                 with zf.open(m) as f:
                     out[m.filename.removesuffix(".npy")] = _array(f, m.file_size, where)
             return out
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except ParamLensError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile and zlib raise many kinds for damaged data (zlib.error, ...)
         raise ParamLensError(f"{path}: unreadable .npz ({e}); it is truncated or corrupt") from None

@@ -130,8 +130,8 @@ def _zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ParamLensError(f"{path}: a damaged zip file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - zipfile raises many kinds for a damaged directory (NotImplementedError...)
+        raise ParamLensError(f"{path}: a damaged zip file ({_first_line(e)})") from None
     if names and all(n.endswith(".npy") for n in names):
         return "npz"
     raise ParamLensError(f"{path}: a zip file that is neither a torch checkpoint (no data.pkl) nor an .npz archive")
